@@ -1,0 +1,63 @@
+# cfs build entry points. Everything a target needs is installed by the target itself:
+# a pinned Deno from npm into .tools/ (ignored by git), Debian packages with apt-get when
+# missing, and the reference CLI `cfsctl` with cargo when missing (the test oracle).
+
+DENO_VERSION := 2.9.6
+TOOLS        := $(CURDIR)/.tools
+DENO         := $(TOOLS)/node_modules/.bin/deno
+export DENO_DIR := $(CURDIR)/.deno
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CFS          := $(DENO) run --allow-all --quiet $(CURDIR)/cli.ts
+
+# Debian packages the tests use: fs-verity reference digests, EROFS tools, the debootstrap
+# rootfs, the QEMU guest that runs cfsctl where fs-verity is enabled, xattr tools.
+APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr qemu-system-x86 \
+                linux-image-amd64 busybox-static cpio zstd
+
+.PHONY: setup deno apt cfsctl demo test bench binary fmt lint check clean
+
+setup: deno apt
+
+deno: $(DENO)
+$(DENO):
+	mkdir -p $(TOOLS)
+	cd $(TOOLS) && npm install --no-audit --no-fund --silent deno@$(DENO_VERSION)
+	$(DENO) --version
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+cfsctl:
+	@command -v cfsctl >/dev/null 2>&1 || cargo install cfsctl --locked --version 0.3.0
+
+demo: setup
+	$(DENO) run --allow-all --quiet demo.ts
+
+test: setup cfsctl
+	$(DENO) test --allow-all --quiet test/
+
+bench: setup cfsctl
+	$(DENO) run --allow-all --quiet bench/bench.ts
+
+binary: deno
+	@if [ -z "$$DENORT_BIN" ]; then echo "make binary: deno compile needs the denort runtime; set DENORT_BIN to a local denort (it cannot be downloaded here)"; fi
+	mkdir -p dist
+	$(DENO) compile --allow-all --output dist/cfs cli.ts
+
+fmt: deno
+	$(DENO) fmt
+
+lint: deno
+	$(DENO) lint
+
+check: deno
+	$(DENO) check cli.ts mod.ts
+
+clean:
+	rm -rf dist test/.work

@@ -1,0 +1,92 @@
+/**
+ * The cfs binary's entry point: global options, dispatch to a command module, and the
+ * mapping of errors to one-line messages and exit codes (1 failure, 2 usage).
+ *
+ * Every command module is imported statically so that `deno compile` includes it.
+ *
+ * @module
+ */
+import { type CommandHandler, type GlobalOptions, UsageError } from "./lib/cli/command.ts";
+import { digestCommand } from "./lib/cli/digest.ts";
+import {
+  computeIdCommand,
+  createDumpfileCommand,
+  createImageCommand,
+  dumpFilesCommand,
+  imageObjectsCommand,
+} from "./lib/cli/image.ts";
+import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
+
+const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
+  init: { handler: initCommand, summary: "create a repository" },
+  digest: { handler: digestCommand, summary: "print fs-verity digests of files" },
+  "compute-id": { handler: computeIdCommand, summary: "print the image ID of a directory tree" },
+  "create-dumpfile": { handler: createDumpfileCommand, summary: "print the composefs dumpfile of a tree" },
+  "create-image": { handler: createImageCommand, summary: "commit a tree's EROFS image to the repository" },
+  "image-objects": { handler: imageObjectsCommand, summary: "list the objects an image refers to" },
+  "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
+  fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
+  gc: { handler: gcCommand, summary: "remove unreferenced images and objects" },
+};
+
+const USAGE = `usage: cfs [--repo DIR] [--json] [-v] COMMAND [ARGS...]
+
+commands:
+${Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(16)} ${c.summary}`).join("\n")}
+
+Run 'cfs COMMAND --help' for a command's options.`;
+
+/** Runs cfs with `argv` (without the program name); returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const globals: GlobalOptions = { json: false, verbose: false, repo: Deno.env.get("CFS_REPO") };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--json") globals.json = true;
+    else if (a === "-v" || a === "--verbose") globals.verbose = true;
+    else if (a === "--repo") {
+      if (i + 1 >= argv.length) return usageError("--repo needs a directory");
+      globals.repo = argv[++i];
+    } else if (a.startsWith("--repo=")) globals.repo = a.slice(7);
+    else if (a === "-h" || a === "--help") {
+      console.log(USAGE);
+      return 0;
+    } else if (a === "--version") {
+      console.log("cfs 0.1.0");
+      return 0;
+    } else break;
+  }
+  const name = argv[i];
+  if (name === undefined) return usageError("no command given");
+  const command = COMMANDS[name];
+  if (command === undefined) return usageError(`unknown command '${name}'`);
+  try {
+    return await command.handler(argv.slice(i + 1), globals);
+  } catch (e) {
+    if (e instanceof UsageError) return usageError(`${name}: ${e.message}`, e.usage);
+    printError(e, globals.verbose);
+    return 1;
+  }
+}
+
+function usageError(message: string, usage = USAGE): number {
+  console.error(`cfs: ${message}\n${usage}`);
+  return 2;
+}
+
+/** One line by default; with -v the cause chain and the stack. */
+function printError(e: unknown, verbose: boolean): void {
+  const err = e instanceof Error ? e : new Error(String(e));
+  console.error(`cfs: ${err.message}`);
+  if (!verbose) return;
+  let cause = err.cause;
+  while (cause !== undefined) {
+    console.error(`  caused by: ${cause instanceof Error ? cause.message : String(cause)}`);
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  if (err.stack) console.error(err.stack);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

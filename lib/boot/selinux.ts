@@ -1,0 +1,226 @@
+/**
+ * SELinux labelling of a tree from the image's own policy, as composefs-boot 0.3.0 does
+ * for bootable images: read `SELINUXTYPE` from `/etc/selinux/config`, load
+ * `/etc/selinux/<type>/contexts/files/file_contexts` (+ `.local`, `.homedirs`) and the
+ * `.subs`/`.subs_dist` path aliases, and set (or remove, for `<<none>>` or no match)
+ * `security.selinux` on every inode. The last matching line of the spec files wins.
+ *
+ * Patterns are matched against "PATH" + one type letter (`-` `d` `l` `c` `b` `p` `s`),
+ * anchored at both ends, as the reference does. They are JavaScript regular expressions over
+ * a byte string with dotAll (`.` matches any byte); POSIX bracket classes are translated.
+ *
+ * @module
+ */
+import {
+  compareBytes,
+  type Directory,
+  type FileSystem,
+  type Inode,
+  nameToBytes,
+  sortedEntries,
+  type Stat,
+  TreeError,
+  typeLetter,
+} from "../tree.ts";
+
+/** A file_contexts/subs file that cannot be used: names the file, line and reason. */
+export class SelinuxPolicyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SelinuxPolicyError";
+  }
+}
+
+interface Rule {
+  regex: RegExp;
+  /** A literal prefix every match must start with: a cheap filter before the regex. */
+  prefix: string;
+  context: string;
+}
+
+/** A loaded policy: rules in match order (last line of the files first) and path aliases. */
+export class FileContexts {
+  constructor(readonly rules: Rule[], readonly aliases: Map<string, string>) {}
+
+  /** The label for `path` (byte string) of type `letter`, or undefined (no match / <<none>>). */
+  lookup(path: string, letter: string): string | undefined {
+    const key = path + letter;
+    for (const rule of this.rules) {
+      if (!key.startsWith(rule.prefix)) continue;
+      if (rule.regex.test(key)) return rule.context === "<<none>>" ? undefined : rule.context;
+    }
+    return undefined;
+  }
+}
+
+const POSIX_CLASSES: Record<string, string> = {
+  alnum: "0-9A-Za-z",
+  alpha: "A-Za-z",
+  digit: "0-9",
+  lower: "a-z",
+  upper: "A-Z",
+  space: "\\t\\n\\v\\f\\r ",
+  xdigit: "0-9A-Fa-f",
+  punct: "!-\\/:-@\\[-`{-~",
+  blank: "\\t ",
+};
+
+function translate(re: string): string {
+  return re.replace(/\[:([a-z]+):\]/g, (m, name) => POSIX_CLASSES[name] ?? m);
+}
+
+function literalPrefix(re: string): string {
+  if (re.includes("|")) return "";
+  let i = 0;
+  while (i < re.length && !".[]()*+?{}|^$\\".includes(re[i])) i++;
+  let prefix = re.slice(0, i);
+  if (i < re.length && "?*{".includes(re[i])) prefix = prefix.slice(0, -1);
+  return prefix;
+}
+
+/** Parses spec files (in the order given) into rules; the last line gets the highest priority. */
+export function parseSpecFiles(files: Array<{ name: string; text: string }>): Rule[] {
+  const rules: Rule[] = [];
+  for (const { name, text } of files) {
+    text.split("\n").forEach((line, i) => {
+      const parts = line.split(/[ \t\r\f\v]+/).filter((p) => p !== "");
+      if (parts.length === 0 || parts[0].startsWith("#")) return;
+      const where = `SELinux spec file ${name} line ${i + 1}`;
+      if (parts.length < 2) throw new SelinuxPolicyError(`${where}: missing context after the regex`);
+      let letter = ".";
+      let context = parts[1];
+      let rest = 2;
+      if (parts[1].startsWith("-")) {
+        const code = parts[1].slice(1);
+        if (!["b", "c", "d", "p", "l", "s", "-"].includes(code)) throw new SelinuxPolicyError(`${where}: invalid type code -${code}`);
+        if (parts.length < 3) throw new SelinuxPolicyError(`${where}: missing context field`);
+        letter = code === "-" ? "-" : code;
+        context = parts[2];
+        rest = 3;
+      }
+      if (parts.length > rest) throw new SelinuxPolicyError(`${where}: trailing data`);
+      const typePattern = letter === "." ? "." : letter === "-" ? "\\-" : letter;
+      let regex: RegExp;
+      try {
+        regex = new RegExp(`^(?:${translate(parts[0])})${typePattern}$`, "s");
+      } catch (e) {
+        throw new SelinuxPolicyError(`${where}: bad regex ${JSON.stringify(parts[0])}: ${(e as Error).message}`);
+      }
+      rules.push({ regex, prefix: literalPrefix(parts[0]), context });
+    });
+  }
+  return rules.reverse();
+}
+
+/** Parses `.subs` files: "ALIAS ORIGINAL" per line. */
+export function parseSubsFiles(files: Array<{ name: string; text: string }>): Map<string, string> {
+  const aliases = new Map<string, string>();
+  for (const { name, text } of files) {
+    text.split("\n").forEach((line, i) => {
+      const parts = line.split(/\s+/).filter((p) => p !== "");
+      if (parts.length === 0 || parts[0].startsWith("#")) return;
+      if (parts.length < 2) throw new SelinuxPolicyError(`SELinux subs file ${name} line ${i + 1}: missing original path`);
+      if (parts.length > 2) throw new SelinuxPolicyError(`SELinux subs file ${name} line ${i + 1}: trailing data`);
+      aliases.set(parts[0], parts[1]);
+    });
+  }
+  return aliases;
+}
+
+const SECURITY_SELINUX = new TextEncoder().encode("security.selinux");
+
+function setLabel(stat: Stat, label: string | undefined): void {
+  const idx = stat.xattrs.findIndex((x) => compareBytes(x.name, SECURITY_SELINUX) === 0);
+  if (label === undefined) {
+    if (idx >= 0) stat.xattrs.splice(idx, 1);
+    return;
+  }
+  const value = nameToBytes(label);
+  if (idx >= 0) stat.xattrs[idx] = { name: SECURITY_SELINUX, value };
+  else {
+    stat.xattrs.push({ name: SECURITY_SELINUX, value });
+    stat.xattrs.sort((a, b) => compareBytes(a.name, b.name));
+  }
+}
+
+/** Labels every inode below `dir` (whose path is `path`); hardlinked leaves get the last path's label. */
+export function relabelTree(root: Directory, policy: FileContexts): void {
+  const visit = (inode: Inode, path: string) => {
+    setLabel(inode.stat, policy.lookup(path, typeLetter(inode)));
+    if (inode.kind !== "dir") return;
+    for (const [name, child] of sortedEntries(inode)) {
+      const childPath = path === "/" ? `/${name}` : `${path}/${name}`;
+      visit(child, policy.aliases.get(childPath) ?? childPath);
+    }
+  };
+  visit(root, "/");
+}
+
+type ReadExternal = (content: { type: "external"; digest: Uint8Array; size: number }) => Uint8Array;
+
+function getDir(dir: Directory, path: string[], optional: boolean): Directory | undefined {
+  let cur = dir;
+  for (const name of path) {
+    const next = cur.entries.get(name);
+    if (next === undefined) {
+      if (optional) return undefined;
+      throw new TreeError(`directory entry ${JSON.stringify(name)} does not exist`);
+    }
+    if (next.kind !== "dir") throw new TreeError(`directory entry ${JSON.stringify(name)} is not a subdirectory`);
+    cur = next;
+  }
+  return cur;
+}
+
+function readText(dir: Directory, name: string, read: ReadExternal): string | undefined {
+  const inode = dir.entries.get(name);
+  if (inode === undefined) return undefined;
+  if (inode.kind === "dir") throw new TreeError(`directory entry ${JSON.stringify(name)} is a directory`);
+  const c = inode.content;
+  if (c.type === "inline") return String.fromCharCode(...c.data);
+  if (c.type === "external") {
+    const bytes = read(c);
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    return s;
+  }
+  throw new TreeError(`directory entry ${JSON.stringify(name)} is not a regular file`);
+}
+
+/** Loads the policy named by /etc/selinux/config, or undefined when the tree has none. */
+export function loadImagePolicy(fs: FileSystem, read: ReadExternal): FileContexts | undefined {
+  const etcSelinux = getDir(fs.root, ["etc", "selinux"], true);
+  if (!etcSelinux) return undefined;
+  const config = readText(etcSelinux, "config", read);
+  if (config === undefined) return undefined;
+  let type: string | undefined;
+  for (const line of config.split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq >= 0 && line.slice(0, eq).trim().toUpperCase() === "SELINUXTYPE") {
+      type = line.slice(eq + 1).trim();
+      break;
+    }
+  }
+  if (type === undefined) return undefined;
+  const filesDir = getDir(etcSelinux, [...type.split("/").filter((p) => p !== ""), "contexts", "files"], false)!;
+  const specs: Array<{ name: string; text: string }> = [];
+  for (const suffix of ["", ".local", ".homedirs"]) {
+    const text = readText(filesDir, `file_contexts${suffix}`, read);
+    if (text !== undefined) specs.push({ name: `file_contexts${suffix}`, text });
+    else if (suffix === "") throw new SelinuxPolicyError("SELinux policy is missing mandatory file_contexts file");
+  }
+  const subs: Array<{ name: string; text: string }> = [];
+  for (const suffix of [".subs", ".subs_dist"]) {
+    const text = readText(filesDir, `file_contexts${suffix}`, read);
+    if (text !== undefined) subs.push({ name: `file_contexts${suffix}`, text });
+  }
+  return new FileContexts(parseSpecFiles(specs), parseSubsFiles(subs));
+}
+
+/** Relabels `fs` from its own policy; does nothing when the tree has no policy. */
+export function relabelFromImagePolicy(fs: FileSystem, read: ReadExternal): boolean {
+  const policy = loadImagePolicy(fs, read);
+  if (!policy) return false;
+  relabelTree(fs.root, policy);
+  return true;
+}

@@ -1,0 +1,136 @@
+/**
+ * Reads a directory on disk into a {@link FileSystem}, the way cfsctl's `read_filesystem`
+ * does: every entry but "." and "..", metadata from lstat, all xattrs, hardlinks found by
+ * (device, inode), symlinks not followed, regular files of at most 64 bytes inline and
+ * larger ones handed to a callback that stores or just hashes them and returns the digest.
+ *
+ * Paths are bytes end to end (lib/sys/libc.ts), so non-UTF-8 names survive.
+ *
+ * @module
+ */
+import * as sys from "./sys/libc.ts";
+import {
+  bytesToName,
+  defaultDirStat,
+  type Directory,
+  type FileSystem,
+  INLINE_CONTENT_MAX,
+  type Leaf,
+  type LeafContent,
+  newDirectory,
+  sortXattrs,
+  type Stat,
+} from "./tree.ts";
+
+/** Handles a regular file larger than the inline limit; returns its fs-verity digest. */
+export type ExternalFileHandler = (path: Uint8Array, size: number) => Uint8Array;
+
+export interface ReadTreeOptions {
+  /** Use the root directory's own metadata (cfsctl --stat-root); default: synthetic root. */
+  statRoot?: boolean;
+  /** Called for each distinct large regular file (once per hardlinked inode). */
+  external: ExternalFileHandler;
+  /** Called after each inode is read (progress display). */
+  onInode?: () => void;
+}
+
+/** A file system tree could not be read: names the path and the reason. */
+export class TreeReadError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TreeReadError";
+  }
+}
+
+function statOf(st: sys.FileStat, path: Uint8Array): Stat {
+  const xattrs = sys.listXattrs(path).map(([name, value]) => ({ name, value }));
+  return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtimeSec, xattrs: sortXattrs(xattrs) };
+}
+
+function readSmallFile(path: Uint8Array, size: number): Uint8Array {
+  const fd = sys.openRead(path);
+  try {
+    const buf = new Uint8Array(size);
+    let off = 0;
+    while (off < size) {
+      const chunk = new Uint8Array(size - off);
+      const n = sys.read(fd, chunk, path);
+      if (n === 0) break;
+      buf.set(chunk.subarray(0, n), off);
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** Reads the tree below `path` (a directory). */
+export function readTree(path: string | Uint8Array, options: ReadTreeOptions): FileSystem {
+  const root = typeof path === "string" ? new TextEncoder().encode(path) : path;
+  const hardlinks = new Map<string, Leaf>();
+
+  const readLeaf = (p: Uint8Array, st: sys.FileStat): Leaf => {
+    const key = `${st.devMajor}:${st.devMinor}:${st.ino}`;
+    const seen = hardlinks.get(key);
+    if (seen) return seen;
+    const stat = statOf(st, p);
+    let content: LeafContent;
+    switch (st.mode & sys.S_IFMT) {
+      case sys.S_IFREG:
+        content = st.size > INLINE_CONTENT_MAX
+          ? { type: "external", digest: options.external(p, st.size), size: st.size }
+          : { type: "inline", data: readSmallFile(p, st.size) };
+        break;
+      case sys.S_IFLNK:
+        content = { type: "symlink", target: sys.readLink(p) };
+        break;
+      case sys.S_IFCHR:
+        content = { type: "chardev", rdev: st.rdev };
+        break;
+      case sys.S_IFBLK:
+        content = { type: "blockdev", rdev: st.rdev };
+        break;
+      case sys.S_IFIFO:
+        content = { type: "fifo" };
+        break;
+      case sys.S_IFSOCK:
+        content = { type: "socket" };
+        break;
+      default:
+        throw new TreeReadError(`${sys.displayPath(p)}: unknown file type ${(st.mode & sys.S_IFMT).toString(8)}`);
+    }
+    const leaf: Leaf = { kind: "leaf", stat, content };
+    hardlinks.set(key, leaf);
+    return leaf;
+  };
+
+  const readDir = (p: Uint8Array, dir: Directory) => {
+    for (const name of sys.readDirNames(p)) {
+      const child = sys.joinPath(p, name);
+      const st = sys.lstat(child);
+      if ((st.mode & sys.S_IFMT) === sys.S_IFDIR) {
+        const sub = newDirectory(statOf(st, child));
+        readDir(child, sub);
+        dir.entries.set(bytesToName(name), sub);
+      } else {
+        dir.entries.set(bytesToName(name), readLeaf(child, st));
+      }
+      options.onInode?.();
+    }
+  };
+
+  try {
+    const rootStat = sys.lstat(root);
+    if ((rootStat.mode & sys.S_IFMT) !== sys.S_IFDIR) {
+      throw new TreeReadError(`${sys.displayPath(root)}: not a directory`);
+    }
+    const dir = newDirectory(options.statRoot ? statOf(rootStat, root) : defaultDirStat());
+    readDir(root, dir);
+    return { root: dir, haveRootStat: options.statRoot ?? false };
+  } catch (e) {
+    if (e instanceof TreeReadError) throw e;
+    if (e instanceof sys.SysError) throw new TreeReadError(`cannot read tree: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
