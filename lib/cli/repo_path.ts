@@ -1,0 +1,21 @@
+/**
+ * Where the repository is: `--repo`, else `$CFS_REPO` (both already in the globals), else
+ * cfsctl's defaults: `/sysroot/composefs` for root, `~/.var/lib/composefs` for users.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { GlobalOptions } from "./command.ts";
+import { Repository } from "../repository.ts";
+
+/** The repository path these globals select. */
+export function repoPath(globals: GlobalOptions): string {
+  if (globals.repo) return globals.repo;
+  if (Deno.uid() === 0) return "/sysroot/composefs";
+  return join(Deno.env.get("HOME") ?? "/", ".var/lib/composefs");
+}
+
+/** Opens the selected repository, upgrading an old-format one. */
+export function openRepo(globals: GlobalOptions): Repository {
+  return Repository.open(repoPath(globals));
+}

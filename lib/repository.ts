@@ -1,0 +1,712 @@
+/**
+ * The composefs repository on disk, in the layout composefs-rs uses:
+ *
+ *     meta.json                       {"version": 1, "algorithm": "fsverity-sha512-12", "features": {...}}
+ *     objects/XX/<rest of hex digest> content, named by its fs-verity digest
+ *     images/<hex>                    -> ../objects/XX/<rest>   (EROFS images we wrote)
+ *     images/refs/<name>              -> ../<hex>               (GC roots)
+ *     streams/<name>, streams/refs/   the same for splitstreams
+ *
+ * A repository is *secure* when `meta.json` itself has fs-verity enabled: then every object
+ * gets fs-verity and is measured on read. Otherwise it is *insecure* (for file systems
+ * without fs-verity, like this project's test hosts): digests are computed in user space.
+ *
+ * Writes are crash-safe: content goes to a temporary file in the object's directory, is
+ * synced, (secure: gets verity,) and is renamed to its final name, so an object name never
+ * shows partial content; symlinks are made under a temporary name and renamed over. This
+ * module owns every path below the repository.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { join } from "node:path";
+import { fromHex, FsVerityHasher, fsverityDigest, toHex, type VerityAlgorithm } from "./fsverity/digest.ts";
+import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
+import * as sys from "./sys/libc.ts";
+import { collectObjects, readErofs } from "./erofs/reader.ts";
+
+/** The repository format version we write and understand. */
+export const REPO_FORMAT_VERSION = 1;
+export const META_FILE = "meta.json";
+const TMP_PREFIX = ".tmp-";
+
+/** `fsverity-<hash>-<lg blocksize>` as meta.json names it. */
+export type RepoAlgorithm = "fsverity-sha256-12" | "fsverity-sha512-12";
+export const REPO_ALGORITHMS: readonly RepoAlgorithm[] = ["fsverity-sha512-12", "fsverity-sha256-12"];
+
+/** Feature flags we know (none yet): unknown incompatible ones make us refuse the repository. */
+const KNOWN_INCOMPAT: readonly string[] = [];
+const KNOWN_RO_COMPAT: readonly string[] = [];
+
+const MetaSchema = z.object({
+  version: z.number().int().nonnegative(),
+  algorithm: z.enum(["fsverity-sha256-12", "fsverity-sha512-12"]),
+  features: z.object({
+    compatible: z.array(z.string()).default([]),
+    "read-only-compatible": z.array(z.string()).default([]),
+    incompatible: z.array(z.string()).default([]),
+  }).default({ compatible: [], "read-only-compatible": [], incompatible: [] }),
+});
+
+/** meta.json's content. */
+export type RepoMeta = z.infer<typeof MetaSchema>;
+
+/** Anything wrong with a repository or a request to it; the message names the path. */
+export class RepositoryError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RepositoryError";
+  }
+}
+
+/** The hash behind a repository algorithm name. */
+export function verityAlgorithmOf(alg: RepoAlgorithm): VerityAlgorithm {
+  return alg === "fsverity-sha512-12" ? "sha512" : "sha256";
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+function randomSuffix(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename). */
+function writeFileAtomic(path: string, data: Uint8Array): void {
+  const tmp = join(path, "..", `${TMP_PREFIX}${randomSuffix()}`);
+  const f = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o644 });
+  try {
+    let off = 0;
+    while (off < data.length) off += f.writeSync(data.subarray(off));
+    f.syncDataSync();
+  } finally {
+    f.close();
+  }
+  Deno.renameSync(tmp, path);
+}
+
+/** Creates or replaces a symlink atomically. */
+function symlinkAtomic(target: string, path: string): void {
+  const tmp = join(path, "..", `${TMP_PREFIX}${randomSuffix()}`);
+  Deno.symlinkSync(target, tmp);
+  Deno.renameSync(tmp, path);
+}
+
+/** What `fsck` found: every problem names the entry. */
+export interface FsckReport {
+  ok: boolean;
+  objects: number;
+  images: number;
+  streams: number;
+  refs: number;
+  problems: Array<{ path: string; problem: string }>;
+  warnings: Array<{ path: string; problem: string }>;
+}
+
+/** What `gc` removed (or would remove, with dryRun). */
+export interface GcReport {
+  dryRun: boolean;
+  removedImages: string[];
+  removedObjects: string[];
+  removedTemporary: string[];
+  freedBytes: number;
+  keptObjects: number;
+}
+
+/** Options for {@link Repository.open}. */
+export interface OpenOptions {
+  /** Write meta.json into an old-format repository (objects/ but no meta.json). Default true. */
+  upgrade?: boolean;
+  /** Algorithm to assume for an old-format repository without objects; default sha256 (cfsctl 0.3.0). */
+  legacyAlgorithm?: RepoAlgorithm;
+}
+
+/** An open repository. */
+export class Repository {
+  private lockFile?: Deno.FsFile;
+
+  private constructor(
+    readonly path: string,
+    readonly meta: RepoMeta,
+    readonly secure: boolean,
+    /** True when open() wrote meta.json into an old-format repository. */
+    readonly upgraded: boolean,
+  ) {}
+
+  /** The digest algorithm of every object here. */
+  get algorithm(): VerityAlgorithm {
+    return verityAlgorithmOf(this.meta.algorithm);
+  }
+
+  /** Creates a repository at `path` (and the directory if needed). */
+  static init(path: string, options: { algorithm?: RepoAlgorithm; insecure?: boolean } = {}): Repository {
+    const algorithm = options.algorithm ?? "fsverity-sha512-12";
+    const metaPath = join(path, META_FILE);
+    if (exists(metaPath)) {
+      const repo = Repository.open(path);
+      if (repo.meta.algorithm !== algorithm) {
+        throw new RepositoryError(`${path}: already a repository with algorithm ${repo.meta.algorithm}, not ${algorithm}`);
+      }
+      return repo;
+    }
+    const created: string[] = [];
+    try {
+      if (!exists(path)) {
+        Deno.mkdirSync(path, { recursive: true });
+        created.push(path);
+      } else if (!Deno.statSync(path).isDirectory) {
+        throw new RepositoryError(`${path}: exists and is not a directory`);
+      }
+      const meta: RepoMeta = { version: REPO_FORMAT_VERSION, algorithm, features: { compatible: [], "read-only-compatible": [], incompatible: [] } };
+      writeFileAtomic(metaPath, new TextEncoder().encode(JSON.stringify(meta, null, 2) + "\n"));
+      created.push(metaPath);
+      if (!options.insecure) {
+        const fd = sys.openRead(metaPath);
+        try {
+          enableVerity(fd, verityAlgorithmOf(algorithm), metaPath);
+        } finally {
+          sys.close(fd);
+        }
+      }
+      for (const dir of ["objects", "images", "images/refs", "streams", "streams/refs"]) {
+        const p = join(path, dir);
+        if (!exists(p)) {
+          Deno.mkdirSync(p);
+          created.push(p);
+        }
+      }
+    } catch (e) {
+      for (const p of created.reverse()) {
+        try {
+          Deno.removeSync(p);
+        } catch { /* best effort: leave nothing half-made */ }
+      }
+      if (e instanceof RepositoryError || e instanceof VerityError) throw e;
+      throw new RepositoryError(`cannot create repository at ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    return Repository.open(path);
+  }
+
+  /** Opens an existing repository (shared lock held until {@link close}). */
+  static open(path: string, options: OpenOptions = {}): Repository {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.statSync(path);
+    } catch {
+      throw new RepositoryError(`${path}: no repository here (create one with 'cfs init ${path}')`);
+    }
+    if (!st.isDirectory) throw new RepositoryError(`${path}: not a directory`);
+    const metaPath = join(path, META_FILE);
+    let meta: RepoMeta;
+    let upgraded = false;
+    if (exists(metaPath)) {
+      meta = Repository.readMeta(metaPath);
+    } else if (exists(join(path, "objects"))) {
+      meta = {
+        version: REPO_FORMAT_VERSION,
+        algorithm: inferAlgorithm(join(path, "objects")) ?? options.legacyAlgorithm ?? "fsverity-sha256-12",
+        features: { compatible: [], "read-only-compatible": [], incompatible: [] },
+      };
+      if (options.upgrade !== false) {
+        writeFileAtomic(metaPath, new TextEncoder().encode(JSON.stringify(meta, null, 2) + "\n"));
+        upgraded = true;
+      }
+    } else {
+      throw new RepositoryError(`${path}: not a composefs repository (no ${META_FILE}; create one with 'cfs init ${path}')`);
+    }
+    const repo = new Repository(path, meta, Repository.probeSecure(metaPath, meta), upgraded);
+    repo.lock(false);
+    return repo;
+  }
+
+  private static readMeta(metaPath: string): RepoMeta {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(Deno.readTextFileSync(metaPath));
+    } catch (e) {
+      throw new RepositoryError(`${metaPath}: not valid JSON (${(e as Error).message})`);
+    }
+    const parsed = MetaSchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new RepositoryError(`${metaPath}: ${issue.path.join(".") || "(top level)"}: ${issue.message}`);
+    }
+    const meta = parsed.data;
+    if (meta.version > REPO_FORMAT_VERSION) {
+      throw new RepositoryError(`${metaPath}: repository format version ${meta.version} is newer than this cfs understands (${REPO_FORMAT_VERSION})`);
+    }
+    const unknown = meta.features.incompatible.filter((f) => !KNOWN_INCOMPAT.includes(f));
+    if (unknown.length > 0) throw new RepositoryError(`${metaPath}: repository requires unknown features: ${unknown.join(", ")}`);
+    return meta;
+  }
+
+  private static probeSecure(metaPath: string, meta: RepoMeta): boolean {
+    let fd: number;
+    try {
+      fd = sys.openRead(metaPath);
+    } catch {
+      return false;
+    }
+    try {
+      return measureVerity(fd, verityAlgorithmOf(meta.algorithm), metaPath) !== null;
+    } catch {
+      return false;
+    } finally {
+      sys.close(fd);
+    }
+  }
+
+  /** Whether writes are allowed (unknown read-only-compatible features forbid them). */
+  get writable(): boolean {
+    return this.meta.features["read-only-compatible"].every((f) => KNOWN_RO_COMPAT.includes(f));
+  }
+
+  private requireWritable(): void {
+    if (!this.writable) throw new RepositoryError(`${this.path}: repository has features this cfs cannot write; it is read-only here`);
+  }
+
+  private lock(exclusive: boolean): void {
+    this.lockFile ??= Deno.openSync(this.path, { read: true });
+    this.lockFile.lockSync(exclusive);
+  }
+
+  /** Releases the lock. */
+  close(): void {
+    this.lockFile?.close();
+    this.lockFile = undefined;
+  }
+
+  // --- objects ------------------------------------------------------------------------------
+
+  /** Absolute path of an object. */
+  objectPath(digest: Uint8Array): string {
+    const hex = toHex(digest);
+    return join(this.path, "objects", hex.slice(0, 2), hex.slice(2));
+  }
+
+  private checkDigestSize(digest: Uint8Array): void {
+    const want = this.algorithm === "sha512" ? 64 : 32;
+    if (digest.length !== want) throw new RepositoryError(`digest of ${digest.length} bytes does not fit this ${this.meta.algorithm} repository`);
+  }
+
+  /** Whether the object exists. */
+  hasObject(digest: Uint8Array): boolean {
+    return exists(this.objectPath(digest));
+  }
+
+  /**
+   * Moves a finished temporary file to its object name (or drops it when the object
+   * exists already): in a secure repository verity is enabled and measured first.
+   */
+  private commitTemp(tmp: string, digest: Uint8Array): void {
+    const final = this.objectPath(digest);
+    try {
+      if (exists(final)) {
+        Deno.removeSync(tmp);
+        return;
+      }
+      if (this.secure) {
+        const fd = sys.openRead(tmp);
+        try {
+          enableVerity(fd, this.algorithm, tmp);
+          const measured = measureVerity(fd, this.algorithm, tmp);
+          if (measured === null || toHex(measured) !== toHex(digest)) {
+            throw new RepositoryError(`${final}: measured fs-verity digest does not match the computed one`);
+          }
+        } finally {
+          sys.close(fd);
+        }
+      }
+      Deno.renameSync(tmp, final);
+    } catch (e) {
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* already gone */ }
+      throw e;
+    }
+  }
+
+  private openTemp(digestHexPrefix: string): { path: string; file: Deno.FsFile } {
+    this.requireWritable();
+    const dir = join(this.path, "objects", digestHexPrefix);
+    Deno.mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${TMP_PREFIX}${randomSuffix()}`);
+    return { path, file: Deno.openSync(path, { write: true, createNew: true, mode: 0o644 }) };
+  }
+
+  /** Stores bytes as an object; returns the digest. Existing objects are reused. */
+  storeBytes(data: Uint8Array): Uint8Array {
+    const digest = fsverityDigest(data, this.algorithm);
+    if (this.hasObject(digest)) return digest;
+    const { path, file } = this.openTemp(toHex(digest).slice(0, 2));
+    try {
+      let off = 0;
+      while (off < data.length) off += file.writeSync(data.subarray(off));
+      file.syncDataSync();
+    } catch (e) {
+      file.close();
+      Deno.removeSync(path);
+      throw e;
+    }
+    file.close();
+    this.commitTemp(path, digest);
+    return digest;
+  }
+
+  /**
+   * Stores a file (byte path) as an object, streaming: one pass reads, hashes and writes,
+   * in constant memory. Returns the digest.
+   */
+  storeFile(source: Uint8Array | string, expectedSize?: number): Uint8Array {
+    this.requireWritable();
+    const dir = join(this.path, "objects");
+    Deno.mkdirSync(dir, { recursive: true });
+    const tmp = join(dir, `${TMP_PREFIX}${randomSuffix()}`);
+    const out = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o644 });
+    const hasher = new FsVerityHasher(this.algorithm);
+    const fd = sys.openRead(source);
+    let total = 0;
+    try {
+      const buf = new Uint8Array(1 << 20);
+      for (;;) {
+        const n = sys.read(fd, buf, source);
+        if (n === 0) break;
+        const chunk = buf.subarray(0, n);
+        hasher.update(chunk);
+        let off = 0;
+        while (off < n) off += out.writeSync(chunk.subarray(off));
+        total += n;
+      }
+      out.syncDataSync();
+    } catch (e) {
+      out.close();
+      sys.close(fd);
+      Deno.removeSync(tmp);
+      throw e;
+    }
+    out.close();
+    sys.close(fd);
+    if (expectedSize !== undefined && total !== expectedSize) {
+      Deno.removeSync(tmp);
+      throw new RepositoryError(`${sys.displayPath(source)}: changed while being read (${total} bytes, expected ${expectedSize})`);
+    }
+    const digest = hasher.digest();
+    const hex = toHex(digest);
+    Deno.mkdirSync(join(dir, hex.slice(0, 2)), { recursive: true });
+    const placed = join(dir, hex.slice(0, 2), `${TMP_PREFIX}${randomSuffix()}`);
+    Deno.renameSync(tmp, placed);
+    this.commitTemp(placed, digest);
+    return digest;
+  }
+
+  /** Reads an object whole, checking its digest (fs-verity measurement when secure). */
+  readObject(digest: Uint8Array): Uint8Array {
+    this.checkDigestSize(digest);
+    const path = this.objectPath(digest);
+    let data: Uint8Array;
+    try {
+      data = Deno.readFileSync(path);
+    } catch (e) {
+      throw new RepositoryError(`object ${toHex(digest)} is missing from ${this.path}`, { cause: e });
+    }
+    this.verifyObject(path, digest, data);
+    return data;
+  }
+
+  private verifyObject(path: string, digest: Uint8Array, data: Uint8Array): void {
+    if (this.secure) {
+      const fd = sys.openRead(path);
+      try {
+        const measured = measureVerity(fd, this.algorithm, path);
+        if (measured === null) throw new RepositoryError(`${path}: fs-verity is not enabled on this object of a secure repository`);
+        if (toHex(measured) !== toHex(digest)) throw new RepositoryError(`${path}: fs-verity digest ${toHex(measured)} does not match its name`);
+      } finally {
+        sys.close(fd);
+      }
+    } else if (toHex(fsverityDigest(data, this.algorithm)) !== toHex(digest)) {
+      throw new RepositoryError(`${path}: content does not match its name (corrupt object)`);
+    }
+  }
+
+  // --- images -------------------------------------------------------------------------------
+
+  /** Commits an EROFS image: object, `images/<hex>` link, and optionally a ref. Returns the id. */
+  writeImage(image: Uint8Array, name?: string): Uint8Array {
+    if (name !== undefined) validateRefName(name);
+    const digest = this.storeBytes(image);
+    const hex = toHex(digest);
+    const imagesDir = join(this.path, "images");
+    Deno.mkdirSync(imagesDir, { recursive: true });
+    const link = join(imagesDir, hex);
+    if (!exists(link)) symlinkAtomic(`../objects/${hex.slice(0, 2)}/${hex.slice(2)}`, link);
+    if (name !== undefined) this.setRef("images", name, hex);
+    return digest;
+  }
+
+  private setRef(category: "images" | "streams", name: string, target: string): void {
+    const refPath = join(this.path, category, "refs", name);
+    Deno.mkdirSync(join(refPath, ".."), { recursive: true });
+    const depth = name.split("/").length;
+    symlinkAtomic(`${"../".repeat(depth)}${target}`, refPath);
+  }
+
+  /** Resolves an image name (hex id or ref name) to its hex id. */
+  resolveImage(name: string): string {
+    const hexLen = this.algorithm === "sha512" ? 128 : 64;
+    if (new RegExp(`^[0-9a-f]{${hexLen}}$`).test(name)) {
+      if (!exists(join(this.path, "images", name))) throw new RepositoryError(`no image ${name} in ${this.path}`);
+      return name;
+    }
+    const ref = name.startsWith("refs/") ? name.slice(5) : name;
+    validateRefName(ref);
+    const refPath = join(this.path, "images", "refs", ref);
+    let target: string;
+    try {
+      target = Deno.readLinkSync(refPath);
+    } catch {
+      throw new RepositoryError(`no image named '${name}' in ${this.path}`);
+    }
+    const hex = target.split("/").pop() ?? "";
+    if (!new RegExp(`^[0-9a-f]{${hexLen}}$`).test(hex) || !exists(join(this.path, "images", hex))) {
+      throw new RepositoryError(`image ref ${refPath} is dangling (points to ${target})`);
+    }
+    return hex;
+  }
+
+  /** Reads an image by name, verified against its id. */
+  readImage(name: string): { id: string; bytes: Uint8Array } {
+    const id = this.resolveImage(name);
+    return { id, bytes: this.readObject(fromHex(id)) };
+  }
+
+  /** All image ids (`images/<hex>`) and refs (`name -> id`). */
+  listImages(): { ids: string[]; refs: Array<{ name: string; id: string | null }> } {
+    const ids: string[] = [];
+    const dir = join(this.path, "images");
+    if (exists(dir)) {
+      for (const e of Deno.readDirSync(dir)) if (e.name !== "refs" && !e.name.startsWith(TMP_PREFIX)) ids.push(e.name);
+    }
+    const refs = walkRefs(join(dir, "refs")).map(({ name, target }) => ({ name, id: target.split("/").pop() ?? null }));
+    return { ids: ids.sort(), refs };
+  }
+
+  // --- fsck and gc ---------------------------------------------------------------------------
+
+  /** Checks every object (re-measured), image and ref; read-only. */
+  fsck(): FsckReport {
+    const report: FsckReport = { ok: true, objects: 0, images: 0, streams: 0, refs: 0, problems: [], warnings: [] };
+    const problem = (path: string, p: string) => report.problems.push({ path, problem: p });
+    const hexLen = this.algorithm === "sha512" ? 128 : 64;
+    const objectsDir = join(this.path, "objects");
+    if (exists(objectsDir)) {
+      for (const sub of sortedDir(objectsDir)) {
+        const subPath = join(objectsDir, sub.name);
+        if (sub.name.startsWith(TMP_PREFIX)) {
+          report.warnings.push({ path: subPath, problem: "leftover temporary file (removed by gc)" });
+          continue;
+        }
+        if (!sub.isDirectory || !/^[0-9a-f]{2}$/.test(sub.name)) {
+          problem(subPath, "unexpected entry in objects/ (expected directories 00..ff)");
+          continue;
+        }
+        for (const obj of sortedDir(subPath)) {
+          const objPath = join(subPath, obj.name);
+          if (obj.name.startsWith(TMP_PREFIX)) {
+            report.warnings.push({ path: objPath, problem: "leftover temporary file (removed by gc)" });
+            continue;
+          }
+          if (!obj.isFile) {
+            problem(objPath, obj.isSymlink ? "object is a symlink" : "object is not a regular file");
+            continue;
+          }
+          if (!new RegExp(`^[0-9a-f]{${hexLen - 2}}$`).test(obj.name)) {
+            problem(objPath, `object name is not a ${hexLen}-digit hex digest`);
+            continue;
+          }
+          report.objects++;
+          const expected = sub.name + obj.name;
+          try {
+            const actual = this.measureObjectFile(objPath);
+            if (actual !== expected) problem(objPath, `content digest ${actual} does not match the object's name`);
+          } catch (e) {
+            problem(objPath, (e as Error).message);
+          }
+        }
+      }
+    }
+    for (const category of ["images", "streams"] as const) {
+      const dir = join(this.path, category);
+      if (!exists(dir)) continue;
+      for (const e of sortedDir(dir)) {
+        const p = join(dir, e.name);
+        if (e.name === "refs") continue;
+        if (e.name.startsWith(TMP_PREFIX)) {
+          report.warnings.push({ path: p, problem: "leftover temporary file (removed by gc)" });
+          continue;
+        }
+        if (!e.isSymlink) {
+          problem(p, `${category}/ entry is not a symlink`);
+          continue;
+        }
+        const target = Deno.readLinkSync(p);
+        const m = /^\.\.\/objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
+        if (!m) {
+          problem(p, `symlink target ${target} is not ../objects/XX/...`);
+          continue;
+        }
+        if (!exists(join(dir, target))) {
+          problem(p, `dangling symlink: object ${m[1]}${m[2]} is missing`);
+          continue;
+        }
+        if (category === "images") {
+          report.images++;
+          if (m[1] + m[2] !== e.name) {
+            problem(p, `image link name does not match its object ${m[1]}${m[2]}`);
+            continue;
+          }
+          try {
+            const tree = readErofs(Deno.readFileSync(p));
+            for (const digest of collectObjects(tree)) {
+              if (!this.hasObject(digest)) problem(p, `image refers to missing object ${toHex(digest)}`);
+            }
+          } catch (err) {
+            problem(p, (err as Error).message);
+          }
+        } else {
+          report.streams++;
+        }
+      }
+      for (const { name, target, path } of walkRefs(join(dir, "refs"))) {
+        report.refs++;
+        if (!exists(join(path, "..", target))) problem(path, `dangling ref: ${name} -> ${target}`);
+      }
+    }
+    report.ok = report.problems.length === 0;
+    return report;
+  }
+
+  /** The hex digest of an object file's content (measured when secure, computed otherwise). */
+  private measureObjectFile(path: string): string {
+    if (this.secure) {
+      const fd = sys.openRead(path);
+      try {
+        const m = measureVerity(fd, this.algorithm, path);
+        if (m === null) throw new Error("fs-verity is not enabled on this object of a secure repository");
+        return toHex(m);
+      } finally {
+        sys.close(fd);
+      }
+    }
+    const hasher = new FsVerityHasher(this.algorithm);
+    const f = Deno.openSync(path, { read: true });
+    try {
+      const buf = new Uint8Array(1 << 20);
+      for (;;) {
+        const n = f.readSync(buf);
+        if (n === null || n === 0) break;
+        hasher.update(buf.subarray(0, n));
+      }
+    } finally {
+      f.close();
+    }
+    return toHex(hasher.digest());
+  }
+
+  /**
+   * Removes images not reachable from a ref (or `roots`), objects not reachable from a live
+   * image, and leftover temporary files. Holds the exclusive lock while it works.
+   */
+  gc(options: { dryRun?: boolean; roots?: string[] } = {}): GcReport {
+    const dryRun = options.dryRun ?? false;
+    const streamsDir = join(this.path, "streams");
+    if (exists(streamsDir) && [...Deno.readDirSync(streamsDir)].some((e) => e.name !== "refs" && !e.name.startsWith(TMP_PREFIX))) {
+      throw new RepositoryError(`${this.path}: gc of repositories holding splitstreams is not supported yet (streams/ is not empty); nothing was removed`);
+    }
+    this.lock(true);
+    try {
+      const liveImages = new Set<string>();
+      for (const r of this.listImages().refs) if (r.id) liveImages.add(r.id);
+      for (const root of options.roots ?? []) liveImages.add(this.resolveImage(root));
+      const liveObjects = new Set<string>();
+      const report: GcReport = { dryRun, removedImages: [], removedObjects: [], removedTemporary: [], freedBytes: 0, keptObjects: 0 };
+      for (const id of this.listImages().ids) {
+        if (!liveImages.has(id)) {
+          report.removedImages.push(id);
+          if (!dryRun) Deno.removeSync(join(this.path, "images", id));
+          continue;
+        }
+        liveObjects.add(id);
+        const tree = readErofs(this.readObject(fromHex(id)));
+        for (const d of collectObjects(tree)) liveObjects.add(toHex(d));
+      }
+      const objectsDir = join(this.path, "objects");
+      if (exists(objectsDir)) {
+        for (const sub of sortedDir(objectsDir)) {
+          const subPath = join(objectsDir, sub.name);
+          if (sub.name.startsWith(TMP_PREFIX)) {
+            report.removedTemporary.push(subPath);
+            if (!dryRun) Deno.removeSync(subPath);
+            continue;
+          }
+          if (!sub.isDirectory) continue;
+          for (const obj of sortedDir(subPath)) {
+            const p = join(subPath, obj.name);
+            if (!obj.name.startsWith(TMP_PREFIX) && liveObjects.has(sub.name + obj.name)) {
+              report.keptObjects++;
+              continue;
+            }
+            report.freedBytes += Deno.lstatSync(p).size;
+            (obj.name.startsWith(TMP_PREFIX) ? report.removedTemporary : report.removedObjects).push(obj.name.startsWith(TMP_PREFIX) ? p : sub.name + obj.name);
+            if (!dryRun) Deno.removeSync(p);
+          }
+        }
+      }
+      return report;
+    } finally {
+      this.lock(false);
+    }
+  }
+}
+
+/** Ref names are relative paths without empty, "." or ".." components. */
+export function validateRefName(name: string): void {
+  const parts = name.split("/");
+  if (name === "" || parts.some((p) => p === "" || p === "." || p === ".." || p.startsWith(TMP_PREFIX))) {
+    throw new RepositoryError(`invalid ref name '${name}': use a relative path without empty, '.' or '..' components`);
+  }
+}
+
+function sortedDir(path: string): Deno.DirEntry[] {
+  return [...Deno.readDirSync(path)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function walkRefs(dir: string, prefix = ""): Array<{ name: string; target: string; path: string }> {
+  if (!exists(dir)) return [];
+  const out: Array<{ name: string; target: string; path: string }> = [];
+  for (const e of sortedDir(dir)) {
+    const p = join(dir, e.name);
+    const name = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory) out.push(...walkRefs(p, name));
+    else if (e.isSymlink) out.push({ name, target: Deno.readLinkSync(p), path: p });
+  }
+  return out;
+}
+
+/** The algorithm of an old-format repository, from the length of its object names. */
+function inferAlgorithm(objectsDir: string): RepoAlgorithm | undefined {
+  for (const sub of Deno.readDirSync(objectsDir)) {
+    if (!sub.isDirectory) continue;
+    for (const obj of Deno.readDirSync(join(objectsDir, sub.name))) {
+      if (obj.name.length === 62) return "fsverity-sha256-12";
+      if (obj.name.length === 126) return "fsverity-sha512-12";
+    }
+  }
+  return undefined;
+}
