@@ -11,7 +11,7 @@
  * The corpus trees are compared in process through the same library calls the CLI makes;
  * the Debian rootfs goes through the `cfs` command line itself.
  */
-import { assert, assertEquals } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import { buildCorpus } from "./fixtures/trees.ts";
 import { debianRootfs } from "./fixtures/debootstrap.ts";
 import { runCfsctlOracle } from "./vm/cfsctl_oracle.ts";
@@ -58,11 +58,11 @@ Deno.test({
     const tmp = await Deno.makeTempDir({ prefix: "cfs-conformance-" });
     try {
       const corpus = await buildCorpus(`${tmp}/corpus`);
-      assert(corpus.length >= 50, `corpus has ${corpus.length} trees`);
+      ok(corpus.length >= 50, `corpus has ${corpus.length} trees`);
       const rootfs = await debianRootfs();
       const jobs = [...corpus.map((t) => ({ tree: t.path })), { tree: rootfs }];
       const results = await runCfsctlOracle(jobs, { log: (s) => console.error(s) });
-      assertEquals(results.length, jobs.length);
+      equal(results.length, jobs.length);
 
       let compared = 0, bootableCompared = 0;
       const failures: string[] = [];
@@ -98,23 +98,23 @@ Deno.test({
         const flag = bootable ? ["--bootable"] : [];
         const refId = bootable ? deb.computeIdBootable : deb.computeId;
         const id = await runCfs(["compute-id", ...flag, rootfs]);
-        assertEquals(id.code, 0, id.stderr);
+        equal(id.code, 0, id.stderr);
         if (refId === undefined) throw new Error(`cfsctl failed on the Debian rootfs${bootable ? " --bootable" : ""}: ${deb.errors.join("; ")}`);
         if (id.text.trim() !== refId) failures.push(`debian-rootfs${bootable ? " --bootable" : ""}: cfs compute-id ${id.text.trim()} != cfsctl ${refId}`);
         const dump = await runCfs(["create-dumpfile", ...flag, rootfs]);
-        assertEquals(dump.code, 0, dump.stderr);
+        equal(dump.code, 0, dump.stderr);
         const refDump = bootable ? deb.dumpfileBootable : deb.dumpfile;
         if (!sameBytes(dump.stdout, refDump!)) failures.push(`debian-rootfs${bootable ? " --bootable" : ""}: dumpfile differs`);
         const image = mkfsErofs(treeFromPath(rootfs, { algorithm: "sha256", bootable }));
         const refImage = bootable ? deb.imageBootable : deb.image;
         if (!sameBytes(image, refImage!)) failures.push(`debian-rootfs${bootable ? " --bootable" : ""}: image bytes differ: ${firstDifference(image, refImage!)}`);
-        assertEquals(toHex(computeImageId(treeFromPath(rootfs, { algorithm: "sha256", bootable }), "sha256")), refId);
+        equal(toHex(computeImageId(treeFromPath(rootfs, { algorithm: "sha256", bootable }), "sha256")), refId);
         if (bootable) bootableCompared++;
         else compared++;
       }
 
       console.log(`conformance: ${compared} trees compared with cfsctl (id, dumpfile, image bytes), ${bootableCompared} with --bootable; ${failures.length} failures`);
-      assertEquals(failures, []);
+      deepEqual(failures, []);
     } finally {
       await Deno.remove(tmp, { recursive: true });
     }
