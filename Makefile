@@ -11,7 +11,7 @@ CFS          := $(DENO) run --allow-all --quiet $(CURDIR)/cli.ts
 
 # Debian packages the tests use: fs-verity reference digests, EROFS tools, the debootstrap
 # rootfs, the QEMU guest that runs cfsctl where fs-verity is enabled, xattr tools.
-APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr qemu-system-x86 \
+APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-system-x86 \
                 linux-image-amd64 busybox-static cpio zstd
 
 .PHONY: setup deno apt cfsctl demo test bench binary fmt lint check clean

@@ -24,9 +24,12 @@ import {
   type Leaf,
   type LeafContent,
   leafSize,
+  MAX_DEPTH,
+  INLINE_CONTENT_MAX,
   nameToBytes,
   newDirectory,
   sortedEntries,
+  sortXattrs,
   type Stat,
   type Xattr,
 } from "./tree.ts";
@@ -200,9 +203,13 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
       const parts = path.split("/").filter((p) => p !== "");
       if (parts.some((p) => p === "." || p === "..")) throw new Error(`path ${JSON.stringify(fields[0])} contains . or ..`);
       if (path !== "/" && (path.endsWith("/") || path.includes("//"))) throw new Error(`path ${JSON.stringify(fields[0])} is not canonical`);
+      if (path.includes("\0")) throw new Error(`path ${JSON.stringify(fields[0])} contains a NUL byte`);
+      if (parts.some((p) => p.length > 255)) throw new Error(`path ${JSON.stringify(fields[0])} has a name longer than 255 bytes`);
+      if (parts.length > MAX_DEPTH) throw new Error(`path ${JSON.stringify(fields[0])} is nested deeper than ${MAX_DEPTH} levels`);
 
       const parentAndName = (): [Directory, string] => {
         if (!fs) throw new Error("the first entry must be the root directory /");
+        if (parts.length === 0) throw new Error("the root directory appears twice");
         const name = parts[parts.length - 1];
         const parentPath = "/" + parts.slice(0, -1).join("/");
         const parent = byPath.get(parentPath);
@@ -237,19 +244,35 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
       if (!m) throw new Error(`mtime ${JSON.stringify(fields[7])} is not SECONDS.NANOSECONDS`);
       const mtime = Number(m[1]);
       if (!Number.isSafeInteger(mtime)) throw new Error(`mtime ${fields[7]} is out of range`);
-      const payload = unescapeField(fields[8], "payload");
-      const content = unescapeField(fields[9], "content");
+      // "-" means empty, except where empty is impossible: a 1-byte file whose content is
+      // "-" and a symlink to "-" are written that way by composefs (the format is ambiguous).
+      const type = mode & 0o170000;
+      if (![0o040000, 0o100000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000].includes(type)) {
+        throw new Error(`mode ${fields[2]} has no valid file type`);
+      }
+      const payload = type === 0o120000 && size === 1 && fields[8] === "-" ? enc.encode("-") : unescapeField(fields[8], "payload");
+      const content = type === 0o100000 && size === 1 && fields[9] === "-" ? enc.encode("-") : unescapeField(fields[9], "content");
       const digestField = fields[10];
       const xattrs: Xattr[] = [];
       for (const x of fields.slice(11)) {
         if (x === "") continue;
         const eq = x.indexOf("=");
         if (eq <= 0) throw new Error(`xattr ${JSON.stringify(x)} is not NAME=VALUE`);
-        xattrs.push({ name: unescapeField(x.slice(0, eq), "xattr name", false), value: unescapeField(x.slice(eq + 1), "xattr value") });
+        const name = unescapeField(x.slice(0, eq), "xattr name", false);
+        if (name.includes(0)) throw new Error(`xattr name ${JSON.stringify(x.slice(0, eq))} contains a NUL byte`);
+        if (name.length > 255) throw new Error(`xattr name ${JSON.stringify(x.slice(0, eq))} is longer than 255 bytes`);
+        xattrs.push({ name, value: unescapeField(x.slice(eq + 1), "xattr value") });
+      }
+      sortXattrs(xattrs);
+      for (let k = 1; k < xattrs.length; k++) {
+        if (bytesToName(xattrs[k].name) === bytesToName(xattrs[k - 1].name)) throw new Error(`xattr ${JSON.stringify(bytesToName(xattrs[k].name))} appears twice`);
       }
       const stat: Stat = { mode: mode & 0o7777, uid, gid, mtime, xattrs };
 
-      const type = mode & 0o170000;
+      if (rdev > 0xffffffffn) throw new Error(`rdev ${fields[6]} does not fit in 32 bits`);
+      if (type !== 0o100000 && content.length > 0) throw new Error("only regular files can have inline content");
+      if (type !== 0o100000 && digestField !== "-") throw new Error("only regular files can have a digest");
+      if (type !== 0o100000 && type !== 0o120000 && payload.length > 0) throw new Error("only regular files and symlinks can have a payload");
       if (type === 0o040000) {
         const dir = newDirectory(stat);
         if (path === "/") {
@@ -273,6 +296,7 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
             leafContent = { type: "external", digest: fromHex(hex), size };
           } else {
             if (content.length !== size) throw new Error(`size ${size} does not match the ${content.length} bytes of inline content`);
+            if (size > INLINE_CONTENT_MAX) throw new Error(`inline content of ${size} bytes is over the ${INLINE_CONTENT_MAX}-byte limit (larger files need a digest)`);
             leafContent = { type: "inline", data: content };
           }
           break;
@@ -280,6 +304,8 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
         case 0o120000:
           if (payload.length === 0) throw new Error("a symlink needs a target");
           if (payload.length > 4095) throw new Error(`symlink target of ${payload.length} bytes is longer than 4095`);
+          if (payload.includes(0)) throw new Error("symlink target contains a NUL byte");
+          if (payload.length !== size) throw new Error(`size ${size} does not match the ${payload.length}-byte symlink target`);
           leafContent = { type: "symlink", target: payload };
           break;
         case 0o020000:

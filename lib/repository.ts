@@ -159,8 +159,13 @@ export class Repository {
     const created: string[] = [];
     try {
       if (!exists(path)) {
-        Deno.mkdirSync(path, { recursive: true });
-        created.push(path);
+        // Create missing ancestors one by one so that a failure can remove exactly those.
+        const missing: string[] = [];
+        for (let p = path; !exists(p); p = join(p, "..")) missing.unshift(p);
+        for (const p of missing) {
+          Deno.mkdirSync(p);
+          created.push(p);
+        }
       } else if (!Deno.statSync(path).isDirectory) {
         throw new RepositoryError(`${path}: exists and is not a directory`);
       }
@@ -588,6 +593,9 @@ export class Repository {
         if (!exists(join(path, "..", target))) problem(path, `dangling ref: ${name} -> ${target}`);
       }
     }
+    for (const p of leftoverTemporaryLinks(this.path)) {
+      if (!report.warnings.some((w) => w.path === p)) report.warnings.push({ path: p, problem: "leftover temporary link (removed by gc)" });
+    }
     report.ok = report.problems.length === 0;
     return report;
   }
@@ -636,15 +644,23 @@ export class Repository {
       for (const root of options.roots ?? []) liveImages.add(this.resolveImage(root));
       const liveObjects = new Set<string>();
       const report: GcReport = { dryRun, removedImages: [], removedObjects: [], removedTemporary: [], freedBytes: 0, keptObjects: 0 };
-      for (const id of this.listImages().ids) {
-        if (!liveImages.has(id)) {
-          report.removedImages.push(id);
-          if (!dryRun) Deno.removeSync(join(this.path, "images", id));
-          continue;
-        }
+      // Decide everything first (reading every live image), then delete: a corrupt live image
+      // stops gc before anything is removed.
+      const ids = this.listImages().ids;
+      for (const id of ids) {
+        if (!liveImages.has(id)) continue;
         liveObjects.add(id);
         const tree = readErofs(this.readObject(fromHex(id)));
         for (const d of collectObjects(tree)) liveObjects.add(toHex(d));
+      }
+      for (const id of ids) {
+        if (liveImages.has(id)) continue;
+        report.removedImages.push(id);
+        if (!dryRun) Deno.removeSync(join(this.path, "images", id));
+      }
+      for (const p of leftoverTemporaryLinks(this.path)) {
+        report.removedTemporary.push(p);
+        if (!dryRun) Deno.removeSync(p);
       }
       const objectsDir = join(this.path, "objects");
       if (exists(objectsDir)) {
@@ -693,8 +709,27 @@ function walkRefs(dir: string, prefix = ""): Array<{ name: string; target: strin
   for (const e of sortedDir(dir)) {
     const p = join(dir, e.name);
     const name = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.name.startsWith(TMP_PREFIX)) continue; // an interrupted ref update, not a ref
     if (e.isDirectory) out.push(...walkRefs(p, name));
     else if (e.isSymlink) out.push({ name, target: Deno.readLinkSync(p), path: p });
+  }
+  return out;
+}
+
+/** `.tmp-*` symlinks left in images/, streams/ and their refs/ by interrupted updates. */
+function leftoverTemporaryLinks(repo: string): string[] {
+  const out: string[] = [];
+  const scan = (dir: string, recurse: boolean) => {
+    if (!exists(dir)) return;
+    for (const e of sortedDir(dir)) {
+      const p = join(dir, e.name);
+      if (e.name.startsWith(TMP_PREFIX)) out.push(p);
+      else if (recurse && e.isDirectory) scan(p, true);
+    }
+  };
+  for (const category of ["images", "streams"]) {
+    scan(join(repo, category), false);
+    scan(join(repo, category, "refs"), true);
   }
   return out;
 }

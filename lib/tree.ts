@@ -13,6 +13,13 @@
 /** Files of at most this many bytes are stored inside the image; larger ones as objects. */
 export const INLINE_CONTENT_MAX = 64;
 
+/**
+ * The deepest directory nesting cfs accepts from any input (disk, image, dumpfile). Trees are
+ * walked recursively; a root file system is a few dozen levels deep. Deeper input is refused
+ * with an error rather than crashing on the call stack.
+ */
+export const MAX_DEPTH = 1024;
+
 /** One extended attribute; names and values are bytes. */
 export interface Xattr {
   name: Uint8Array;

@@ -15,6 +15,7 @@ import {
   type Directory,
   type FileSystem,
   INLINE_CONTENT_MAX,
+  MAX_DEPTH,
   type Leaf,
   type LeafContent,
   newDirectory,
@@ -105,13 +106,14 @@ export function readTree(path: string | Uint8Array, options: ReadTreeOptions): F
     return leaf;
   };
 
-  const readDir = (p: Uint8Array, dir: Directory) => {
+  const readDir = (p: Uint8Array, dir: Directory, depth: number) => {
+    if (depth > MAX_DEPTH) throw new TreeReadError(`${sys.displayPath(p)}: directories nested deeper than ${MAX_DEPTH} levels`);
     for (const name of sys.readDirNames(p)) {
       const child = sys.joinPath(p, name);
       const st = sys.lstat(child);
       if ((st.mode & sys.S_IFMT) === sys.S_IFDIR) {
         const sub = newDirectory(statOf(st, child));
-        readDir(child, sub);
+        readDir(child, sub, depth + 1);
         dir.entries.set(bytesToName(name), sub);
       } else {
         dir.entries.set(bytesToName(name), readLeaf(child, st));
@@ -126,7 +128,7 @@ export function readTree(path: string | Uint8Array, options: ReadTreeOptions): F
       throw new TreeReadError(`${sys.displayPath(root)}: not a directory`);
     }
     const dir = newDirectory(options.statRoot ? statOf(rootStat, root) : defaultDirStat());
-    readDir(root, dir);
+    readDir(root, dir, 0);
     return { root: dir, haveRootStat: options.statRoot ?? false };
   } catch (e) {
     if (e instanceof TreeReadError) throw e;

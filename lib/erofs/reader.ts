@@ -12,6 +12,7 @@
  */
 import {
   bytesToName,
+  MAX_DEPTH,
   type Directory,
   type FileSystem,
   type Inode,
@@ -221,8 +222,6 @@ export class ErofsReader {
   readTree(): FileSystem {
     const leaves = new Map<number, Leaf>();
     const dirsSeen = new Set<number>();
-    let visited = 0;
-    const limit = Math.max(this.inodeCount, 1) * 4 + 1024;
 
     const toStat = (raw: RawInode): [Stat, Uint8Array | undefined] => {
       let metacopy: Uint8Array | undefined;
@@ -274,25 +273,25 @@ export class ErofsReader {
       }
     };
 
-    const readDir = (raw: RawInode, stat: Stat): Directory => {
+    const readDir = (raw: RawInode, stat: Stat, depth: number): Directory => {
+      if (depth > MAX_DEPTH) throw new ErofsError(`directories nested deeper than ${MAX_DEPTH} levels`);
       if (dirsSeen.has(raw.nid)) throw new ErofsError(`directory inode ${raw.nid} is reachable twice (loop or directory hardlink)`);
       dirsSeen.add(raw.nid);
       const dir = newDirectory(stat);
       for (const e of this.dirents(raw)) {
-        if (++visited > limit) throw new ErofsError("more entries than the superblock's inode count allows");
         const key = bytesToName(e.name);
         if (dir.entries.has(key)) throw new ErofsError(`directory inode ${raw.nid} lists ${JSON.stringify(key)} twice`);
-        dir.entries.set(key, readInode(e.nid));
+        dir.entries.set(key, readInode(e.nid, depth + 1));
       }
       return dir;
     };
 
-    const readInode = (nid: number): Inode => {
+    const readInode = (nid: number, depth: number): Inode => {
       const known = leaves.get(nid);
       if (known) return known;
       const raw = this.inode(nid);
       const [stat, metacopy] = toStat(raw);
-      if ((raw.mode & 0o170000) === 0o040000) return readDir(raw, stat);
+      if ((raw.mode & 0o170000) === 0o040000) return readDir(raw, stat, depth);
       const leaf: Leaf = { kind: "leaf", stat, content: leafContent(raw, metacopy) };
       leaves.set(nid, leaf);
       return leaf;
@@ -301,7 +300,7 @@ export class ErofsReader {
     const rootRaw = this.inode(this.rootNid);
     if ((rootRaw.mode & 0o170000) !== 0o040000) throw new ErofsError("the root inode is not a directory");
     const [rootStat] = toStat(rootRaw);
-    return { root: readDir(rootRaw, rootStat), haveRootStat: true };
+    return { root: readDir(rootRaw, rootStat, 0), haveRootStat: true };
   }
 }
 
