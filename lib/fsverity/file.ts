@@ -48,6 +48,8 @@ const READ_SIZE = 1 << 20;
 const CHUNK_SIZE = 1 << 20;
 /** Ranges in flight per worker, so a worker never waits for the main thread. */
 const IN_FLIGHT = 2;
+/** How far hashing may run ahead of the tree: 64 ranges keep at most 4 MiB of hashes. */
+const MAX_AHEAD = 64;
 
 /**
  * The fs-verity digest of the file at `path` (symlinks followed, like `fsverity
@@ -106,9 +108,13 @@ function readBufferSize(size: number): number {
 
 /**
  * Leaf hashes from the calling thread and `workerCount` workers, upper levels here.
+ *
  * Ranges are handed out as each hasher finishes (so a busy core does not stall the
- * others) and their hashes are fed to the tree in file order. At most `IN_FLIGHT` ranges
- * per worker plus one are outstanding, which bounds memory whatever the file size.
+ * others) and their hashes are fed to the tree in file order. No range more than
+ * `MAX_AHEAD` past the first unfinished one is started, which bounds memory whatever the
+ * file size. A worker that cannot start (its first word is an error event) is dropped and
+ * its ranges are hashed here: slower, still right. A range a worker could not read fails
+ * the digest.
  */
 async function digestInParallel(
   file: Deno.FsFile,
@@ -119,16 +125,23 @@ async function digestInParallel(
 ): Promise<Uint8Array> {
   const ranges = Math.ceil(size / CHUNK_SIZE);
   const rangeLength = (id: number) => Math.min(CHUNK_SIZE, size - id * CHUNK_SIZE);
-  const hashesLength = (id: number) => Math.ceil(rangeLength(id) / BLOCK_SIZE) * digestSize(alg);
   const hasher = new FsVerityHasher(alg);
   const done = new Map<number, Uint8Array>();
-  let next = 0; // next range to hand out
+  const retry: number[] = [];
+  let next = 0; // next range never handed out
   let fed = 0; // next range to feed to the tree
   let failure: Error | undefined;
-  let settle = { resolve: () => {}, reject: (_: Error) => {} };
-  const finished = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
-  finished.catch(() => {}); // observed through `failure` and the final await
-
+  let wake: (() => void) | undefined;
+  const signal = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const take = (): number | undefined => {
+    if (retry.length > 0) return retry.pop();
+    if (next < ranges && next - fed < MAX_AHEAD) return next++;
+    return undefined;
+  };
   const complete = (id: number, hashes: Uint8Array) => {
     done.set(id, hashes);
     for (let h = done.get(fed); h !== undefined; h = done.get(fed)) {
@@ -136,51 +149,73 @@ async function digestInParallel(
       hasher.updateLeafHashes(h, rangeLength(fed));
       fed++;
     }
-    if (fed === ranges) settle.resolve();
-  };
-  const fail = (e: Error) => {
-    failure ??= e;
-    settle.reject(failure);
-  };
-  const assign = (w: Worker) => {
-    if (next >= ranges || failure !== undefined) return;
-    const id = next++;
-    const msg: LeafWorkerRange = { id, offset: id * CHUNK_SIZE, length: rangeLength(id) };
-    w.postMessage(msg);
+    for (const helper of helpers) topUp(helper);
+    signal();
   };
 
-  const pool = Array.from({ length: Math.min(workerCount, ranges - 1) }, () => {
-    const w = new Worker(new URL("./leaf_worker.ts", import.meta.url), { type: "module" });
+  interface Helper {
+    worker: Worker;
+    pending: Set<number>;
+    started: boolean;
+  }
+  const helpers = new Set<Helper>();
+  const topUp = (h: Helper) => {
+    while (h.pending.size < IN_FLIGHT && failure === undefined) {
+      const id = take();
+      if (id === undefined) return;
+      h.pending.add(id);
+      const msg: LeafWorkerRange = { id, offset: id * CHUNK_SIZE, length: rangeLength(id) };
+      h.worker.postMessage(msg);
+    }
+  };
+  for (let i = 0; i < Math.min(workerCount, ranges - 1); i++) {
+    const worker = new Worker(new URL("./leaf_worker.ts", import.meta.url), { type: "module" });
+    const h: Helper = { worker, pending: new Set(), started: false };
+    helpers.add(h);
     const init: LeafWorkerInit = { path, alg, chunkSize: CHUNK_SIZE };
-    w.postMessage(init);
-    w.onerror = (e) => {
+    worker.postMessage(init);
+    worker.onerror = (e) => {
       e.preventDefault();
-      fail(new FileDigestError(path, `fs-verity worker failed: ${e.message}`));
+      helpers.delete(h);
+      worker.terminate();
+      if (h.started) failure ??= new FileDigestError(path, `fs-verity worker failed: ${e.message}`);
+      else retry.push(...h.pending);
+      signal();
     };
-    w.onmessage = (e: MessageEvent<LeafWorkerResult>) => {
+    worker.onmessage = (e: MessageEvent<LeafWorkerResult>) => {
       const r = e.data;
-      if ("error" in r) return fail(new FileDigestError(path, r.error));
+      h.started = true;
+      h.pending.delete(r.id);
+      if ("error" in r) {
+        failure ??= new FileDigestError(path, r.error);
+        return signal();
+      }
       complete(r.id, r.hashes);
-      assign(w);
     };
-    for (let i = 0; i < IN_FLIGHT; i++) assign(w);
-    return w;
-  });
+    topUp(h);
+  }
+
   try {
     // This thread hashes ranges too; its awaited reads let the workers' answers in.
     const buf = new Uint8Array(CHUNK_SIZE);
-    while (next < ranges && failure === undefined) {
-      const id = next++;
+    while (fed < ranges) {
+      if (failure !== undefined) throw failure;
+      const id = take();
+      if (id === undefined) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        continue;
+      }
+      const length = rangeLength(id);
       await file.seek(id * CHUNK_SIZE, Deno.SeekMode.Start);
-      const n = await readFull(file, buf.subarray(0, rangeLength(id)));
-      if (n < rangeLength(id)) throw new FileDigestError(path, "file shrank while it was hashed");
-      const hashes = new Uint8Array(hashesLength(id));
-      hashBlocks(alg, buf.subarray(0, n), hashes);
+      if ((await readFull(file, buf.subarray(0, length))) < length) {
+        throw new FileDigestError(path, "file shrank while it was hashed");
+      }
+      const hashes = new Uint8Array(Math.ceil(length / BLOCK_SIZE) * digestSize(alg));
+      hashBlocks(alg, buf.subarray(0, length), hashes);
       complete(id, hashes);
     }
-    await finished;
   } finally {
-    for (const w of pool) w.terminate();
+    for (const h of helpers) h.worker.terminate();
   }
   return hasher.digest();
 }
