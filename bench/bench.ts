@@ -1,0 +1,19 @@
+/**
+ * `make bench`: every benchmark of the project in one run, printed as tables, with the
+ * numbers also written to bench/data/results.json (git-ignored) for notes.
+ *
+ * - digest: `cfs digest` vs `fsverity digest` on a 1 GiB file, both algorithms, peak RSS.
+ * - compute-id: `cfs compute-id` vs `cfsctl compute-id` on the Debian rootfs, both inside
+ *   one QEMU guest (cfsctl needs fs-verity, which the host lacks), plus host numbers.
+ *
+ * @module
+ */
+import { benchDigest } from "./digest.ts";
+import { benchComputeId } from "./compute_id.ts";
+
+const results: Record<string, unknown> = { date: new Date().toISOString() };
+results.digest = await benchDigest();
+results.computeId = await benchComputeId();
+await Deno.mkdir(new URL("./data/", import.meta.url), { recursive: true });
+await Deno.writeTextFile(new URL("./data/results.json", import.meta.url), JSON.stringify(results, null, 2) + "\n");
+console.log("\nresults written to bench/data/results.json");
