@@ -43,30 +43,12 @@ export function treeFromPath(path: string, options: TreeFromPathOptions = {}): F
   if (options.bootable) {
     transformForBoot(fs, (c) => {
       const src = sources.get(toHex(c.digest));
-      if (src) return readWhole(src, c.size);
+      if (src) return sys.readFileBytes(src, c.size);
       if (repo) return repo.readObject(c.digest);
       throw new Error(`cannot read object ${toHex(c.digest)}`);
     });
   }
   return fs;
-}
-
-function readWhole(path: Uint8Array, size: number): Uint8Array {
-  const fd = sys.openRead(path);
-  try {
-    const buf = new Uint8Array(size);
-    let off = 0;
-    while (off < size) {
-      const chunk = new Uint8Array(Math.min(1 << 20, size - off));
-      const n = sys.read(fd, chunk, path);
-      if (n === 0) break;
-      buf.set(chunk.subarray(0, n), off);
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    sys.close(fd);
-  }
 }
 
 /** The image ID: the fs-verity digest of the EROFS image of `fs`. */

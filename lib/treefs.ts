@@ -48,24 +48,6 @@ function statOf(st: sys.FileStat, path: Uint8Array): Stat {
   return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtimeSec, xattrs: sortXattrs(xattrs) };
 }
 
-function readSmallFile(path: Uint8Array, size: number): Uint8Array {
-  const fd = sys.openRead(path);
-  try {
-    const buf = new Uint8Array(size);
-    let off = 0;
-    while (off < size) {
-      const chunk = new Uint8Array(size - off);
-      const n = sys.read(fd, chunk, path);
-      if (n === 0) break;
-      buf.set(chunk.subarray(0, n), off);
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    sys.close(fd);
-  }
-}
-
 /** Reads the tree below `path` (a directory). */
 export function readTree(path: string | Uint8Array, options: ReadTreeOptions): FileSystem {
   const root = typeof path === "string" ? new TextEncoder().encode(path) : path;
@@ -81,7 +63,7 @@ export function readTree(path: string | Uint8Array, options: ReadTreeOptions): F
       case sys.S_IFREG:
         content = st.size > INLINE_CONTENT_MAX
           ? { type: "external", digest: options.external(p, st.size), size: st.size }
-          : { type: "inline", data: readSmallFile(p, st.size) };
+          : { type: "inline", data: sys.readFileBytes(p, st.size) };
         break;
       case sys.S_IFLNK:
         content = { type: "symlink", target: sys.readLink(p) };

@@ -16,6 +16,8 @@
  */
 import { xxh32 } from "../hash/xxh32.ts";
 import {
+  bytesToName,
+  compareBytes,
   countLinks,
   type Directory,
   ensureRootStat,
@@ -60,17 +62,9 @@ interface InodeRec {
   leaf?: { content: LeafContent; nlink: number };
 }
 
-const latin1 = (b: Uint8Array) => String.fromCharCode(...b);
-
 function xattrKey(prefix: number, suffix: Uint8Array, value: Uint8Array): string {
   // U+0100 cannot occur in a byte string, so it separates the parts unambiguously.
-  return `${prefix}\u0100${latin1(suffix)}\u0100${value.length <= 8192 ? latin1(value) : bytesKey(value)}`;
-}
-
-function bytesKey(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
-  return s;
+  return `${prefix}\u0100${bytesToName(suffix)}\u0100${bytesToName(value)}`;
 }
 
 const PREFIX_BYTES = F.XATTR_PREFIXES.map((p) => new TextEncoder().encode(p));
@@ -209,16 +203,10 @@ function insertSorted(entries: DirEnt[], entry: DirEnt): void {
   let lo = 0, hi = entries.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (compare(entries[mid].name, entry.name) < 0) lo = mid + 1;
+    if (compareBytes(entries[mid].name, entry.name) < 0) lo = mid + 1;
     else hi = mid;
   }
   entries.splice(lo, 0, entry);
-}
-
-function compare(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return a.length - b.length;
 }
 
 /** Splits entries into full 4 KiB blocks and an inline tail of at most 2048 bytes. */
@@ -258,7 +246,7 @@ function shareXattrs(inodes: InodeRec[]): EntryXattr[] {
     }
   }
   const shared = [...counts.values()].filter((c) => c.n > 1).map((c) => c.x);
-  shared.sort((a, b) => a.prefix - b.prefix || compare(a.suffix, b.suffix) || compare(a.value, b.value));
+  shared.sort((a, b) => a.prefix - b.prefix || compareBytes(a.suffix, b.suffix) || compareBytes(a.value, b.value));
   const index = new Map(shared.map((x, i) => [x.key, i]));
   for (const rec of inodes) {
     const local: EntryXattr[] = [];

@@ -265,6 +265,25 @@ export function close(fd: number): void {
   libc().close(fd);
 }
 
+/** Reads up to `size` bytes of a file (byte path, not following a final symlink). */
+export function readFileBytes(path: BytePath, size: number): Uint8Array {
+  const fd = openRead(path);
+  try {
+    const buf = new Uint8Array(size);
+    let off = 0;
+    while (off < size) {
+      const chunk = new Uint8Array(Math.min(1 << 20, size - off));
+      const n = read(fd, chunk, path);
+      if (n === 0) break;
+      buf.set(chunk.subarray(0, n), off);
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    close(fd);
+  }
+}
+
 /** readlink(2): a symlink's target, as bytes. */
 export function readLink(path: BytePath): Uint8Array {
   const buf = new Uint8Array(4097);
