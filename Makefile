@@ -57,7 +57,7 @@ lint: deno
 	$(DENO) lint
 
 check: deno
-	$(DENO) check cli.ts mod.ts
+	$(DENO) check cli.ts mod.ts demo.ts
 
 clean:
 	rm -rf dist test/.work

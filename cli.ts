@@ -21,8 +21,14 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   init: { handler: initCommand, summary: "create a repository" },
   digest: { handler: digestCommand, summary: "print fs-verity digests of files" },
   "compute-id": { handler: computeIdCommand, summary: "print the image ID of a directory tree" },
-  "create-dumpfile": { handler: createDumpfileCommand, summary: "print the composefs dumpfile of a tree" },
-  "create-image": { handler: createImageCommand, summary: "commit a tree's EROFS image to the repository" },
+  "create-dumpfile": {
+    handler: createDumpfileCommand,
+    summary: "print the composefs dumpfile of a tree",
+  },
+  "create-image": {
+    handler: createImageCommand,
+    summary: "commit a tree's EROFS image to the repository",
+  },
   "image-objects": { handler: imageObjectsCommand, summary: "list the objects an image refers to" },
   "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },

@@ -15,14 +15,35 @@ const tree = `${dir}/tree`;
 const repo = `${dir}/repo`;
 
 // The sample tree.
-for (const d of ["", "/etc", "/usr", "/usr/bin", "/usr/share/doc", "/boot"]) Deno.mkdirSync(`${tree}${d}`, { recursive: true });
+for (const d of ["", "/etc", "/usr", "/usr/bin", "/usr/share/doc", "/boot"]) {
+  Deno.mkdirSync(`${tree}${d}`, { recursive: true });
+}
 Deno.writeTextFileSync(`${tree}/etc/hostname`, "cfs-demo\n");
-Deno.writeTextFileSync(`${tree}/usr/share/doc/README`, "composefs keeps file data in a content-addressed store;\n".repeat(20));
-Deno.writeFileSync(`${tree}/usr/bin/tool`, new Uint8Array(100_000).map((_, i) => (i * 7) & 0xff), { mode: 0o755 });
+Deno.writeTextFileSync(
+  `${tree}/usr/share/doc/README`,
+  "composefs keeps file data in a content-addressed store;\n".repeat(20),
+);
+Deno.writeFileSync(`${tree}/usr/bin/tool`, new Uint8Array(100_000).map((_, i) => (i * 7) & 0xff), {
+  mode: 0o755,
+});
 Deno.linkSync(`${tree}/usr/bin/tool`, `${tree}/usr/bin/tool-alias`);
 Deno.symlinkSync("../usr/share/doc/README", `${tree}/etc/readme`);
 sys.setXattr(`${tree}/usr/bin/tool`, "user.demo", new TextEncoder().encode("an xattr"));
-for (const p of ["/etc/hostname", "/usr/share/doc/README", "/usr/bin/tool", "/etc/readme", "/etc", "/usr/bin", "/usr/share/doc", "/usr/share", "/usr", "/boot", ""]) {
+for (
+  const p of [
+    "/etc/hostname",
+    "/usr/share/doc/README",
+    "/usr/bin/tool",
+    "/etc/readme",
+    "/etc",
+    "/usr/bin",
+    "/usr/share/doc",
+    "/usr/share",
+    "/usr",
+    "/boot",
+    "",
+  ]
+) {
   sys.lutimes(`${tree}${p}`, 1_700_000_000);
 }
 

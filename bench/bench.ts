@@ -15,5 +15,8 @@ const results: Record<string, unknown> = { date: new Date().toISOString() };
 results.digest = await benchDigest();
 results.computeId = await benchComputeId();
 await Deno.mkdir(new URL("./data/", import.meta.url), { recursive: true });
-await Deno.writeTextFile(new URL("./data/results.json", import.meta.url), JSON.stringify(results, null, 2) + "\n");
+await Deno.writeTextFile(
+  new URL("./data/results.json", import.meta.url),
+  JSON.stringify(results, null, 2) + "\n",
+);
 console.log("\nresults written to bench/data/results.json");

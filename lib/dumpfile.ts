@@ -20,12 +20,12 @@ import {
   ensureRootStat,
   type FileSystem,
   ifmt,
+  INLINE_CONTENT_MAX,
   type Inode,
   type Leaf,
   type LeafContent,
   leafSize,
   MAX_DEPTH,
-  INLINE_CONTENT_MAX,
   nameToBytes,
   newDirectory,
   sortedEntries,
@@ -60,7 +60,10 @@ function entryLine(
   content: Uint8Array,
   digest: string | null,
 ): string {
-  let line = `${escapeField(path)} ${size} ${mode.toString(8)} ${nlink} ${stat.uid} ${stat.gid} ${rdev} ${stat.mtime}.0 ` +
+  let line =
+    `${escapeField(path)} ${size} ${
+      mode.toString(8)
+    } ${nlink} ${stat.uid} ${stat.gid} ${rdev} ${stat.mtime}.0 ` +
     `${escapeField(payload)} ${escapeField(content)} ${digest ?? "-"}`;
   for (const x of stat.xattrs) line += ` ${escapeField(x.name)}=${escapeField(x.value)}`;
   return line;
@@ -77,7 +80,17 @@ function leafLine(path: Uint8Array, leaf: Leaf, nlink: number): string {
     case "inline":
       return entryLine(path, leaf.stat, mode, size, nlink, 0n, EMPTY, c.data, null);
     case "external":
-      return entryLine(path, leaf.stat, mode, size, nlink, 0n, enc.encode(objectPathname(c.digest)), EMPTY, toHex(c.digest));
+      return entryLine(
+        path,
+        leaf.stat,
+        mode,
+        size,
+        nlink,
+        0n,
+        enc.encode(objectPathname(c.digest)),
+        EMPTY,
+        toHex(c.digest),
+      );
     case "symlink":
       return entryLine(path, leaf.stat, mode, size, nlink, 0n, c.target, EMPTY, null);
     case "chardev":
@@ -107,7 +120,17 @@ export function* dumpfileLines(fs: FileSystem): Generator<string> {
   const links = countLinks(fs);
   const firstPath = new Map<Leaf, Uint8Array>();
   function* walk(path: Uint8Array, dir: Directory): Generator<string> {
-    yield entryLine(path, dir.stat, 0o040000 | dir.stat.mode, 0, dirNlink(dir), 0n, EMPTY, EMPTY, null);
+    yield entryLine(
+      path,
+      dir.stat,
+      0o040000 | dir.stat.mode,
+      0,
+      dirNlink(dir),
+      0n,
+      EMPTY,
+      EMPTY,
+      null,
+    );
     for (const [name, inode] of sortedEntries(dir)) {
       const p = joinBytes(path, name);
       if (inode.kind === "dir") {
@@ -136,7 +159,19 @@ export function writeDumpfile(fs: FileSystem): string {
 
 /** The dumpfile line of one inode at `path` (used by `cfs dump-files`). */
 export function dumpfileLine(path: Uint8Array, inode: Inode, nlink: number): string {
-  if (inode.kind === "dir") return entryLine(path, inode.stat, 0o040000 | inode.stat.mode, 0, dirNlink(inode), 0n, EMPTY, EMPTY, null);
+  if (inode.kind === "dir") {
+    return entryLine(
+      path,
+      inode.stat,
+      0o040000 | inode.stat.mode,
+      0,
+      dirNlink(inode),
+      0n,
+      EMPTY,
+      EMPTY,
+      null,
+    );
+  }
   return leafLine(path, inode, nlink);
 }
 
@@ -191,21 +226,39 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
   const byPath = new Map<string, Inode>();
   const lines = text.split("\n");
   if (lines[lines.length - 1] === "") lines.pop();
-  if (lines.length === 0) throw new DumpfileError(1, "empty dumpfile: it needs at least the root directory", source);
+  if (lines.length === 0) {
+    throw new DumpfileError(1, "empty dumpfile: it needs at least the root directory", source);
+  }
 
   lines.forEach((line, i) => {
     const lineNo = i + 1;
     try {
       const fields = line.split(" ");
-      if (fields.length < 11) throw new Error(`expected at least 11 fields, found ${fields.length}`);
+      if (fields.length < 11) {
+        throw new Error(`expected at least 11 fields, found ${fields.length}`);
+      }
       const path = bytesToName(unescapeField(fields[0], "path", false));
-      if (!path.startsWith("/")) throw new Error(`path ${JSON.stringify(fields[0])} is not absolute`);
+      if (!path.startsWith("/")) {
+        throw new Error(`path ${JSON.stringify(fields[0])} is not absolute`);
+      }
       const parts = path.split("/").filter((p) => p !== "");
-      if (parts.some((p) => p === "." || p === "..")) throw new Error(`path ${JSON.stringify(fields[0])} contains . or ..`);
-      if (path !== "/" && (path.endsWith("/") || path.includes("//"))) throw new Error(`path ${JSON.stringify(fields[0])} is not canonical`);
-      if (path.includes("\0")) throw new Error(`path ${JSON.stringify(fields[0])} contains a NUL byte`);
-      if (parts.some((p) => p.length > 255)) throw new Error(`path ${JSON.stringify(fields[0])} has a name longer than 255 bytes`);
-      if (parts.length > MAX_DEPTH) throw new Error(`path ${JSON.stringify(fields[0])} is nested deeper than ${MAX_DEPTH} levels`);
+      if (parts.some((p) => p === "." || p === "..")) {
+        throw new Error(`path ${JSON.stringify(fields[0])} contains . or ..`);
+      }
+      if (path !== "/" && (path.endsWith("/") || path.includes("//"))) {
+        throw new Error(`path ${JSON.stringify(fields[0])} is not canonical`);
+      }
+      if (path.includes("\0")) {
+        throw new Error(`path ${JSON.stringify(fields[0])} contains a NUL byte`);
+      }
+      if (parts.some((p) => p.length > 255)) {
+        throw new Error(`path ${JSON.stringify(fields[0])} has a name longer than 255 bytes`);
+      }
+      if (parts.length > MAX_DEPTH) {
+        throw new Error(
+          `path ${JSON.stringify(fields[0])} is nested deeper than ${MAX_DEPTH} levels`,
+        );
+      }
 
       const parentAndName = (): [Directory, string] => {
         if (!fs) throw new Error("the first entry must be the root directory /");
@@ -213,17 +266,27 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
         const name = parts[parts.length - 1];
         const parentPath = "/" + parts.slice(0, -1).join("/");
         const parent = byPath.get(parentPath);
-        if (parent === undefined) throw new Error(`parent directory ${JSON.stringify(parentPath)} does not exist (yet)`);
-        if (parent.kind !== "dir") throw new Error(`parent ${JSON.stringify(parentPath)} is not a directory`);
-        if (parent.entries.has(name)) throw new Error(`duplicate entry ${JSON.stringify(fields[0])}`);
+        if (parent === undefined) {
+          throw new Error(`parent directory ${JSON.stringify(parentPath)} does not exist (yet)`);
+        }
+        if (parent.kind !== "dir") {
+          throw new Error(`parent ${JSON.stringify(parentPath)} is not a directory`);
+        }
+        if (parent.entries.has(name)) {
+          throw new Error(`duplicate entry ${JSON.stringify(fields[0])}`);
+        }
         return [parent, name];
       };
 
       if (fields[2].startsWith("@")) {
         const target = bytesToName(unescapeField(fields[8], "hardlink target", false));
         const inode = byPath.get(target);
-        if (inode === undefined) throw new Error(`hardlink target ${JSON.stringify(fields[8])} does not exist (yet)`);
-        if (inode.kind === "dir") throw new Error(`hardlink target ${JSON.stringify(fields[8])} is a directory`);
+        if (inode === undefined) {
+          throw new Error(`hardlink target ${JSON.stringify(fields[8])} does not exist (yet)`);
+        }
+        if (inode.kind === "dir") {
+          throw new Error(`hardlink target ${JSON.stringify(fields[8])} is a directory`);
+        }
         const [parent, name] = parentAndName();
         parent.entries.set(name, inode);
         byPath.set(path, inode);
@@ -231,13 +294,17 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
       }
 
       const size = parseUint(fields[1], "size");
-      if (!/^[0-7]+$/.test(fields[2])) throw new Error(`mode ${JSON.stringify(fields[2])} is not octal`);
+      if (!/^[0-7]+$/.test(fields[2])) {
+        throw new Error(`mode ${JSON.stringify(fields[2])} is not octal`);
+      }
       const mode = parseInt(fields[2], 8);
       if (mode > 0o177777) throw new Error(`mode ${fields[2]} is too large`);
       parseUint(fields[3], "nlink", MAX_U32);
       const uid = parseUint(fields[4], "uid", MAX_U32);
       const gid = parseUint(fields[5], "gid", MAX_U32);
-      if (!/^[0-9]+$/.test(fields[6])) throw new Error(`rdev ${JSON.stringify(fields[6])} is not a number`);
+      if (!/^[0-9]+$/.test(fields[6])) {
+        throw new Error(`rdev ${JSON.stringify(fields[6])} is not a number`);
+      }
       const rdev = BigInt(fields[6]);
       if (rdev > 0xffffffffffffffffn) throw new Error(`rdev ${fields[6]} is too large`);
       const m = /^(-?[0-9]+)\.([0-9]+)$/.exec(fields[7]);
@@ -250,8 +317,12 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
       if (![0o040000, 0o100000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000].includes(type)) {
         throw new Error(`mode ${fields[2]} has no valid file type`);
       }
-      const payload = type === 0o120000 && size === 1 && fields[8] === "-" ? enc.encode("-") : unescapeField(fields[8], "payload");
-      const content = type === 0o100000 && size === 1 && fields[9] === "-" ? enc.encode("-") : unescapeField(fields[9], "content");
+      const payload = type === 0o120000 && size === 1 && fields[8] === "-"
+        ? enc.encode("-")
+        : unescapeField(fields[8], "payload");
+      const content = type === 0o100000 && size === 1 && fields[9] === "-"
+        ? enc.encode("-")
+        : unescapeField(fields[9], "content");
       const digestField = fields[10];
       const xattrs: Xattr[] = [];
       for (const x of fields.slice(11)) {
@@ -259,20 +330,32 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
         const eq = x.indexOf("=");
         if (eq <= 0) throw new Error(`xattr ${JSON.stringify(x)} is not NAME=VALUE`);
         const name = unescapeField(x.slice(0, eq), "xattr name", false);
-        if (name.includes(0)) throw new Error(`xattr name ${JSON.stringify(x.slice(0, eq))} contains a NUL byte`);
-        if (name.length > 255) throw new Error(`xattr name ${JSON.stringify(x.slice(0, eq))} is longer than 255 bytes`);
+        if (name.includes(0)) {
+          throw new Error(`xattr name ${JSON.stringify(x.slice(0, eq))} contains a NUL byte`);
+        }
+        if (name.length > 255) {
+          throw new Error(`xattr name ${JSON.stringify(x.slice(0, eq))} is longer than 255 bytes`);
+        }
         xattrs.push({ name, value: unescapeField(x.slice(eq + 1), "xattr value") });
       }
       sortXattrs(xattrs);
       for (let k = 1; k < xattrs.length; k++) {
-        if (bytesToName(xattrs[k].name) === bytesToName(xattrs[k - 1].name)) throw new Error(`xattr ${JSON.stringify(bytesToName(xattrs[k].name))} appears twice`);
+        if (bytesToName(xattrs[k].name) === bytesToName(xattrs[k - 1].name)) {
+          throw new Error(`xattr ${JSON.stringify(bytesToName(xattrs[k].name))} appears twice`);
+        }
       }
       const stat: Stat = { mode: mode & 0o7777, uid, gid, mtime, xattrs };
 
       if (rdev > 0xffffffffn) throw new Error(`rdev ${fields[6]} does not fit in 32 bits`);
-      if (type !== 0o100000 && content.length > 0) throw new Error("only regular files can have inline content");
-      if (type !== 0o100000 && digestField !== "-") throw new Error("only regular files can have a digest");
-      if (type !== 0o100000 && type !== 0o120000 && payload.length > 0) throw new Error("only regular files and symlinks can have a payload");
+      if (type !== 0o100000 && content.length > 0) {
+        throw new Error("only regular files can have inline content");
+      }
+      if (type !== 0o100000 && digestField !== "-") {
+        throw new Error("only regular files can have a digest");
+      }
+      if (type !== 0o100000 && type !== 0o120000 && payload.length > 0) {
+        throw new Error("only regular files and symlinks can have a payload");
+      }
       if (type === 0o040000) {
         const dir = newDirectory(stat);
         if (path === "/") {
@@ -290,22 +373,42 @@ export function parseDumpfile(text: string, source = "dumpfile"): FileSystem {
       switch (type) {
         case 0o100000: {
           if (digestField !== "-" || payload.length > 0) {
-            const hex = digestField !== "-" ? digestField : new TextDecoder().decode(payload).replace("/", "");
-            if (!/^([0-9a-f]{64}|[0-9a-f]{128})$/.test(hex)) throw new Error(`digest ${JSON.stringify(hex)} is not a sha256 or sha512 hex digest`);
-            if (content.length > 0) throw new Error("a file cannot have both inline content and a digest");
+            const hex = digestField !== "-"
+              ? digestField
+              : new TextDecoder().decode(payload).replace("/", "");
+            if (!/^([0-9a-f]{64}|[0-9a-f]{128})$/.test(hex)) {
+              throw new Error(`digest ${JSON.stringify(hex)} is not a sha256 or sha512 hex digest`);
+            }
+            if (content.length > 0) {
+              throw new Error("a file cannot have both inline content and a digest");
+            }
             leafContent = { type: "external", digest: fromHex(hex), size };
           } else {
-            if (content.length !== size) throw new Error(`size ${size} does not match the ${content.length} bytes of inline content`);
-            if (size > INLINE_CONTENT_MAX) throw new Error(`inline content of ${size} bytes is over the ${INLINE_CONTENT_MAX}-byte limit (larger files need a digest)`);
+            if (content.length !== size) {
+              throw new Error(
+                `size ${size} does not match the ${content.length} bytes of inline content`,
+              );
+            }
+            if (size > INLINE_CONTENT_MAX) {
+              throw new Error(
+                `inline content of ${size} bytes is over the ${INLINE_CONTENT_MAX}-byte limit (larger files need a digest)`,
+              );
+            }
             leafContent = { type: "inline", data: content };
           }
           break;
         }
         case 0o120000:
           if (payload.length === 0) throw new Error("a symlink needs a target");
-          if (payload.length > 4095) throw new Error(`symlink target of ${payload.length} bytes is longer than 4095`);
+          if (payload.length > 4095) {
+            throw new Error(`symlink target of ${payload.length} bytes is longer than 4095`);
+          }
           if (payload.includes(0)) throw new Error("symlink target contains a NUL byte");
-          if (payload.length !== size) throw new Error(`size ${size} does not match the ${payload.length}-byte symlink target`);
+          if (payload.length !== size) {
+            throw new Error(
+              `size ${size} does not match the ${payload.length}-byte symlink target`,
+            );
+          }
           leafContent = { type: "symlink", target: payload };
           break;
         case 0o020000:

@@ -20,7 +20,13 @@
  */
 import { z } from "zod";
 import { join } from "node:path";
-import { fromHex, FsVerityHasher, fsverityDigest, toHex, type VerityAlgorithm } from "./fsverity/digest.ts";
+import {
+  fromHex,
+  fsverityDigest,
+  FsVerityHasher,
+  toHex,
+  type VerityAlgorithm,
+} from "./fsverity/digest.ts";
 import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
 import * as sys from "./sys/libc.ts";
 import { collectObjects, readErofs } from "./erofs/reader.ts";
@@ -32,7 +38,10 @@ const TMP_PREFIX = ".tmp-";
 
 /** `fsverity-<hash>-<lg blocksize>` as meta.json names it. */
 export type RepoAlgorithm = "fsverity-sha256-12" | "fsverity-sha512-12";
-export const REPO_ALGORITHMS: readonly RepoAlgorithm[] = ["fsverity-sha512-12", "fsverity-sha256-12"];
+export const REPO_ALGORITHMS: readonly RepoAlgorithm[] = [
+  "fsverity-sha512-12",
+  "fsverity-sha256-12",
+];
 
 /** Feature flags we know (none yet): unknown incompatible ones make us refuse the repository. */
 const KNOWN_INCOMPAT: readonly string[] = [];
@@ -75,7 +84,10 @@ function exists(path: string): boolean {
 }
 
 function randomSuffix(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(8)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
 }
 
 /** Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename). */
@@ -146,13 +158,18 @@ export class Repository {
   }
 
   /** Creates a repository at `path` (and the directory if needed). */
-  static init(path: string, options: { algorithm?: RepoAlgorithm; insecure?: boolean } = {}): Repository {
+  static init(
+    path: string,
+    options: { algorithm?: RepoAlgorithm; insecure?: boolean } = {},
+  ): Repository {
     const algorithm = options.algorithm ?? "fsverity-sha512-12";
     const metaPath = join(path, META_FILE);
     if (exists(metaPath)) {
       const repo = Repository.open(path);
       if (repo.meta.algorithm !== algorithm) {
-        throw new RepositoryError(`${path}: already a repository with algorithm ${repo.meta.algorithm}, not ${algorithm}`);
+        throw new RepositoryError(
+          `${path}: already a repository with algorithm ${repo.meta.algorithm}, not ${algorithm}`,
+        );
       }
       return repo;
     }
@@ -169,7 +186,11 @@ export class Repository {
       } else if (!Deno.statSync(path).isDirectory) {
         throw new RepositoryError(`${path}: exists and is not a directory`);
       }
-      const meta: RepoMeta = { version: REPO_FORMAT_VERSION, algorithm, features: { compatible: [], "read-only-compatible": [], incompatible: [] } };
+      const meta: RepoMeta = {
+        version: REPO_FORMAT_VERSION,
+        algorithm,
+        features: { compatible: [], "read-only-compatible": [], incompatible: [] },
+      };
       writeFileAtomic(metaPath, new TextEncoder().encode(JSON.stringify(meta, null, 2) + "\n"));
       created.push(metaPath);
       if (!options.insecure) {
@@ -194,7 +215,9 @@ export class Repository {
         } catch { /* best effort: leave nothing half-made */ }
       }
       if (e instanceof RepositoryError || e instanceof VerityError) throw e;
-      throw new RepositoryError(`cannot create repository at ${path}: ${(e as Error).message}`, { cause: e });
+      throw new RepositoryError(`cannot create repository at ${path}: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     return Repository.open(path);
   }
@@ -216,7 +239,8 @@ export class Repository {
     } else if (exists(join(path, "objects"))) {
       meta = {
         version: REPO_FORMAT_VERSION,
-        algorithm: inferAlgorithm(join(path, "objects")) ?? options.legacyAlgorithm ?? "fsverity-sha256-12",
+        algorithm: inferAlgorithm(join(path, "objects")) ?? options.legacyAlgorithm ??
+          "fsverity-sha256-12",
         features: { compatible: [], "read-only-compatible": [], incompatible: [] },
       };
       if (options.upgrade !== false) {
@@ -224,7 +248,9 @@ export class Repository {
         upgraded = true;
       }
     } else {
-      throw new RepositoryError(`${path}: not a composefs repository (no ${META_FILE}; create one with 'cfs init ${path}')`);
+      throw new RepositoryError(
+        `${path}: not a composefs repository (no ${META_FILE}; create one with 'cfs init ${path}')`,
+      );
     }
     const repo = new Repository(path, meta, Repository.probeSecure(metaPath, meta), upgraded);
     repo.lock(false);
@@ -241,14 +267,22 @@ export class Repository {
     const parsed = MetaSchema.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new RepositoryError(`${metaPath}: ${issue.path.join(".") || "(top level)"}: ${issue.message}`);
+      throw new RepositoryError(
+        `${metaPath}: ${issue.path.join(".") || "(top level)"}: ${issue.message}`,
+      );
     }
     const meta = parsed.data;
     if (meta.version > REPO_FORMAT_VERSION) {
-      throw new RepositoryError(`${metaPath}: repository format version ${meta.version} is newer than this cfs understands (${REPO_FORMAT_VERSION})`);
+      throw new RepositoryError(
+        `${metaPath}: repository format version ${meta.version} is newer than this cfs understands (${REPO_FORMAT_VERSION})`,
+      );
     }
     const unknown = meta.features.incompatible.filter((f) => !KNOWN_INCOMPAT.includes(f));
-    if (unknown.length > 0) throw new RepositoryError(`${metaPath}: repository requires unknown features: ${unknown.join(", ")}`);
+    if (unknown.length > 0) {
+      throw new RepositoryError(
+        `${metaPath}: repository requires unknown features: ${unknown.join(", ")}`,
+      );
+    }
     return meta;
   }
 
@@ -274,7 +308,11 @@ export class Repository {
   }
 
   private requireWritable(): void {
-    if (!this.writable) throw new RepositoryError(`${this.path}: repository has features this cfs cannot write; it is read-only here`);
+    if (!this.writable) {
+      throw new RepositoryError(
+        `${this.path}: repository has features this cfs cannot write; it is read-only here`,
+      );
+    }
   }
 
   private lock(exclusive: boolean): void {
@@ -298,7 +336,11 @@ export class Repository {
 
   private checkDigestSize(digest: Uint8Array): void {
     const want = this.algorithm === "sha512" ? 64 : 32;
-    if (digest.length !== want) throw new RepositoryError(`digest of ${digest.length} bytes does not fit this ${this.meta.algorithm} repository`);
+    if (digest.length !== want) {
+      throw new RepositoryError(
+        `digest of ${digest.length} bytes does not fit this ${this.meta.algorithm} repository`,
+      );
+    }
   }
 
   /** Whether the object exists. */
@@ -323,7 +365,9 @@ export class Repository {
           enableVerity(fd, this.algorithm, tmp);
           const measured = measureVerity(fd, this.algorithm, tmp);
           if (measured === null || toHex(measured) !== toHex(digest)) {
-            throw new RepositoryError(`${final}: measured fs-verity digest does not match the computed one`);
+            throw new RepositoryError(
+              `${final}: measured fs-verity digest does not match the computed one`,
+            );
           }
         } finally {
           sys.close(fd);
@@ -400,7 +444,11 @@ export class Repository {
     sys.close(fd);
     if (expectedSize !== undefined && total !== expectedSize) {
       Deno.removeSync(tmp);
-      throw new RepositoryError(`${sys.displayPath(source)}: changed while being read (${total} bytes, expected ${expectedSize})`);
+      throw new RepositoryError(
+        `${
+          sys.displayPath(source)
+        }: changed while being read (${total} bytes, expected ${expectedSize})`,
+      );
     }
     const digest = hasher.digest();
     const hex = toHex(digest);
@@ -419,7 +467,9 @@ export class Repository {
     try {
       data = Deno.readFileSync(path);
     } catch (e) {
-      throw new RepositoryError(`object ${toHex(digest)} is missing from ${this.path}`, { cause: e });
+      throw new RepositoryError(`object ${toHex(digest)} is missing from ${this.path}`, {
+        cause: e,
+      });
     }
     this.verifyObject(path, digest, data);
     return data;
@@ -430,8 +480,16 @@ export class Repository {
       const fd = sys.openRead(path);
       try {
         const measured = measureVerity(fd, this.algorithm, path);
-        if (measured === null) throw new RepositoryError(`${path}: fs-verity is not enabled on this object of a secure repository`);
-        if (toHex(measured) !== toHex(digest)) throw new RepositoryError(`${path}: fs-verity digest ${toHex(measured)} does not match its name`);
+        if (measured === null) {
+          throw new RepositoryError(
+            `${path}: fs-verity is not enabled on this object of a secure repository`,
+          );
+        }
+        if (toHex(measured) !== toHex(digest)) {
+          throw new RepositoryError(
+            `${path}: fs-verity digest ${toHex(measured)} does not match its name`,
+          );
+        }
       } finally {
         sys.close(fd);
       }
@@ -466,7 +524,9 @@ export class Repository {
   resolveImage(name: string): string {
     const hexLen = this.algorithm === "sha512" ? 128 : 64;
     if (new RegExp(`^[0-9a-f]{${hexLen}}$`).test(name)) {
-      if (!exists(join(this.path, "images", name))) throw new RepositoryError(`no image ${name} in ${this.path}`);
+      if (!exists(join(this.path, "images", name))) {
+        throw new RepositoryError(`no image ${name} in ${this.path}`);
+      }
       return name;
     }
     const ref = name.startsWith("refs/") ? name.slice(5) : name;
@@ -496,9 +556,14 @@ export class Repository {
     const ids: string[] = [];
     const dir = join(this.path, "images");
     if (exists(dir)) {
-      for (const e of Deno.readDirSync(dir)) if (e.name !== "refs" && !e.name.startsWith(TMP_PREFIX)) ids.push(e.name);
+      for (const e of Deno.readDirSync(dir)) {
+        if (e.name !== "refs" && !e.name.startsWith(TMP_PREFIX)) ids.push(e.name);
+      }
     }
-    const refs = walkRefs(join(dir, "refs")).map(({ name, target }) => ({ name, id: target.split("/").pop() ?? null }));
+    const refs = walkRefs(join(dir, "refs")).map(({ name, target }) => ({
+      name,
+      id: target.split("/").pop() ?? null,
+    }));
     return { ids: ids.sort(), refs };
   }
 
@@ -506,7 +571,15 @@ export class Repository {
 
   /** Checks every object (re-measured), image and ref; read-only. */
   fsck(): FsckReport {
-    const report: FsckReport = { ok: true, objects: 0, images: 0, streams: 0, refs: 0, problems: [], warnings: [] };
+    const report: FsckReport = {
+      ok: true,
+      objects: 0,
+      images: 0,
+      streams: 0,
+      refs: 0,
+      problems: [],
+      warnings: [],
+    };
     const problem = (path: string, p: string) => report.problems.push({ path, problem: p });
     const hexLen = this.algorithm === "sha512" ? 128 : 64;
     const objectsDir = join(this.path, "objects");
@@ -514,7 +587,10 @@ export class Repository {
       for (const sub of sortedDir(objectsDir)) {
         const subPath = join(objectsDir, sub.name);
         if (sub.name.startsWith(TMP_PREFIX)) {
-          report.warnings.push({ path: subPath, problem: "leftover temporary file (removed by gc)" });
+          report.warnings.push({
+            path: subPath,
+            problem: "leftover temporary file (removed by gc)",
+          });
           continue;
         }
         if (!sub.isDirectory || !/^[0-9a-f]{2}$/.test(sub.name)) {
@@ -524,11 +600,17 @@ export class Repository {
         for (const obj of sortedDir(subPath)) {
           const objPath = join(subPath, obj.name);
           if (obj.name.startsWith(TMP_PREFIX)) {
-            report.warnings.push({ path: objPath, problem: "leftover temporary file (removed by gc)" });
+            report.warnings.push({
+              path: objPath,
+              problem: "leftover temporary file (removed by gc)",
+            });
             continue;
           }
           if (!obj.isFile) {
-            problem(objPath, obj.isSymlink ? "object is a symlink" : "object is not a regular file");
+            problem(
+              objPath,
+              obj.isSymlink ? "object is a symlink" : "object is not a regular file",
+            );
             continue;
           }
           if (!new RegExp(`^[0-9a-f]{${hexLen - 2}}$`).test(obj.name)) {
@@ -539,7 +621,9 @@ export class Repository {
           const expected = sub.name + obj.name;
           try {
             const actual = this.measureObjectFile(objPath);
-            if (actual !== expected) problem(objPath, `content digest ${actual} does not match the object's name`);
+            if (actual !== expected) {
+              problem(objPath, `content digest ${actual} does not match the object's name`);
+            }
           } catch (e) {
             problem(objPath, (e as Error).message);
           }
@@ -579,7 +663,9 @@ export class Repository {
           try {
             const tree = readErofs(Deno.readFileSync(p));
             for (const digest of collectObjects(tree)) {
-              if (!this.hasObject(digest)) problem(p, `image refers to missing object ${toHex(digest)}`);
+              if (!this.hasObject(digest)) {
+                problem(p, `image refers to missing object ${toHex(digest)}`);
+              }
             }
           } catch (err) {
             problem(p, (err as Error).message);
@@ -594,7 +680,9 @@ export class Repository {
       }
     }
     for (const p of leftoverTemporaryLinks(this.path)) {
-      if (!report.warnings.some((w) => w.path === p)) report.warnings.push({ path: p, problem: "leftover temporary link (removed by gc)" });
+      if (!report.warnings.some((w) => w.path === p)) {
+        report.warnings.push({ path: p, problem: "leftover temporary link (removed by gc)" });
+      }
     }
     report.ok = report.problems.length === 0;
     return report;
@@ -606,7 +694,9 @@ export class Repository {
       const fd = sys.openRead(path);
       try {
         const m = measureVerity(fd, this.algorithm, path);
-        if (m === null) throw new Error("fs-verity is not enabled on this object of a secure repository");
+        if (m === null) {
+          throw new Error("fs-verity is not enabled on this object of a secure repository");
+        }
         return toHex(m);
       } finally {
         sys.close(fd);
@@ -634,8 +724,15 @@ export class Repository {
   gc(options: { dryRun?: boolean; roots?: string[] } = {}): GcReport {
     const dryRun = options.dryRun ?? false;
     const streamsDir = join(this.path, "streams");
-    if (exists(streamsDir) && [...Deno.readDirSync(streamsDir)].some((e) => e.name !== "refs" && !e.name.startsWith(TMP_PREFIX))) {
-      throw new RepositoryError(`${this.path}: gc of repositories holding splitstreams is not supported yet (streams/ is not empty); nothing was removed`);
+    if (
+      exists(streamsDir) &&
+      [...Deno.readDirSync(streamsDir)].some((e) =>
+        e.name !== "refs" && !e.name.startsWith(TMP_PREFIX)
+      )
+    ) {
+      throw new RepositoryError(
+        `${this.path}: gc of repositories holding splitstreams is not supported yet (streams/ is not empty); nothing was removed`,
+      );
     }
     this.lock(true);
     try {
@@ -643,7 +740,14 @@ export class Repository {
       for (const r of this.listImages().refs) if (r.id) liveImages.add(r.id);
       for (const root of options.roots ?? []) liveImages.add(this.resolveImage(root));
       const liveObjects = new Set<string>();
-      const report: GcReport = { dryRun, removedImages: [], removedObjects: [], removedTemporary: [], freedBytes: 0, keptObjects: 0 };
+      const report: GcReport = {
+        dryRun,
+        removedImages: [],
+        removedObjects: [],
+        removedTemporary: [],
+        freedBytes: 0,
+        keptObjects: 0,
+      };
       // Decide everything first (reading every live image), then delete: a corrupt live image
       // stops gc before anything is removed.
       const ids = this.listImages().ids;
@@ -679,7 +783,8 @@ export class Repository {
               continue;
             }
             report.freedBytes += Deno.lstatSync(p).size;
-            (obj.name.startsWith(TMP_PREFIX) ? report.removedTemporary : report.removedObjects).push(obj.name.startsWith(TMP_PREFIX) ? p : sub.name + obj.name);
+            (obj.name.startsWith(TMP_PREFIX) ? report.removedTemporary : report.removedObjects)
+              .push(obj.name.startsWith(TMP_PREFIX) ? p : sub.name + obj.name);
             if (!dryRun) Deno.removeSync(p);
           }
         }
@@ -694,13 +799,21 @@ export class Repository {
 /** Ref names are relative paths without empty, "." or ".." components. */
 export function validateRefName(name: string): void {
   const parts = name.split("/");
-  if (name === "" || parts.some((p) => p === "" || p === "." || p === ".." || p.startsWith(TMP_PREFIX))) {
-    throw new RepositoryError(`invalid ref name '${name}': use a relative path without empty, '.' or '..' components`);
+  if (
+    name === "" ||
+    parts.some((p) => p === "" || p === "." || p === ".." || p.startsWith(TMP_PREFIX))
+  ) {
+    throw new RepositoryError(
+      `invalid ref name '${name}': use a relative path without empty, '.' or '..' components`,
+    );
   }
 }
 
 function sortedDir(path: string): Deno.DirEntry[] {
-  return [...Deno.readDirSync(path)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return [...Deno.readDirSync(path)].sort((
+    a,
+    b,
+  ) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 function walkRefs(dir: string, prefix = ""): Array<{ name: string; target: string; path: string }> {

@@ -187,7 +187,9 @@ export class TreeError extends Error {
 /** Splits a path (byte string, `/`-separated, leading `/` optional) into names. */
 export function pathComponents(path: string): string[] {
   const parts = path.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) throw new TreeError(`invalid path ${JSON.stringify(path)}: '..' is not allowed`);
+  if (parts.includes("..")) {
+    throw new TreeError(`invalid path ${JSON.stringify(path)}: '..' is not allowed`);
+  }
   return parts;
 }
 
@@ -195,7 +197,11 @@ export function pathComponents(path: string): string[] {
 export function lookup(fs: FileSystem, path: string): Inode | undefined {
   let cur: Inode = fs.root;
   for (const name of pathComponents(path)) {
-    if (cur.kind !== "dir") throw new TreeError(`${JSON.stringify(path)}: ${JSON.stringify(name)} is below a non-directory`);
+    if (cur.kind !== "dir") {
+      throw new TreeError(
+        `${JSON.stringify(path)}: ${JSON.stringify(name)} is below a non-directory`,
+      );
+    }
     const next = cur.entries.get(name);
     if (next === undefined) return undefined;
     cur = next;

@@ -15,9 +15,9 @@ import {
   type Directory,
   type FileSystem,
   INLINE_CONTENT_MAX,
-  MAX_DEPTH,
   type Leaf,
   type LeafContent,
+  MAX_DEPTH,
   newDirectory,
   sortXattrs,
   type Stat,
@@ -45,7 +45,13 @@ export class TreeReadError extends Error {
 
 function statOf(st: sys.FileStat, path: Uint8Array): Stat {
   const xattrs = sys.listXattrs(path).map(([name, value]) => ({ name, value }));
-  return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtimeSec, xattrs: sortXattrs(xattrs) };
+  return {
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    mtime: st.mtimeSec,
+    xattrs: sortXattrs(xattrs),
+  };
 }
 
 /** Reads the tree below `path` (a directory). */
@@ -81,7 +87,9 @@ export function readTree(path: string | Uint8Array, options: ReadTreeOptions): F
         content = { type: "socket" };
         break;
       default:
-        throw new TreeReadError(`${sys.displayPath(p)}: unknown file type ${(st.mode & sys.S_IFMT).toString(8)}`);
+        throw new TreeReadError(
+          `${sys.displayPath(p)}: unknown file type ${(st.mode & sys.S_IFMT).toString(8)}`,
+        );
     }
     const leaf: Leaf = { kind: "leaf", stat, content };
     hardlinks.set(key, leaf);
@@ -89,7 +97,11 @@ export function readTree(path: string | Uint8Array, options: ReadTreeOptions): F
   };
 
   const readDir = (p: Uint8Array, dir: Directory, depth: number) => {
-    if (depth > MAX_DEPTH) throw new TreeReadError(`${sys.displayPath(p)}: directories nested deeper than ${MAX_DEPTH} levels`);
+    if (depth > MAX_DEPTH) {
+      throw new TreeReadError(
+        `${sys.displayPath(p)}: directories nested deeper than ${MAX_DEPTH} levels`,
+      );
+    }
     for (const name of sys.readDirNames(p)) {
       const child = sys.joinPath(p, name);
       const st = sys.lstat(child);
@@ -114,7 +126,9 @@ export function readTree(path: string | Uint8Array, options: ReadTreeOptions): F
     return { root: dir, haveRootStat: options.statRoot ?? false };
   } catch (e) {
     if (e instanceof TreeReadError) throw e;
-    if (e instanceof sys.SysError) throw new TreeReadError(`cannot read tree: ${e.message}`, { cause: e });
+    if (e instanceof sys.SysError) {
+      throw new TreeReadError(`cannot read tree: ${e.message}`, { cause: e });
+    }
     throw e;
   }
 }

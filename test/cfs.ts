@@ -17,7 +17,10 @@ export interface RunResult {
 }
 
 /** Runs `cfs ARGS...`; never throws on a non-zero exit (tests check `code`). */
-export async function runCfs(args: string[], options: { env?: Record<string, string>; stdin?: Uint8Array } = {}): Promise<RunResult> {
+export async function runCfs(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: Uint8Array } = {},
+): Promise<RunResult> {
   const cmd = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "--quiet", CLI, ...args],
     stdout: "piped",
@@ -35,16 +38,31 @@ export async function runCfs(args: string[], options: { env?: Record<string, str
 }
 
 /** Runs an external command; throws with its stderr when it fails. */
-export async function run(cmd: string, args: string[], options: { cwd?: string } = {}): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", cwd: options.cwd }).output();
+export async function run(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string } = {},
+): Promise<string> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    cwd: options.cwd,
+  }).output();
   if (out.code !== 0) {
-    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${new TextDecoder().decode(out.stderr)}`);
+    throw new Error(
+      `${cmd} ${args.join(" ")} failed (${out.code}): ${new TextDecoder().decode(out.stderr)}`,
+    );
   }
   return new TextDecoder().decode(out.stdout);
 }
 
 /** Fails loudly when a tool the test needs is missing (tests never skip silently). */
 export function requireTool(name: string, hint: string): void {
-  const r = new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null", stderr: "null" }).outputSync();
+  const r = new Deno.Command("sh", {
+    args: ["-c", `command -v ${name}`],
+    stdout: "null",
+    stderr: "null",
+  }).outputSync();
   if (r.code !== 0) throw new Error(`${name} is not installed: ${hint}`);
 }

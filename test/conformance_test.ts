@@ -40,7 +40,11 @@ function ours(path: string, bootable: boolean): Ours {
 
 function firstDifference(a: Uint8Array, b: Uint8Array): string {
   const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return `first differing byte at offset ${i} (ours ${a[i]}, cfsctl ${b[i]})`;
+  for (let i = 0; i < n; i++) {
+    if (a[i] !== b[i]) {
+      return `first differing byte at offset ${i} (ours ${a[i]}, cfsctl ${b[i]})`;
+    }
+  }
   return `lengths ${a.length} (ours) vs ${b.length} (cfsctl)`;
 }
 
@@ -51,7 +55,8 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 const decoder = new TextDecoder("latin1");
 
 Deno.test({
-  name: "conformance: compute-id, create-dumpfile and image bytes equal cfsctl's on the corpus and a Debian rootfs",
+  name:
+    "conformance: compute-id, create-dumpfile and image bytes equal cfsctl's on the corpus and a Debian rootfs",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -77,7 +82,9 @@ Deno.test({
           const label = `${name}${bootable ? " --bootable" : ""}`;
           if (refId === undefined) {
             // cfsctl refused (e.g. --bootable without /boot): so must we.
-            if (mine.error === undefined) failures.push(`${label}: cfsctl failed (${r.errors.join("; ")}) but cfs succeeded`);
+            if (mine.error === undefined) {
+              failures.push(`${label}: cfsctl failed (${r.errors.join("; ")}) but cfs succeeded`);
+            }
             continue;
           }
           if (mine.error !== undefined) {
@@ -85,8 +92,14 @@ Deno.test({
             continue;
           }
           if (mine.id !== refId) failures.push(`${label}: image id ${mine.id} != cfsctl ${refId}`);
-          if (refDump && mine.dumpfile !== decoder.decode(refDump)) failures.push(`${label}: dumpfile differs`);
-          if (refImage && !sameBytes(mine.image!, refImage)) failures.push(`${label}: image bytes differ: ${firstDifference(mine.image!, refImage)}`);
+          if (refDump && mine.dumpfile !== decoder.decode(refDump)) {
+            failures.push(`${label}: dumpfile differs`);
+          }
+          if (refImage && !sameBytes(mine.image!, refImage)) {
+            failures.push(
+              `${label}: image bytes differ: ${firstDifference(mine.image!, refImage)}`,
+            );
+          }
           if (bootable) bootableCompared++;
           else compared++;
         }
@@ -99,21 +112,46 @@ Deno.test({
         const refId = bootable ? deb.computeIdBootable : deb.computeId;
         const id = await runCfs(["compute-id", ...flag, rootfs]);
         equal(id.code, 0, id.stderr);
-        if (refId === undefined) throw new Error(`cfsctl failed on the Debian rootfs${bootable ? " --bootable" : ""}: ${deb.errors.join("; ")}`);
-        if (id.text.trim() !== refId) failures.push(`debian-rootfs${bootable ? " --bootable" : ""}: cfs compute-id ${id.text.trim()} != cfsctl ${refId}`);
+        if (refId === undefined) {
+          throw new Error(
+            `cfsctl failed on the Debian rootfs${bootable ? " --bootable" : ""}: ${
+              deb.errors.join("; ")
+            }`,
+          );
+        }
+        if (id.text.trim() !== refId) {
+          failures.push(
+            `debian-rootfs${
+              bootable ? " --bootable" : ""
+            }: cfs compute-id ${id.text.trim()} != cfsctl ${refId}`,
+          );
+        }
         const dump = await runCfs(["create-dumpfile", ...flag, rootfs]);
         equal(dump.code, 0, dump.stderr);
         const refDump = bootable ? deb.dumpfileBootable : deb.dumpfile;
-        if (!sameBytes(dump.stdout, refDump!)) failures.push(`debian-rootfs${bootable ? " --bootable" : ""}: dumpfile differs`);
+        if (!sameBytes(dump.stdout, refDump!)) {
+          failures.push(`debian-rootfs${bootable ? " --bootable" : ""}: dumpfile differs`);
+        }
         const image = mkfsErofs(treeFromPath(rootfs, { algorithm: "sha256", bootable }));
         const refImage = bootable ? deb.imageBootable : deb.image;
-        if (!sameBytes(image, refImage!)) failures.push(`debian-rootfs${bootable ? " --bootable" : ""}: image bytes differ: ${firstDifference(image, refImage!)}`);
-        equal(toHex(computeImageId(treeFromPath(rootfs, { algorithm: "sha256", bootable }), "sha256")), refId);
+        if (!sameBytes(image, refImage!)) {
+          failures.push(
+            `debian-rootfs${bootable ? " --bootable" : ""}: image bytes differ: ${
+              firstDifference(image, refImage!)
+            }`,
+          );
+        }
+        equal(
+          toHex(computeImageId(treeFromPath(rootfs, { algorithm: "sha256", bootable }), "sha256")),
+          refId,
+        );
         if (bootable) bootableCompared++;
         else compared++;
       }
 
-      console.log(`conformance: ${compared} trees compared with cfsctl (id, dumpfile, image bytes), ${bootableCompared} with --bootable; ${failures.length} failures`);
+      console.log(
+        `conformance: ${compared} trees compared with cfsctl (id, dumpfile, image bytes), ${bootableCompared} with --bootable; ${failures.length} failures`,
+      );
       deepEqual(failures, []);
     } finally {
       await Deno.remove(tmp, { recursive: true });

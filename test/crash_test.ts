@@ -23,7 +23,9 @@ async function makeTree(dir: string): Promise<void> {
     }
     file.close();
   }
-  for (let i = 0; i < 200; i++) await Deno.writeTextFile(`${dir}/small-${i}`, `file ${i} `.repeat(20));
+  for (let i = 0; i < 200; i++) {
+    await Deno.writeTextFile(`${dir}/small-${i}`, `file ${i} `.repeat(20));
+  }
 }
 
 Deno.test("SIGKILL during create-image leaves a consistent repository; the rerun gives the same image", async () => {
@@ -51,7 +53,9 @@ Deno.test("SIGKILL during create-image leaves a consistent repository; the rerun
       const fsck = await runCfs(["--repo", repo, "--json", "fsck"]);
       equal(fsck.code, 0, `fsck after a kill at ${delayMs} ms: ${fsck.text}${fsck.stderr}`);
       const report = JSON.parse(fsck.text);
-      for (const w of report.warnings) ok(/\.tmp-/.test(w.path), `unexpected warning ${JSON.stringify(w)}`);
+      for (const w of report.warnings) {
+        ok(/\.tmp-/.test(w.path), `unexpected warning ${JSON.stringify(w)}`);
+      }
       const gc = await runCfs(["--repo", repo, "gc"]);
       equal(gc.code, 0, gc.stderr);
       const after = JSON.parse((await runCfs(["--repo", repo, "--json", "fsck"])).text);
@@ -61,7 +65,10 @@ Deno.test("SIGKILL during create-image leaves a consistent repository; the rerun
       equal(rerun.text.trim(), `sha512:${expected.text.trim()}`);
       equal((await runCfs(["--repo", repo, "fsck"])).code, 0);
     }
-    ok(interrupted >= 2, `only ${interrupted} of 4 runs were interrupted mid-way: make the tree bigger`);
+    ok(
+      interrupted >= 2,
+      `only ${interrupted} of 4 runs were interrupted mid-way: make the tree bigger`,
+    );
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

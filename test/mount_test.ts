@@ -14,7 +14,22 @@ import { run, runCfs } from "./cfs.ts";
 /** Corpus trees mounted: every file type, hardlinks, xattrs, odd names, big directories. */
 // "devices" is left out: its 0:0 char device (a whiteout to overlayfs) is listed by readdir
 // in a non-merged directory but cannot be looked up, so no tool can walk that tree.
-const MOUNT_TREES = ["file-types", "hardlinks-many", "hardlinks-special", "xattrs-trusted-overlay", "xattrs-binary", "xattrs-shared", "names-special-chars", "names-non-utf8", "bigdir-5000-longnames", "deep-100", "inline-boundary", "large-files", "modes", "owners"];
+const MOUNT_TREES = [
+  "file-types",
+  "hardlinks-many",
+  "hardlinks-special",
+  "xattrs-trusted-overlay",
+  "xattrs-binary",
+  "xattrs-shared",
+  "names-special-chars",
+  "names-non-utf8",
+  "bigdir-5000-longnames",
+  "deep-100",
+  "inline-boundary",
+  "large-files",
+  "modes",
+  "owners",
+];
 
 function normalise(lines: string[]): string[] {
   // EROFS keeps whole seconds only.
@@ -27,12 +42,21 @@ Deno.test("kernel EROFS + overlayfs mount of a committed image shows the source 
   try {
     const corpus = await buildCorpus(`${tmp}/corpus`, MOUNT_TREES);
     const trees = corpus.filter((t) => MOUNT_TREES.includes(t.name));
-    if (trees.length !== MOUNT_TREES.length) throw new Error(`corpus lacks the mount trees (${trees.map((t) => t.name)})`);
+    if (trees.length !== MOUNT_TREES.length) {
+      throw new Error(`corpus lacks the mount trees (${trees.map((t) => t.name)})`);
+    }
     const repo = `${tmp}/repo`;
     const init = await runCfs(["init", "--insecure", repo]);
     equal(init.code, 0, init.stderr);
     for (const tree of trees) {
-      const created = await runCfs(["--repo", repo, "create-image", "--stat-root", tree.path, tree.name]);
+      const created = await runCfs([
+        "--repo",
+        repo,
+        "create-image",
+        "--stat-root",
+        tree.path,
+        tree.name,
+      ]);
       equal(created.code, 0, created.stderr);
       const id = created.text.trim().split(":")[1];
       const img = `${tmp}/img-${tree.name}`;
@@ -41,13 +65,23 @@ Deno.test("kernel EROFS + overlayfs mount of a committed image shows the source 
       await Deno.mkdir(merged);
       await run("mount", ["-t", "erofs", "-o", "loop,ro", `${repo}/images/${id}`, img]);
       mounts.push(img);
-      await run("mount", ["-t", "overlay", "overlay", "-o", `ro,metacopy=on,redirect_dir=on,lowerdir=${img}::${repo}/objects`, merged]);
+      await run("mount", [
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        `ro,metacopy=on,redirect_dir=on,lowerdir=${img}::${repo}/objects`,
+        merged,
+      ]);
       mounts.push(merged);
       const got = normalise(describeTree(merged));
       // A 0:0 character device in a lower layer is an overlayfs whiteout: the kernel hides it
       // by design (the image itself holds it; the conformance test checks the image bytes).
       const want = normalise(describeTree(tree.path)).filter((l) => !/ chr .* rdev=0:0/.test(l));
-      const diff = [...got.filter((l) => !want.includes(l)).map((l) => `mounted: ${l}`), ...want.filter((l) => !got.includes(l)).map((l) => `source:  ${l}`)];
+      const diff = [
+        ...got.filter((l) => !want.includes(l)).map((l) => `mounted: ${l}`),
+        ...want.filter((l) => !got.includes(l)).map((l) => `source:  ${l}`),
+      ];
       equal(diff.length, 0, `tree ${tree.name}:\n${diff.slice(0, 20).join("\n")}`);
       deepEqual(got, want, `tree ${tree.name}`);
     }
@@ -69,7 +103,9 @@ Deno.test("long symlinks: up to 4033 bytes read back; the longest (4095) are wri
   try {
     const tree = `${tmp}/tree`;
     await Deno.mkdir(tree);
-    for (const n of [1, 4000, 4032, 4033, 4095]) await Deno.symlink("x".repeat(n), `${tree}/len-${n}`);
+    for (const n of [1, 4000, 4032, 4033, 4095]) {
+      await Deno.symlink("x".repeat(n), `${tree}/len-${n}`);
+    }
     const repo = `${tmp}/repo`;
     equal((await runCfs(["init", "--insecure", repo])).code, 0);
     const created = await runCfs(["--repo", repo, "create-image", tree]);
@@ -78,11 +114,21 @@ Deno.test("long symlinks: up to 4033 bytes read back; the longest (4095) are wri
     await Deno.mkdir(`${tmp}/m`);
     await run("mount", ["-t", "erofs", "-o", "loop,ro", `${repo}/images/${id}`, `${tmp}/m`]);
     mounts.push(`${tmp}/m`);
-    for (const n of [1, 4000, 4032, 4033]) equal(await Deno.readLink(`${tmp}/m/len-${n}`), "x".repeat(n));
+    for (const n of [1, 4000, 4032, 4033]) {
+      equal(await Deno.readLink(`${tmp}/m/len-${n}`), "x".repeat(n));
+    }
     for (const n of [4095]) {
       await Deno.readLink(`${tmp}/m/len-${n}`).then(
-        () => { throw new Error(`len-${n}: expected the kernel to refuse it`); },
-        (e) => equal((e as Error).message.includes("Input/output error") || (e as Error).message.includes("os error 5"), true, String(e)),
+        () => {
+          throw new Error(`len-${n}: expected the kernel to refuse it`);
+        },
+        (e) =>
+          equal(
+            (e as Error).message.includes("Input/output error") ||
+              (e as Error).message.includes("os error 5"),
+            true,
+            String(e),
+          ),
       );
     }
   } finally {

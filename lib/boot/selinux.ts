@@ -86,13 +86,17 @@ export function parseSpecFiles(files: Array<{ name: string; text: string }>): Ru
       const parts = line.split(/[ \t\r\f\v]+/).filter((p) => p !== "");
       if (parts.length === 0 || parts[0].startsWith("#")) return;
       const where = `SELinux spec file ${name} line ${i + 1}`;
-      if (parts.length < 2) throw new SelinuxPolicyError(`${where}: missing context after the regex`);
+      if (parts.length < 2) {
+        throw new SelinuxPolicyError(`${where}: missing context after the regex`);
+      }
       let letter = ".";
       let context = parts[1];
       let rest = 2;
       if (parts[1].startsWith("-")) {
         const code = parts[1].slice(1);
-        if (!["b", "c", "d", "p", "l", "s", "-"].includes(code)) throw new SelinuxPolicyError(`${where}: invalid type code -${code}`);
+        if (!["b", "c", "d", "p", "l", "s", "-"].includes(code)) {
+          throw new SelinuxPolicyError(`${where}: invalid type code -${code}`);
+        }
         if (parts.length < 3) throw new SelinuxPolicyError(`${where}: missing context field`);
         letter = code === "-" ? "-" : code;
         context = parts[2];
@@ -104,7 +108,9 @@ export function parseSpecFiles(files: Array<{ name: string; text: string }>): Ru
       try {
         regex = new RegExp(`^(?:${translate(parts[0])})${typePattern}$`, "s");
       } catch (e) {
-        throw new SelinuxPolicyError(`${where}: bad regex ${JSON.stringify(parts[0])}: ${(e as Error).message}`);
+        throw new SelinuxPolicyError(
+          `${where}: bad regex ${JSON.stringify(parts[0])}: ${(e as Error).message}`,
+        );
       }
       rules.push({ regex, prefix: literalPrefix(parts[0]), context });
     });
@@ -119,8 +125,14 @@ export function parseSubsFiles(files: Array<{ name: string; text: string }>): Ma
     text.split("\n").forEach((line, i) => {
       const parts = line.split(/\s+/).filter((p) => p !== "");
       if (parts.length === 0 || parts[0].startsWith("#")) return;
-      if (parts.length < 2) throw new SelinuxPolicyError(`SELinux subs file ${name} line ${i + 1}: missing original path`);
-      if (parts.length > 2) throw new SelinuxPolicyError(`SELinux subs file ${name} line ${i + 1}: trailing data`);
+      if (parts.length < 2) {
+        throw new SelinuxPolicyError(
+          `SELinux subs file ${name} line ${i + 1}: missing original path`,
+        );
+      }
+      if (parts.length > 2) {
+        throw new SelinuxPolicyError(`SELinux subs file ${name} line ${i + 1}: trailing data`);
+      }
       aliases.set(parts[0], parts[1]);
     });
   }
@@ -166,7 +178,9 @@ function getDir(dir: Directory, path: string[], optional: boolean): Directory | 
       if (optional) return undefined;
       throw new TreeError(`directory entry ${JSON.stringify(name)} does not exist`);
     }
-    if (next.kind !== "dir") throw new TreeError(`directory entry ${JSON.stringify(name)} is not a subdirectory`);
+    if (next.kind !== "dir") {
+      throw new TreeError(`directory entry ${JSON.stringify(name)} is not a subdirectory`);
+    }
     cur = next;
   }
   return cur;
@@ -175,13 +189,17 @@ function getDir(dir: Directory, path: string[], optional: boolean): Directory | 
 function readText(dir: Directory, name: string, read: ReadExternal): string | undefined {
   const inode = dir.entries.get(name);
   if (inode === undefined) return undefined;
-  if (inode.kind === "dir") throw new TreeError(`directory entry ${JSON.stringify(name)} is a directory`);
+  if (inode.kind === "dir") {
+    throw new TreeError(`directory entry ${JSON.stringify(name)} is a directory`);
+  }
   const c = inode.content;
   if (c.type === "inline") return String.fromCharCode(...c.data);
   if (c.type === "external") {
     const bytes = read(c);
     let s = "";
-    for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    for (let i = 0; i < bytes.length; i += 8192) {
+      s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    }
     return s;
   }
   throw new TreeError(`directory entry ${JSON.stringify(name)} is not a regular file`);
@@ -202,12 +220,18 @@ export function loadImagePolicy(fs: FileSystem, read: ReadExternal): FileContext
     }
   }
   if (type === undefined) return undefined;
-  const filesDir = getDir(etcSelinux, [...type.split("/").filter((p) => p !== ""), "contexts", "files"], false)!;
+  const filesDir = getDir(etcSelinux, [
+    ...type.split("/").filter((p) => p !== ""),
+    "contexts",
+    "files",
+  ], false)!;
   const specs: Array<{ name: string; text: string }> = [];
   for (const suffix of ["", ".local", ".homedirs"]) {
     const text = readText(filesDir, `file_contexts${suffix}`, read);
     if (text !== undefined) specs.push({ name: `file_contexts${suffix}`, text });
-    else if (suffix === "") throw new SelinuxPolicyError("SELinux policy is missing mandatory file_contexts file");
+    else if (suffix === "") {
+      throw new SelinuxPolicyError("SELinux policy is missing mandatory file_contexts file");
+    }
   }
   const subs: Array<{ name: string; text: string }> = [];
   for (const suffix of [".subs", ".subs_dist"]) {

@@ -22,16 +22,25 @@ export class BootTransformError extends Error {
  * @param readFile reads a regular file of the tree (inline or from the object store),
  *   used to load the SELinux policy files.
  */
-export function transformForBoot(fs: FileSystem, readFile: (content: { type: "external"; digest: Uint8Array; size: number }) => Uint8Array): void {
+export function transformForBoot(
+  fs: FileSystem,
+  readFile: (content: { type: "external"; digest: Uint8Array; size: number }) => Uint8Array,
+): void {
   const boot = fs.root.entries.get("boot");
-  if (boot === undefined) throw new BootTransformError(`cannot make the image bootable: the tree has no /boot directory`);
-  if (boot.kind !== "dir") throw new BootTransformError(`cannot make the image bootable: /boot is not a directory`);
+  if (boot === undefined) {
+    throw new BootTransformError(`cannot make the image bootable: the tree has no /boot directory`);
+  }
+  if (boot.kind !== "dir") {
+    throw new BootTransformError(`cannot make the image bootable: /boot is not a directory`);
+  }
   boot.stat.mtime = 0;
   boot.entries.clear();
   try {
     relabelFromImagePolicy(fs, readFile);
   } catch (e) {
-    if (e instanceof TreeError) throw new BootTransformError(`cannot make the image bootable: ${e.message}`);
+    if (e instanceof TreeError) {
+      throw new BootTransformError(`cannot make the image bootable: ${e.message}`);
+    }
     throw e;
   }
 }

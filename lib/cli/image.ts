@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { type CommandHandler, type GlobalOptions, parseCommandArgs, println, UsageError, writeStdout } from "./command.ts";
+import {
+  type CommandHandler,
+  type GlobalOptions,
+  parseCommandArgs,
+  println,
+  UsageError,
+  writeStdout,
+} from "./command.ts";
 import { computeImageId, treeFromPath } from "../build.ts";
 import { mkfsErofs } from "../erofs/writer.ts";
 import { collectObjects, readErofs } from "../erofs/reader.ts";
@@ -21,14 +28,22 @@ const TREE_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-function parseAlgorithmOption(value: string | undefined, usage: string): VerityAlgorithm | undefined {
+function parseAlgorithmOption(
+  value: string | undefined,
+  usage: string,
+): VerityAlgorithm | undefined {
   if (value === undefined) return undefined;
-  if (value !== "sha256" && value !== "sha512") throw new UsageError(`unknown algorithm '${value}' (use sha256 or sha512)`, usage);
+  if (value !== "sha256" && value !== "sha512") {
+    throw new UsageError(`unknown algorithm '${value}' (use sha256 or sha512)`, usage);
+  }
   return value;
 }
 
 /** The algorithm for commands that need no repository: --algorithm, else the repository's if one exists, else sha256. */
-function algorithmFor(globals: GlobalOptions, explicit: VerityAlgorithm | undefined): VerityAlgorithm {
+function algorithmFor(
+  globals: GlobalOptions,
+  explicit: VerityAlgorithm | undefined,
+): VerityAlgorithm {
   if (explicit) return explicit;
   if (globals.repo) {
     try {
@@ -46,7 +61,8 @@ function oneTreeArg(positionals: string[], usage: string, max = 1): string[] {
   return positionals;
 }
 
-const COMPUTE_ID_USAGE = `usage: cfs compute-id [--bootable] [--stat-root] [--algorithm sha256|sha512] PATH
+const COMPUTE_ID_USAGE =
+  `usage: cfs compute-id [--bootable] [--stat-root] [--algorithm sha256|sha512] PATH
 
 Prints the image ID (fs-verity digest of the composefs EROFS image) of the tree at PATH,
 without writing anything. The algorithm defaults to the repository's (--repo), else sha256.`;
@@ -57,13 +73,18 @@ export const computeIdCommand: CommandHandler = (args, globals) => {
   if (values.help) return Promise.resolve(help(COMPUTE_ID_USAGE));
   const [path] = oneTreeArg(positionals, COMPUTE_ID_USAGE);
   const algorithm = algorithmFor(globals, parseAlgorithmOption(values.algorithm, COMPUTE_ID_USAGE));
-  const fs = treeFromPath(path, { algorithm, bootable: values.bootable, statRoot: values["stat-root"] });
+  const fs = treeFromPath(path, {
+    algorithm,
+    bootable: values.bootable,
+    statRoot: values["stat-root"],
+  });
   const id = toHex(computeImageId(fs, algorithm));
   println(globals.json ? JSON.stringify({ id, algorithm }) : id);
   return Promise.resolve(0);
 };
 
-const CREATE_DUMPFILE_USAGE = `usage: cfs create-dumpfile [--bootable] [--stat-root] [--algorithm sha256|sha512] PATH
+const CREATE_DUMPFILE_USAGE =
+  `usage: cfs create-dumpfile [--bootable] [--stat-root] [--algorithm sha256|sha512] PATH
 
 Prints the composefs dumpfile of the tree at PATH.`;
 
@@ -72,8 +93,15 @@ export const createDumpfileCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, CREATE_DUMPFILE_USAGE);
   if (values.help) return Promise.resolve(help(CREATE_DUMPFILE_USAGE));
   const [path] = oneTreeArg(positionals, CREATE_DUMPFILE_USAGE);
-  const algorithm = algorithmFor(globals, parseAlgorithmOption(values.algorithm, CREATE_DUMPFILE_USAGE));
-  const fs = treeFromPath(path, { algorithm, bootable: values.bootable, statRoot: values["stat-root"] });
+  const algorithm = algorithmFor(
+    globals,
+    parseAlgorithmOption(values.algorithm, CREATE_DUMPFILE_USAGE),
+  );
+  const fs = treeFromPath(path, {
+    algorithm,
+    bootable: values.bootable,
+    statRoot: values["stat-root"],
+  });
   writeLines(dumpfileLines(fs));
   return Promise.resolve(0);
 };
@@ -100,13 +128,26 @@ and prints the image ID; NAME becomes a ref (images/refs/NAME), a GC root.`;
 export const createImageCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, CREATE_IMAGE_USAGE);
   if (values.help) return Promise.resolve(help(CREATE_IMAGE_USAGE));
-  if (values.algorithm) throw new UsageError("the repository decides the algorithm; --algorithm is not accepted here", CREATE_IMAGE_USAGE);
+  if (values.algorithm) {
+    throw new UsageError(
+      "the repository decides the algorithm; --algorithm is not accepted here",
+      CREATE_IMAGE_USAGE,
+    );
+  }
   const [path, name] = oneTreeArg(positionals, CREATE_IMAGE_USAGE, 2);
   const repo = openRepo(globals);
   try {
-    const fs = treeFromPath(path, { repo, bootable: values.bootable, statRoot: values["stat-root"] });
+    const fs = treeFromPath(path, {
+      repo,
+      bootable: values.bootable,
+      statRoot: values["stat-root"],
+    });
     const id = toHex(repo.writeImage(mkfsErofs(fs), name));
-    println(globals.json ? JSON.stringify({ id, algorithm: repo.algorithm, name: name ?? null }) : `${repo.algorithm}:${id}`);
+    println(
+      globals.json
+        ? JSON.stringify({ id, algorithm: repo.algorithm, name: name ?? null })
+        : `${repo.algorithm}:${id}`,
+    );
   } finally {
     repo.close();
   }
@@ -119,7 +160,11 @@ Lists the objects (ALGORITHM:HEX) that image NAME (an image ID or a ref name) re
 
 /** `cfs image-objects` */
 export const imageObjectsCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, { help: { type: "boolean", short: "h" } }, IMAGE_OBJECTS_USAGE);
+  const { values, positionals } = parseCommandArgs(
+    args,
+    { help: { type: "boolean", short: "h" } },
+    IMAGE_OBJECTS_USAGE,
+  );
   if (values.help) return Promise.resolve(help(IMAGE_OBJECTS_USAGE));
   const [name] = oneTreeArg(positionals, IMAGE_OBJECTS_USAGE);
   const repo = openRepo(globals);
@@ -140,7 +185,11 @@ Prints the dumpfile lines of the given paths in image NAME (all entries when no 
 
 /** `cfs dump-files` */
 export const dumpFilesCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, { help: { type: "boolean", short: "h" } }, DUMP_FILES_USAGE);
+  const { values, positionals } = parseCommandArgs(
+    args,
+    { help: { type: "boolean", short: "h" } },
+    DUMP_FILES_USAGE,
+  );
   if (values.help) return Promise.resolve(help(DUMP_FILES_USAGE));
   const [name, ...paths] = oneTreeArg(positionals, DUMP_FILES_USAGE, Infinity);
   const repo = openRepo(globals);

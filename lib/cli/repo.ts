@@ -7,7 +7,8 @@ import { type CommandHandler, parseCommandArgs, println, UsageError } from "./co
 import { REPO_ALGORITHMS, type RepoAlgorithm, Repository } from "../repository.ts";
 import { openRepo, repoPath } from "./repo_path.ts";
 
-const INIT_USAGE = `usage: cfs init [PATH] [--algorithm fsverity-sha512-12|fsverity-sha256-12] [--insecure]
+const INIT_USAGE =
+  `usage: cfs init [PATH] [--algorithm fsverity-sha512-12|fsverity-sha256-12] [--insecure]
 
 Creates a repository at PATH (default: --repo). A secure repository (the default) needs a
 file system with fs-verity; --insecure makes one that computes digests in user space.`;
@@ -23,10 +24,16 @@ export const initCommand: CommandHandler = (args, globals) => {
   if (positionals.length > 1) throw new UsageError("too many arguments", INIT_USAGE);
   const algorithm = values.algorithm ?? "fsverity-sha512-12";
   if (!REPO_ALGORITHMS.includes(algorithm as RepoAlgorithm)) {
-    throw new UsageError(`unknown algorithm '${algorithm}' (use ${REPO_ALGORITHMS.join(" or ")})`, INIT_USAGE);
+    throw new UsageError(
+      `unknown algorithm '${algorithm}' (use ${REPO_ALGORITHMS.join(" or ")})`,
+      INIT_USAGE,
+    );
   }
   const path = positionals[0] ?? repoPath(globals);
-  const repo = Repository.init(path, { algorithm: algorithm as RepoAlgorithm, insecure: values.insecure });
+  const repo = Repository.init(path, {
+    algorithm: algorithm as RepoAlgorithm,
+    insecure: values.insecure,
+  });
   if (globals.json) {
     println(JSON.stringify({ path, algorithm: repo.meta.algorithm, secure: repo.secure }));
   } else {
@@ -44,7 +51,10 @@ Re-measures every object, checks every image, stream and ref. Exit 1 when anythi
 
 /** `cfs fsck` */
 export const fsckCommand: CommandHandler = (args, globals) => {
-  const { values } = parseCommandArgs(args, { json: { type: "boolean" }, help: { type: "boolean", short: "h" } }, FSCK_USAGE);
+  const { values } = parseCommandArgs(args, {
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, FSCK_USAGE);
   if (values.help) return Promise.resolve(help(FSCK_USAGE));
   const repo = Repository.open(repoPath(globals), { upgrade: false });
   const report = repo.fsck();
@@ -54,7 +64,11 @@ export const fsckCommand: CommandHandler = (args, globals) => {
   } else {
     for (const p of report.problems) println(`error: ${p.path}: ${p.problem}`);
     for (const w of report.warnings) println(`warning: ${w.path}: ${w.problem}`);
-    println(`${report.ok ? "ok" : "FAILED"}: ${report.objects} objects, ${report.images} images, ${report.streams} streams, ${report.refs} refs, ${report.problems.length} problems`);
+    println(
+      `${
+        report.ok ? "ok" : "FAILED"
+      }: ${report.objects} objects, ${report.images} images, ${report.streams} streams, ${report.refs} refs, ${report.problems.length} problems`,
+    );
   }
   return Promise.resolve(report.ok ? 0 : 1);
 };
@@ -82,7 +96,9 @@ export const gcCommand: CommandHandler = (args, globals) => {
     for (const i of report.removedImages) println(`${verb} image ${i}`);
     for (const o of report.removedObjects) println(`${verb} object ${o}`);
     for (const t of report.removedTemporary) println(`${verb} temporary ${t}`);
-    println(`${verb} ${report.removedImages.length} images, ${report.removedObjects.length} objects (${report.freedBytes} bytes); kept ${report.keptObjects} objects`);
+    println(
+      `${verb} ${report.removedImages.length} images, ${report.removedObjects.length} objects (${report.freedBytes} bytes); kept ${report.keptObjects} objects`,
+    );
   }
   return Promise.resolve(0);
 };

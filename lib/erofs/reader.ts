@@ -12,12 +12,12 @@
  */
 import {
   bytesToName,
-  MAX_DEPTH,
   type Directory,
   type FileSystem,
   type Inode,
   type Leaf,
   type LeafContent,
+  MAX_DEPTH,
   newDirectory,
   sortXattrs,
   type Stat,
@@ -68,11 +68,15 @@ export class ErofsReader {
       throw new ErofsError(`${image.length} bytes is too short for a superblock`);
     }
     const sb = F.SUPERBLOCK_OFFSET;
-    if (this.view.getUint32(sb + F.SB.magic, true) !== F.EROFS_MAGIC) throw new ErofsError("bad superblock magic");
+    if (this.view.getUint32(sb + F.SB.magic, true) !== F.EROFS_MAGIC) {
+      throw new ErofsError("bad superblock magic");
+    }
     const blkszbits = image[sb + F.SB.blkszbits];
     if (blkszbits !== F.BLOCK_BITS) throw new ErofsError(`unsupported block size 2^${blkszbits}`);
     const incompat = this.view.getUint32(sb + F.SB.featureIncompat, true);
-    if (incompat !== 0) throw new ErofsError(`unsupported incompatible features 0x${incompat.toString(16)}`);
+    if (incompat !== 0) {
+      throw new ErofsError(`unsupported incompatible features 0x${incompat.toString(16)}`);
+    }
     this.rootNid = this.view.getUint16(sb + F.SB.rootNid, true);
     this.inodeCount = Number(this.view.getBigUint64(sb + F.SB.inos, true));
     this.metaBase = this.view.getUint32(sb + F.SB.metaBlkaddr, true) * F.BLOCK_SIZE;
@@ -80,8 +84,13 @@ export class ErofsReader {
   }
 
   private need(offset: number, length: number, what: string): void {
-    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.image.length) {
-      throw new ErofsError(`${what} at offset ${offset} (+${length}) lies outside the ${this.image.length}-byte image`);
+    if (
+      !Number.isSafeInteger(offset) || offset < 0 || length < 0 ||
+      offset + length > this.image.length
+    ) {
+      throw new ErofsError(
+        `${what} at offset ${offset} (+${length}) lies outside the ${this.image.length}-byte image`,
+      );
     }
   }
 
@@ -98,16 +107,27 @@ export class ErofsReader {
     const format = v.getUint16(off, true);
     const extended = (format & F.INODE_LAYOUT_EXTENDED) !== 0;
     const layout = format & F.DATALAYOUT_MASK;
-    if (layout !== F.DATALAYOUT_FLAT_PLAIN && layout !== F.DATALAYOUT_FLAT_INLINE && layout !== F.DATALAYOUT_CHUNK_BASED) {
+    if (
+      layout !== F.DATALAYOUT_FLAT_PLAIN && layout !== F.DATALAYOUT_FLAT_INLINE &&
+      layout !== F.DATALAYOUT_CHUNK_BASED
+    ) {
       throw new ErofsError(`inode ${nid} has unsupported data layout ${layout >> 1}`);
     }
     const icount = v.getUint16(off + 2, true);
     const mode = v.getUint16(off + 4, true);
-    let size: number, u: number, nlink: number, uid: number, gid: number, mtime: number, headerSize: number;
+    let size: number,
+      u: number,
+      nlink: number,
+      uid: number,
+      gid: number,
+      mtime: number,
+      headerSize: number;
     if (extended) {
       this.need(off, F.EXTENDED_INODE_SIZE, `inode ${nid}`);
       const size64 = v.getBigUint64(off + F.EI.size, true);
-      if (size64 > BigInt(Number.MAX_SAFE_INTEGER)) throw new ErofsError(`inode ${nid} has impossible size ${size64}`);
+      if (size64 > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new ErofsError(`inode ${nid} has impossible size ${size64}`);
+      }
       size = Number(size64);
       u = v.getUint32(off + F.EI.u, true);
       uid = v.getUint32(off + F.EI.uid, true);
@@ -127,7 +147,19 @@ export class ErofsReader {
     const xattrStart = off + headerSize;
     const xattrSize = icount === 0 ? 0 : F.XATTR_INODE_HEADER_SIZE + (icount - 1) * 4;
     const xattrs = icount === 0 ? [] : this.xattrs(nid, xattrStart, xattrSize);
-    return { nid, layout, mode, size, u, nlink, uid, gid, mtime, xattrs, inlineStart: xattrStart + xattrSize };
+    return {
+      nid,
+      layout,
+      mode,
+      size,
+      u,
+      nlink,
+      uid,
+      gid,
+      mtime,
+      xattrs,
+      inlineStart: xattrStart + xattrSize,
+    };
   }
 
   private xattrEntry(offset: number, end: number, what: string): [Xattr, number] {
@@ -135,7 +167,9 @@ export class ErofsReader {
     const nameLen = this.image[offset];
     const index = this.image[offset + 1];
     const valueLen = this.view.getUint16(offset + 2, true);
-    if (index >= PREFIX_BYTES.length) throw new ErofsError(`${what} has unknown name prefix ${index}`);
+    if (index >= PREFIX_BYTES.length) {
+      throw new ErofsError(`${what} has unknown name prefix ${index}`);
+    }
     const total = F.XATTR_ENTRY_HEADER_SIZE + nameLen + valueLen;
     if (offset + total > end) throw new ErofsError(`${what} runs past the end of its xattr area`);
     const suffix = this.bytes(offset + 4, nameLen, what);
@@ -151,7 +185,9 @@ export class ErofsReader {
     this.need(start, size, `xattrs of inode ${nid}`);
     const end = start + size;
     const shared = this.image[start + 4];
-    if (F.XATTR_INODE_HEADER_SIZE + shared * 4 > size) throw new ErofsError(`inode ${nid} claims ${shared} shared xattrs in a ${size}-byte area`);
+    if (F.XATTR_INODE_HEADER_SIZE + shared * 4 > size) {
+      throw new ErofsError(`inode ${nid} claims ${shared} shared xattrs in a ${size}-byte area`);
+    }
     const out: Xattr[] = [];
     for (let i = 0; i < shared; i++) {
       const id = this.view.getUint32(start + F.XATTR_INODE_HEADER_SIZE + 4 * i, true);
@@ -171,8 +207,12 @@ export class ErofsReader {
   /** The data of a flat (plain or inline) inode: blocks from `u`, tail after the inode. */
   data(raw: RawInode): Uint8Array {
     const { size, layout } = raw;
-    if (layout === F.DATALAYOUT_CHUNK_BASED) throw new ErofsError(`inode ${raw.nid} has chunked data, not stored in the image`);
-    if (size > this.image.length) throw new ErofsError(`inode ${raw.nid} claims ${size} bytes, more than the image`);
+    if (layout === F.DATALAYOUT_CHUNK_BASED) {
+      throw new ErofsError(`inode ${raw.nid} has chunked data, not stored in the image`);
+    }
+    if (size > this.image.length) {
+      throw new ErofsError(`inode ${raw.nid} claims ${size} bytes, more than the image`);
+    }
     const blockStart = raw.u * F.BLOCK_SIZE;
     if (layout === F.DATALAYOUT_FLAT_PLAIN) {
       if (size === 0) return new Uint8Array(0);
@@ -193,9 +233,13 @@ export class ErofsReader {
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
     for (let block = 0; block < data.length; block += F.BLOCK_SIZE) {
       const blockLen = Math.min(F.BLOCK_SIZE, data.length - block);
-      if (blockLen < F.DIRENT_SIZE) throw new ErofsError(`directory inode ${raw.nid} has a truncated block`);
+      if (blockLen < F.DIRENT_SIZE) {
+        throw new ErofsError(`directory inode ${raw.nid} has a truncated block`);
+      }
       const first = dv.getUint16(block + 8, true);
-      if (first % F.DIRENT_SIZE !== 0 || first === 0 || first > blockLen) throw new ErofsError(`directory inode ${raw.nid} has a bad first name offset ${first}`);
+      if (first % F.DIRENT_SIZE !== 0 || first === 0 || first > blockLen) {
+        throw new ErofsError(`directory inode ${raw.nid} has a bad first name offset ${first}`);
+      }
       const count = first / F.DIRENT_SIZE;
       for (let i = 0; i < count; i++) {
         const e = block + i * F.DIRENT_SIZE;
@@ -203,15 +247,22 @@ export class ErofsReader {
         const nameoff = dv.getUint16(e + 8, true);
         const fileType = data[e + 10];
         const nextoff = i + 1 < count ? dv.getUint16(e + F.DIRENT_SIZE + 8, true) : blockLen;
-        if (nameoff < first || nextoff < nameoff || nextoff > blockLen) throw new ErofsError(`directory inode ${raw.nid} has bad name offsets`);
+        if (nameoff < first || nextoff < nameoff || nextoff > blockLen) {
+          throw new ErofsError(`directory inode ${raw.nid} has bad name offsets`);
+        }
         let name = data.subarray(block + nameoff, block + nextoff);
         if (i + 1 === count) {
           const nul = name.indexOf(0);
           if (nul >= 0) name = name.subarray(0, nul);
         }
         if (name.length === 0) throw new ErofsError(`directory inode ${raw.nid} has an empty name`);
-        if (name.includes(0x2f) || name.includes(0)) throw new ErofsError(`directory inode ${raw.nid} has a name containing '/' or NUL`);
-        if ((name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)) continue;
+        if (name.includes(0x2f) || name.includes(0)) {
+          throw new ErofsError(`directory inode ${raw.nid} has a name containing '/' or NUL`);
+        }
+        if (
+          (name.length === 1 && name[0] === 0x2e) ||
+          (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)
+        ) continue;
         out.push({ name: name.slice(), nid, fileType });
       }
     }
@@ -243,21 +294,34 @@ export class ErofsReader {
         if (name.startsWith(OVERLAY)) continue;
         xattrs.push(x);
       }
-      return [{ mode: raw.mode & 0o7777, uid: raw.uid, gid: raw.gid, mtime: raw.mtime, xattrs: sortXattrs(xattrs) }, metacopy];
+      return [{
+        mode: raw.mode & 0o7777,
+        uid: raw.uid,
+        gid: raw.gid,
+        mtime: raw.mtime,
+        xattrs: sortXattrs(xattrs),
+      }, metacopy];
     };
 
     const leafContent = (raw: RawInode, metacopy: Uint8Array | undefined): LeafContent => {
       switch (raw.mode & 0o170000) {
         case 0o100000:
           if (raw.layout === F.DATALAYOUT_CHUNK_BASED) {
-            if (!metacopy || metacopy.length < 4 || metacopy[1] !== metacopy.length || metacopy.length - 4 !== (metacopy[3] === 1 ? 32 : metacopy[3] === 2 ? 64 : -1)) {
-              throw new ErofsError(`regular file inode ${raw.nid} has chunked data but no valid trusted.overlay.metacopy digest`);
+            if (
+              !metacopy || metacopy.length < 4 || metacopy[1] !== metacopy.length ||
+              metacopy.length - 4 !== (metacopy[3] === 1 ? 32 : metacopy[3] === 2 ? 64 : -1)
+            ) {
+              throw new ErofsError(
+                `regular file inode ${raw.nid} has chunked data but no valid trusted.overlay.metacopy digest`,
+              );
             }
             return { type: "external", digest: metacopy.slice(4), size: raw.size };
           }
           return { type: "inline", data: this.data(raw).slice() };
         case 0o120000: {
-          if (raw.size === 0 || raw.size > 4095) throw new ErofsError(`symlink inode ${raw.nid} has target length ${raw.size}`);
+          if (raw.size === 0 || raw.size > 4095) {
+            throw new ErofsError(`symlink inode ${raw.nid} has target length ${raw.size}`);
+          }
           return { type: "symlink", target: this.data(raw).slice() };
         }
         case 0o020000:
@@ -274,13 +338,21 @@ export class ErofsReader {
     };
 
     const readDir = (raw: RawInode, stat: Stat, depth: number): Directory => {
-      if (depth > MAX_DEPTH) throw new ErofsError(`directories nested deeper than ${MAX_DEPTH} levels`);
-      if (dirsSeen.has(raw.nid)) throw new ErofsError(`directory inode ${raw.nid} is reachable twice (loop or directory hardlink)`);
+      if (depth > MAX_DEPTH) {
+        throw new ErofsError(`directories nested deeper than ${MAX_DEPTH} levels`);
+      }
+      if (dirsSeen.has(raw.nid)) {
+        throw new ErofsError(
+          `directory inode ${raw.nid} is reachable twice (loop or directory hardlink)`,
+        );
+      }
       dirsSeen.add(raw.nid);
       const dir = newDirectory(stat);
       for (const e of this.dirents(raw)) {
         const key = bytesToName(e.name);
-        if (dir.entries.has(key)) throw new ErofsError(`directory inode ${raw.nid} lists ${JSON.stringify(key)} twice`);
+        if (dir.entries.has(key)) {
+          throw new ErofsError(`directory inode ${raw.nid} lists ${JSON.stringify(key)} twice`);
+        }
         dir.entries.set(key, readInode(e.nid, depth + 1));
       }
       return dir;
@@ -298,7 +370,9 @@ export class ErofsReader {
     };
 
     const rootRaw = this.inode(this.rootNid);
-    if ((rootRaw.mode & 0o170000) !== 0o040000) throw new ErofsError("the root inode is not a directory");
+    if ((rootRaw.mode & 0o170000) !== 0o040000) {
+      throw new ErofsError("the root inode is not a directory");
+    }
     const [rootStat] = toStat(rootRaw);
     return { root: readDir(rootRaw, rootStat, 0), haveRootStat: true };
   }
@@ -315,7 +389,9 @@ export function collectObjects(fs: FileSystem): Uint8Array[] {
   const walk = (dir: Directory) => {
     for (const inode of dir.entries.values()) {
       if (inode.kind === "dir") walk(inode);
-      else if (inode.content.type === "external") seen.set(bytesToName(inode.content.digest), inode.content.digest);
+      else if (inode.content.type === "external") {
+        seen.set(bytesToName(inode.content.digest), inode.content.digest);
+      }
     }
   };
   walk(fs.root);

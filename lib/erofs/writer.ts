@@ -81,7 +81,8 @@ function addXattr(rec: InodeRec, name: Uint8Array, value: Uint8Array): void {
     const prefix = PREFIX_BYTES[idx];
     if (!startsWith(name, prefix)) continue;
     const suffix = name.subarray(prefix.length);
-    rec.filter = (rec.filter | (1 << (xxh32(suffix, (F.XATTR_FILTER_SEED + idx) >>> 0) % 32))) >>> 0;
+    rec.filter = (rec.filter | (1 << (xxh32(suffix, (F.XATTR_FILTER_SEED + idx) >>> 0) % 32))) >>>
+      0;
     rec.local.push({ prefix: idx, suffix, value, key: xattrKey(idx, suffix, value) });
     return;
   }
@@ -160,7 +161,9 @@ class InodeCollector {
     }
     for (const x of stat.xattrs) {
       if (startsWith(x.name, OVERLAY_PREFIX)) {
-        const escaped = new Uint8Array(OVERLAY_ESCAPED.length + x.name.length - OVERLAY_PREFIX.length);
+        const escaped = new Uint8Array(
+          OVERLAY_ESCAPED.length + x.name.length - OVERLAY_PREFIX.length,
+        );
         escaped.set(OVERLAY_ESCAPED);
         escaped.set(x.name.subarray(OVERLAY_PREFIX.length), OVERLAY_ESCAPED.length);
         addXattr(rec, escaped, x.value);
@@ -190,10 +193,18 @@ class InodeCollector {
     const entries: DirEnt[] = [];
     for (const [name, inode] of sortedEntries(dir)) {
       const child = inode.kind === "dir" ? this.dir(inode, me) : this.leaf(inode as Leaf);
-      entries.push({ name: nameToBytes(name), inode: child, fileType: this.inodes[child].fileType });
+      entries.push({
+        name: nameToBytes(name),
+        inode: child,
+        fileType: this.inodes[child].fileType,
+      });
     }
     insertSorted(entries, { name: enc.encode("."), inode: me, fileType: F.FileType.directory });
-    insertSorted(entries, { name: enc.encode(".."), inode: parent, fileType: F.FileType.directory });
+    insertSorted(entries, {
+      name: enc.encode(".."),
+      inode: parent,
+      fileType: F.FileType.directory,
+    });
     this.inodes[me].dir = layoutDirectory(entries);
     return me;
   }
@@ -246,7 +257,9 @@ function shareXattrs(inodes: InodeRec[]): EntryXattr[] {
     }
   }
   const shared = [...counts.values()].filter((c) => c.n > 1).map((c) => c.x);
-  shared.sort((a, b) => a.prefix - b.prefix || compareBytes(a.suffix, b.suffix) || compareBytes(a.value, b.value));
+  shared.sort((a, b) =>
+    a.prefix - b.prefix || compareBytes(a.suffix, b.suffix) || compareBytes(a.value, b.value)
+  );
   const index = new Map(shared.map((x, i) => [x.key, i]));
   for (const rec of inodes) {
     const local: EntryXattr[] = [];
@@ -355,7 +368,9 @@ function writeXattr(out: Output, x: EntryXattr): void {
 function xattrAreaSize(rec: InodeRec): number {
   if (rec.filter === 0) return 0;
   let n = F.XATTR_INODE_HEADER_SIZE + 4 * rec.shared.length;
-  for (const x of rec.local) n += F.roundUp(F.XATTR_ENTRY_HEADER_SIZE + x.suffix.length + x.value.length, 4);
+  for (const x of rec.local) {
+    n += F.roundUp(F.XATTR_ENTRY_HEADER_SIZE + x.suffix.length + x.value.length, 4);
+  }
   return n;
 }
 
@@ -384,14 +399,23 @@ function writeDirBlock(out: Output, entries: DirEnt[], layout: Layout | null): v
 function inodeMeta(rec: InodeRec, blockOffset: number): [number, number, bigint, number] {
   const dir = rec.dir;
   if (dir) {
-    if (dir.inline.length === 0) return [F.DATALAYOUT_FLAT_PLAIN, blockOffset / F.BLOCK_SIZE, BigInt(dir.size), dir.nlink];
-    if (dir.blocks.length > 0) return [F.DATALAYOUT_FLAT_INLINE, blockOffset / F.BLOCK_SIZE, BigInt(dir.size), dir.nlink];
+    if (dir.inline.length === 0) {
+      return [F.DATALAYOUT_FLAT_PLAIN, blockOffset / F.BLOCK_SIZE, BigInt(dir.size), dir.nlink];
+    }
+    if (dir.blocks.length > 0) {
+      return [F.DATALAYOUT_FLAT_INLINE, blockOffset / F.BLOCK_SIZE, BigInt(dir.size), dir.nlink];
+    }
     return [F.DATALAYOUT_FLAT_INLINE, 0, BigInt(dir.size), dir.nlink];
   }
   const { content, nlink } = rec.leaf!;
   switch (content.type) {
     case "inline":
-      return [content.data.length === 0 ? F.DATALAYOUT_FLAT_PLAIN : F.DATALAYOUT_FLAT_INLINE, 0, BigInt(content.data.length), nlink];
+      return [
+        content.data.length === 0 ? F.DATALAYOUT_FLAT_PLAIN : F.DATALAYOUT_FLAT_INLINE,
+        0,
+        BigInt(content.data.length),
+        nlink,
+      ];
     case "external":
       return [F.DATALAYOUT_CHUNK_BASED, F.CHUNK_FORMAT_COMPOSEFS, BigInt(content.size), nlink];
     case "chardev":
@@ -405,7 +429,13 @@ function inodeMeta(rec: InodeRec, blockOffset: number): [number, number, bigint,
   }
 }
 
-function writeInode(out: Output, rec: InodeRec, idx: number, layout: Layout | null, notes: Layout): void {
+function writeInode(
+  out: Output,
+  rec: InodeRec,
+  idx: number,
+  layout: Layout | null,
+  notes: Layout,
+): void {
   const [datalayout, u, size, nlink] = inodeMeta(rec, layout ? layout.blocks[idx] : 0);
   const xattrSize = xattrAreaSize(rec);
 
@@ -450,7 +480,12 @@ function writeInode(out: Output, rec: InodeRec, idx: number, layout: Layout | nu
   out.pad(F.INODE_SLOT);
 }
 
-function writeImage(out: Output, inodes: InodeRec[], shared: EntryXattr[], layout: Layout | null): Layout {
+function writeImage(
+  out: Output,
+  inodes: InodeRec[],
+  shared: EntryXattr[],
+  layout: Layout | null,
+): Layout {
   const notes: Layout = { inodes: [], xattrs: [], blocks: [], end: 0 };
 
   // composefs header

@@ -125,7 +125,12 @@ export function displayPath(path: BytePath): string {
     ok = false;
   }
   if (ok) return s;
-  return Array.from(path, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`)).join("");
+  return Array.from(
+    path,
+    (
+      b,
+    ) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`),
+  ).join("");
 }
 
 /** Joins a directory path and a name, both bytes. */
@@ -201,7 +206,11 @@ const statxView = new DataView(statxBuf.buffer);
 
 /** lstat(2) semantics (does not follow a final symlink), via statx. */
 export function lstat(path: BytePath): FileStat {
-  check("statx", libc().statx(AT_FDCWD, cString(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf), path);
+  check(
+    "statx",
+    libc().statx(AT_FDCWD, cString(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf),
+    path,
+  );
   const v = statxView;
   return {
     nlink: v.getUint32(16, true),
@@ -235,7 +244,10 @@ export function readDirNames(path: BytePath): Uint8Array[] {
       const raw = new Uint8Array(view.getArrayBuffer(reclen - 19, 19));
       const end = raw.indexOf(0);
       const name = raw.slice(0, end < 0 ? raw.length : end);
-      if ((name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)) continue;
+      if (
+        (name.length === 1 && name[0] === 0x2e) ||
+        (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)
+      ) continue;
       names.push(name);
     }
   } finally {
@@ -386,7 +398,11 @@ export function lutimes(path: BytePath, sec: number, nsec = 0): void {
 /** Writes a whole file at a byte path (created or truncated) with the given mode. */
 export function writeFileBytes(path: BytePath, data: Uint8Array, mode = 0o644): void {
   const O_WRONLY = 1, O_CREAT = 0o100, O_TRUNC = 0o1000;
-  const fd = check("open", libc().open(cString(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), path);
+  const fd = check(
+    "open",
+    libc().open(cString(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode),
+    path,
+  );
   try {
     let off = 0;
     while (off < data.length) {
@@ -402,7 +418,12 @@ export function writeFileBytes(path: BytePath, data: Uint8Array, mode = 0o644): 
 // --- ioctl ----------------------------------------------------------------------------------
 
 /** ioctl(2) with a pointer argument; returns 0 or throws with errno. */
-export function ioctl(fd: number, request: bigint, arg: Uint8Array<ArrayBuffer>, path?: BytePath): number {
+export function ioctl(
+  fd: number,
+  request: bigint,
+  arg: Uint8Array<ArrayBuffer>,
+  path?: BytePath,
+): number {
   return check("ioctl", libc().ioctl(fd, request, arg), path);
 }
 
