@@ -27,6 +27,7 @@ import {
   toHex,
   type VerityAlgorithm,
 } from "./fsverity/digest.ts";
+import { fsverityDigestFileSync } from "./fsverity/file.ts";
 import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
 import * as sys from "./sys/libc.ts";
 import { collectObjects, readErofs } from "./erofs/reader.ts";
@@ -109,6 +110,19 @@ function symlinkAtomic(target: string, path: string): void {
   const tmp = join(path, "..", `${TMP_PREFIX}${randomSuffix()}`);
   Deno.symlinkSync(target, tmp);
   Deno.renameSync(tmp, path);
+}
+
+/** Files up to this size are stored from memory (one read); larger ones are streamed. */
+const STORE_IN_MEMORY_MAX = 4 << 20;
+
+function changedWhileReading(
+  source: Uint8Array | string,
+  got: number,
+  expected: number,
+): RepositoryError {
+  return new RepositoryError(
+    `${sys.displayPath(source)}: changed while being read (${got} bytes, expected ${expected})`,
+  );
 }
 
 /** What `fsck` found: every problem names the entry. */
@@ -233,18 +247,34 @@ export class Repository {
     if (!st.isDirectory) throw new RepositoryError(`${path}: not a directory`);
     const metaPath = join(path, META_FILE);
     let meta: RepoMeta;
+    let secure: boolean;
     let upgraded = false;
     if (exists(metaPath)) {
       meta = Repository.readMeta(metaPath);
+      secure = Repository.probeSecure(metaPath, meta);
     } else if (exists(join(path, "objects"))) {
+      // An old-format repository (cfsctl 0.3.0): the algorithm shows in the object names,
+      // security in whether its objects have fs-verity.
+      const objects = join(path, "objects");
+      const sample = firstObject(objects);
       meta = {
         version: REPO_FORMAT_VERSION,
-        algorithm: inferAlgorithm(join(path, "objects")) ?? options.legacyAlgorithm ??
+        algorithm: (sample ? algorithmOfObjectName(sample) : undefined) ??
+          options.legacyAlgorithm ??
           "fsverity-sha256-12",
         features: { compatible: [], "read-only-compatible": [], incompatible: [] },
       };
+      secure = sample !== undefined && Repository.probeSecure(sample, meta);
       if (options.upgrade !== false) {
         writeFileAtomic(metaPath, new TextEncoder().encode(JSON.stringify(meta, null, 2) + "\n"));
+        if (secure) {
+          const fd = sys.openRead(metaPath);
+          try {
+            enableVerity(fd, verityAlgorithmOf(meta.algorithm), metaPath);
+          } finally {
+            sys.close(fd);
+          }
+        }
         upgraded = true;
       }
     } else {
@@ -252,7 +282,7 @@ export class Repository {
         `${path}: not a composefs repository (no ${META_FILE}; create one with 'cfs init ${path}')`,
       );
     }
-    const repo = new Repository(path, meta, Repository.probeSecure(metaPath, meta), upgraded);
+    const repo = new Repository(path, meta, secure, upgraded);
     repo.lock(false);
     return repo;
   }
@@ -286,17 +316,21 @@ export class Repository {
     return meta;
   }
 
-  private static probeSecure(metaPath: string, meta: RepoMeta): boolean {
-    let fd: number;
+  /**
+   * Whether `file` (meta.json, or an object of an old-format repository) has fs-verity.
+   * "Not enabled" and "not supported here" mean an insecure repository; any other failure
+   * is an error rather than a silent downgrade.
+   */
+  private static probeSecure(file: string, meta: RepoMeta): boolean {
+    const fd = sys.openRead(file);
     try {
-      fd = sys.openRead(metaPath);
-    } catch {
-      return false;
-    }
-    try {
-      return measureVerity(fd, verityAlgorithmOf(meta.algorithm), metaPath) !== null;
-    } catch {
-      return false;
+      return measureVerity(fd, verityAlgorithmOf(meta.algorithm), file) !== null;
+    } catch (e) {
+      if (e instanceof VerityError && e.unsupported) return false;
+      throw new RepositoryError(
+        `${file}: cannot tell whether the repository is secure: ${(e as Error).message}`,
+        { cause: e },
+      );
     } finally {
       sys.close(fd);
     }
@@ -410,52 +444,54 @@ export class Repository {
   }
 
   /**
-   * Stores a file (byte path) as an object, streaming: one pass reads, hashes and writes,
-   * in constant memory. Returns the digest.
+   * Stores a file (byte path) as an object; returns the digest. Small files are read once
+   * into memory. Large ones are hashed in a first streaming pass, and only when the object
+   * is new copied in a second pass (from the page cache) that hashes again, so a file that
+   * changes in between is refused instead of being stored under the wrong name. Constant
+   * memory for any size; nothing is written for content the repository already has.
    */
   storeFile(source: Uint8Array | string, expectedSize?: number): Uint8Array {
     this.requireWritable();
-    const dir = join(this.path, "objects");
-    Deno.mkdirSync(dir, { recursive: true });
-    const tmp = join(dir, `${TMP_PREFIX}${randomSuffix()}`);
-    const out = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o644 });
+    const size = expectedSize ?? sys.lstat(source).size;
+    if (size <= STORE_IN_MEMORY_MAX) {
+      const data = sys.readFileBytes(source, size + 1);
+      if (data.length !== size) throw changedWhileReading(source, data.length, size);
+      return this.storeBytes(data);
+    }
+    const digest = fsverityDigestFileSync(source, this.algorithm);
+    if (this.hasObject(digest)) return digest;
+    const hex = toHex(digest);
+    const { path: tmp, file: out } = this.openTemp(hex.slice(0, 2));
     const hasher = new FsVerityHasher(this.algorithm);
-    const fd = sys.openRead(source);
     let total = 0;
     try {
-      const buf = new Uint8Array(1 << 20);
-      for (;;) {
-        const n = sys.read(fd, buf, source);
-        if (n === 0) break;
-        const chunk = buf.subarray(0, n);
-        hasher.update(chunk);
-        let off = 0;
-        while (off < n) off += out.writeSync(chunk.subarray(off));
-        total += n;
+      const fd = sys.openRead(source);
+      try {
+        const buf = new Uint8Array(1 << 20);
+        for (;;) {
+          const n = sys.read(fd, buf, source);
+          if (n === 0) break;
+          const chunk = buf.subarray(0, n);
+          hasher.update(chunk);
+          let off = 0;
+          while (off < n) off += out.writeSync(chunk.subarray(off));
+          total += n;
+        }
+      } finally {
+        sys.close(fd);
       }
       out.syncDataSync();
+      out.close();
     } catch (e) {
       out.close();
-      sys.close(fd);
       Deno.removeSync(tmp);
       throw e;
     }
-    out.close();
-    sys.close(fd);
-    if (expectedSize !== undefined && total !== expectedSize) {
+    if (total !== size || toHex(hasher.digest()) !== hex) {
       Deno.removeSync(tmp);
-      throw new RepositoryError(
-        `${
-          sys.displayPath(source)
-        }: changed while being read (${total} bytes, expected ${expectedSize})`,
-      );
+      throw changedWhileReading(source, total, size);
     }
-    const digest = hasher.digest();
-    const hex = toHex(digest);
-    Deno.mkdirSync(join(dir, hex.slice(0, 2)), { recursive: true });
-    const placed = join(dir, hex.slice(0, 2), `${TMP_PREFIX}${randomSuffix()}`);
-    Deno.renameSync(tmp, placed);
-    this.commitTemp(placed, digest);
+    this.commitTemp(tmp, digest);
     return digest;
   }
 
@@ -467,7 +503,15 @@ export class Repository {
     try {
       data = Deno.readFileSync(path);
     } catch (e) {
-      throw new RepositoryError(`object ${toHex(digest)} is missing from ${this.path}`, {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new RepositoryError(`object ${toHex(digest)} is missing from ${this.path}`, {
+          cause: e,
+        });
+      }
+      const hint = this.secure
+        ? " (with fs-verity, an I/O error means the data on disk is corrupt)"
+        : "";
+      throw new RepositoryError(`${path}: cannot read object: ${(e as Error).message}${hint}`, {
         cause: e,
       });
     }
@@ -688,8 +732,32 @@ export class Repository {
     return report;
   }
 
-  /** The hex digest of an object file's content (measured when secure, computed otherwise). */
+  /**
+   * The hex digest of an object file's content, computed by reading all of it. In a secure
+   * repository the fs-verity measurement must match too: the measurement alone only reports
+   * the stored root hash, while reading makes the kernel check every block (a corrupt block
+   * fails with EIO).
+   */
   private measureObjectFile(path: string): string {
+    const hasher = new FsVerityHasher(this.algorithm);
+    const f = Deno.openSync(path, { read: true });
+    try {
+      const buf = new Uint8Array(1 << 20);
+      for (;;) {
+        let n: number | null;
+        try {
+          n = f.readSync(buf);
+        } catch (e) {
+          const why = this.secure ? ": the data does not match its fs-verity digest" : "";
+          throw new Error(`read error (${(e as Error).message})${why}`);
+        }
+        if (n === null || n === 0) break;
+        hasher.update(buf.subarray(0, n));
+      }
+    } finally {
+      f.close();
+    }
+    const computed = toHex(hasher.digest());
     if (this.secure) {
       const fd = sys.openRead(path);
       try {
@@ -697,24 +765,14 @@ export class Repository {
         if (m === null) {
           throw new Error("fs-verity is not enabled on this object of a secure repository");
         }
-        return toHex(m);
+        if (toHex(m) !== computed) {
+          throw new Error(`fs-verity measures ${toHex(m)} but the content hashes to ${computed}`);
+        }
       } finally {
         sys.close(fd);
       }
     }
-    const hasher = new FsVerityHasher(this.algorithm);
-    const f = Deno.openSync(path, { read: true });
-    try {
-      const buf = new Uint8Array(1 << 20);
-      for (;;) {
-        const n = f.readSync(buf);
-        if (n === null || n === 0) break;
-        hasher.update(buf.subarray(0, n));
-      }
-    } finally {
-      f.close();
-    }
-    return toHex(hasher.digest());
+    return computed;
   }
 
   /**
@@ -847,14 +905,21 @@ function leftoverTemporaryLinks(repo: string): string[] {
   return out;
 }
 
-/** The algorithm of an old-format repository, from the length of its object names. */
-function inferAlgorithm(objectsDir: string): RepoAlgorithm | undefined {
-  for (const sub of Deno.readDirSync(objectsDir)) {
-    if (!sub.isDirectory) continue;
-    for (const obj of Deno.readDirSync(join(objectsDir, sub.name))) {
-      if (obj.name.length === 62) return "fsverity-sha256-12";
-      if (obj.name.length === 126) return "fsverity-sha512-12";
+/** Some object file of an old-format repository (path), if it has any. */
+function firstObject(objectsDir: string): string | undefined {
+  for (const sub of sortedDir(objectsDir)) {
+    if (!sub.isDirectory || !/^[0-9a-f]{2}$/.test(sub.name)) continue;
+    for (const obj of sortedDir(join(objectsDir, sub.name))) {
+      if (obj.isFile && /^[0-9a-f]+$/.test(obj.name)) return join(objectsDir, sub.name, obj.name);
     }
   }
+  return undefined;
+}
+
+/** The algorithm an object's name implies: 62 hex digits after XX/ for SHA-256, 126 for SHA-512. */
+function algorithmOfObjectName(path: string): RepoAlgorithm | undefined {
+  const name = path.split("/").pop()!;
+  if (name.length === 62) return "fsverity-sha256-12";
+  if (name.length === 126) return "fsverity-sha512-12";
   return undefined;
 }
