@@ -9,11 +9,12 @@
  * @module
  */
 import { benchDigest } from "./digest.ts";
-import { benchComputeId } from "./compute_id.ts";
+import { benchComputeId, formatTable } from "./compute_id.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
 results.digest = await benchDigest();
 results.computeId = await benchComputeId();
+console.log(formatTable(results.computeId as Record<string, unknown>));
 await Deno.mkdir(new URL("./data/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(
   new URL("./data/results.json", import.meta.url),
