@@ -33,6 +33,7 @@ import {
   busyboxInit,
   findGuestKernel,
   hashInputs,
+  missingCommands,
   NINEP_OPTIONS,
   requireCommand,
   tailFile,
@@ -176,8 +177,7 @@ export function findCfsctl(explicit?: string): string {
 
 /** Checks every host tool the oracle needs; throws one error naming all that are missing. */
 export function checkOraclePrerequisites(cfsctl?: string): void {
-  const missing: string[] = [];
-  const need: [string, string][] = [
+  const missing = missingCommands([
     ["qemu-system-x86_64", "apt-get install qemu-system-x86"],
     ["busybox", "apt-get install busybox-static"],
     ["mkfs.ext4", "apt-get install e2fsprogs"],
@@ -185,14 +185,7 @@ export function checkOraclePrerequisites(cfsctl?: string): void {
     ["mount", "mount"],
     ["cp", "coreutils"],
     ["ldd", "libc-bin"],
-  ];
-  for (const [cmd, hint] of need) {
-    try {
-      requireCommand(cmd, hint);
-    } catch (e) {
-      missing.push((e as Error).message);
-    }
-  }
+  ]);
   try {
     findCfsctl(cfsctl);
   } catch (e) {

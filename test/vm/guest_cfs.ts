@@ -50,6 +50,7 @@ import {
   findGuestKernel,
   hashInputs,
   type InitramfsEntry,
+  missingCommands,
   NINEP_OPTIONS,
   requireCommand,
   tailFile,
@@ -161,21 +162,13 @@ export function findDenoBinary(): string {
 export function checkGuestPrerequisites(
   opts: { cfsctl?: boolean | string; binaries?: string[] } = {},
 ) {
-  const missing: string[] = [];
-  const need: [string, string][] = [
+  const missing = missingCommands([
     ["qemu-system-x86_64", "apt-get install qemu-system-x86"],
     ["busybox", "apt-get install busybox-static"],
     ["mkfs.ext4", "apt-get install e2fsprogs"],
     ["unshare", "util-linux"],
     ["ldd", "libc-bin"],
-  ];
-  for (const [cmd, hint] of need) {
-    try {
-      requireCommand(cmd, hint);
-    } catch (e) {
-      missing.push((e as Error).message);
-    }
-  }
+  ]);
   const attempt = (f: () => unknown) => {
     try {
       f();

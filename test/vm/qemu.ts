@@ -678,3 +678,16 @@ export function requireCommand(cmd: string, hint: string): string {
   if (r.status !== 0 || !p) throw new Error(`${cmd} not found on PATH (${hint})`);
   return p;
 }
+
+/** The {@link requireCommand} messages of every `[command, install hint]` that is missing. */
+export function missingCommands(need: Array<[string, string]>): string[] {
+  const missing: string[] = [];
+  for (const [cmd, hint] of need) {
+    try {
+      requireCommand(cmd, hint);
+    } catch (e) {
+      missing.push((e as Error).message);
+    }
+  }
+  return missing;
+}
