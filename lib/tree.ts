@@ -93,12 +93,21 @@ export function newFileSystem(): FileSystem {
 
 /** Bytes to a byte string (one char per byte). */
 export function bytesToName(bytes: Uint8Array): string {
+  // Short strings (names, digests, most xattrs) are the hot case: a plain loop avoids the
+  // argument-spreading allocation; long ones go 8 KiB at a time through fromCharCode.
+  if (bytes.length <= 128) {
+    let s = "";
+    for (let i = 0; i < bytes.length; i++) s += CHARS[bytes[i]];
+    return s;
+  }
   let s = "";
   for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
   }
   return s;
 }
+
+const CHARS = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i));
 
 /** A byte string back to bytes. */
 export function nameToBytes(name: string): Uint8Array {

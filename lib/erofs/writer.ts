@@ -15,6 +15,7 @@
  * @module
  */
 import { xxh32 } from "../hash/xxh32.ts";
+import { toHex } from "../fsverity/digest.ts";
 import {
   bytesToName,
   compareBytes,
@@ -114,7 +115,7 @@ export function digestAlgorithmId(digest: Uint8Array): number {
 
 /** `XX/rest-of-hex`: where an object lives below `objects/`. */
 export function objectPathname(digest: Uint8Array): string {
-  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  const hex = toHex(digest);
   return `${hex.slice(0, 2)}/${hex.slice(2)}`;
 }
 
