@@ -62,6 +62,7 @@ lint: deno
 
 check: deno
 	$(DENO) check cli.ts mod.ts demo.ts
+	$(DENO) doc --lint mod.ts
 
 clean:
 	rm -rf dist test/.work

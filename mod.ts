@@ -5,14 +5,25 @@
  * @module
  */
 export * from "./lib/tree.ts";
-export { readTree, type ReadTreeOptions, TreeReadError } from "./lib/treefs.ts";
+export {
+  type ExternalFileHandler,
+  readTree,
+  type ReadTreeOptions,
+  TreeReadError,
+} from "./lib/treefs.ts";
 export {
   digestAlgorithmId,
   mkfsErofs,
   objectPathname,
   overlayMetacopy,
 } from "./lib/erofs/writer.ts";
-export { collectObjects, ErofsError, ErofsReader, readErofs } from "./lib/erofs/reader.ts";
+export {
+  collectObjects,
+  ErofsError,
+  ErofsReader,
+  type RawInode,
+  readErofs,
+} from "./lib/erofs/reader.ts";
 export {
   DumpfileError,
   dumpfileLine,
@@ -31,11 +42,16 @@ export {
   toHex,
   type VerityAlgorithm,
 } from "./lib/fsverity/digest.ts";
-export { fsverityDigestFile, fsverityDigestFileSync } from "./lib/fsverity/file.ts";
+export {
+  type DigestFileOptions,
+  fsverityDigestFile,
+  fsverityDigestFileSync,
+} from "./lib/fsverity/file.ts";
 export { enableVerity, measureVerity, VerityError } from "./lib/fsverity/ioctl.ts";
 export {
   type FsckReport,
   type GcReport,
+  type OpenOptions,
   REPO_FORMAT_VERSION,
   type RepoAlgorithm,
   type RepoMeta,
@@ -47,6 +63,8 @@ export { BootTransformError, transformForBoot } from "./lib/boot/transform.ts";
 export {
   FileContexts,
   loadImagePolicy,
+  type ReadExternal,
   relabelTree,
+  type Rule,
   SelinuxPolicyError,
 } from "./lib/boot/selinux.ts";

@@ -14,6 +14,7 @@ import { fsverityDigestFileSync } from "./fsverity/file.ts";
 import type { Repository } from "./repository.ts";
 import * as sys from "./sys/libc.ts";
 
+/** Options of {@link treeFromPath}. */
 export interface TreeFromPathOptions {
   /** Digest algorithm for external files; taken from `repo` when one is given. */
   algorithm?: VerityAlgorithm;
@@ -23,6 +24,7 @@ export interface TreeFromPathOptions {
   bootable?: boolean;
   /** Use the root directory's own metadata (cfsctl --stat-root). */
   statRoot?: boolean;
+  /** Called after each inode is read (progress display). */
   onInode?: () => void;
 }
 

@@ -179,6 +179,12 @@ export function dumpfileLine(path: Uint8Array, inode: Inode, nlink: number): str
 
 /** A dumpfile that cannot be read: names the line and what is wrong with it. */
 export class DumpfileError extends Error {
+  /**
+   * Creates the error; the message reads "<source> line <line>: <reason>".
+   * @param line the 1-based line number of the offending line.
+   * @param reason what is wrong with it.
+   * @param source what the text came from, for the message (default "dumpfile").
+   */
   constructor(readonly line: number, reason: string, source = "dumpfile") {
     super(`${source} line ${line}: ${reason}`);
     this.name = "DumpfileError";

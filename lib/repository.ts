@@ -34,11 +34,13 @@ import { collectObjects, readErofs } from "./erofs/reader.ts";
 
 /** The repository format version we write and understand. */
 export const REPO_FORMAT_VERSION = 1;
+/** The name of the repository's metadata file, in its top directory. */
 export const META_FILE = "meta.json";
 const TMP_PREFIX = ".tmp-";
 
 /** `fsverity-<hash>-<lg blocksize>` as meta.json names it. */
 export type RepoAlgorithm = "fsverity-sha256-12" | "fsverity-sha512-12";
+/** Every {@link RepoAlgorithm}, the default (SHA-512) first. */
 export const REPO_ALGORITHMS: readonly RepoAlgorithm[] = [
   "fsverity-sha512-12",
   "fsverity-sha256-12",
@@ -58,11 +60,31 @@ const MetaSchema = z.object({
   }).default({ compatible: [], "read-only-compatible": [], incompatible: [] }),
 });
 
-/** meta.json's content. */
-export type RepoMeta = z.infer<typeof MetaSchema>;
+/**
+ * meta.json's content as {@link Repository} holds it after validation (absent feature
+ * lists read as empty). Spelled out rather than `z.infer<typeof MetaSchema>` so that
+ * the public type does not expose zod; `readMeta` returning the parsed data as this type
+ * keeps the two in step.
+ */
+export interface RepoMeta {
+  /** The repository format version; versions newer than {@link REPO_FORMAT_VERSION} are refused. */
+  version: number;
+  /** The fs-verity algorithm that names every object and image. */
+  algorithm: RepoAlgorithm;
+  /** Feature flags, by how an implementation that does not know one must react. */
+  features: {
+    /** Safe to ignore. */
+    compatible: string[];
+    /** Unknown ones still allow reading but forbid writing. */
+    "read-only-compatible": string[];
+    /** Unknown ones make the repository unusable: opening it fails. */
+    incompatible: string[];
+  };
+}
 
 /** Anything wrong with a repository or a request to it; the message names the path. */
 export class RepositoryError extends Error {
+  /** Creates the error; `options.cause` keeps the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "RepositoryError";
@@ -127,22 +149,35 @@ function changedWhileReading(
 
 /** What `fsck` found: every problem names the entry. */
 export interface FsckReport {
+  /** True when there are no problems (warnings do not count). */
   ok: boolean;
+  /** Object files checked: every one is read whole and hashed. */
   objects: number;
+  /** `images/` links that point to an existing object; each such image is parsed. */
   images: number;
+  /** `streams/` links that point to an existing object. */
   streams: number;
+  /** Refs found below `images/refs/` and `streams/refs/`. */
   refs: number;
+  /** Corruption and inconsistencies: the path concerned and what is wrong with it. */
   problems: Array<{ path: string; problem: string }>;
+  /** Harmless leftovers of interrupted writes (temporary files and links) that gc removes. */
   warnings: Array<{ path: string; problem: string }>;
 }
 
 /** What `gc` removed (or would remove, with dryRun). */
 export interface GcReport {
+  /** True when nothing was removed: the lists say what would have been. */
   dryRun: boolean;
+  /** Hex ids of the unreachable images whose `images/<hex>` link went. */
   removedImages: string[];
+  /** Hex digests of the objects no live image uses (unreachable images' own objects too). */
   removedObjects: string[];
+  /** Paths of leftover temporary files and links from interrupted writes. */
   removedTemporary: string[];
+  /** Total size of the files removed below `objects/`. */
   freedBytes: number;
+  /** Objects still in use: live images and the objects they refer to. */
   keptObjects: number;
 }
 
@@ -287,6 +322,7 @@ export class Repository {
     return repo;
   }
 
+  /** Reads and validates meta.json; refuses newer format versions and unknown incompatible features. */
   private static readMeta(metaPath: string): RepoMeta {
     let raw: unknown;
     try {
@@ -341,6 +377,7 @@ export class Repository {
     return this.meta.features["read-only-compatible"].every((f) => KNOWN_RO_COMPAT.includes(f));
   }
 
+  /** Throws unless `writable`: guards every operation that writes. */
   private requireWritable(): void {
     if (!this.writable) {
       throw new RepositoryError(
@@ -349,6 +386,11 @@ export class Repository {
     }
   }
 
+  /**
+   * Takes (or converts) the advisory lock on the repository directory: shared while the
+   * repository is open, exclusive while gc runs, so gc waits until no other holder of a
+   * shared lock (another open repository) is left and cannot delete under it.
+   */
   private lock(exclusive: boolean): void {
     this.lockFile ??= Deno.openSync(this.path, { read: true });
     this.lockFile.lockSync(exclusive);
@@ -368,6 +410,7 @@ export class Repository {
     return join(this.path, "objects", hex.slice(0, 2), hex.slice(2));
   }
 
+  /** Throws unless `digest` has this repository's digest size (32 or 64 bytes). */
   private checkDigestSize(digest: Uint8Array): void {
     const want = this.algorithm === "sha512" ? 64 : 32;
     if (digest.length !== want) {
@@ -416,6 +459,10 @@ export class Repository {
     }
   }
 
+  /**
+   * Creates a new temporary file in `objects/<digestHexPrefix>/`, the directory of the
+   * object it will become, so that the final rename stays within one directory.
+   */
   private openTemp(digestHexPrefix: string): { path: string; file: Deno.FsFile } {
     this.requireWritable();
     const dir = join(this.path, "objects", digestHexPrefix);
@@ -519,6 +566,10 @@ export class Repository {
     return data;
   }
 
+  /**
+   * Checks an object read from `path` against its name: secure repositories by fs-verity
+   * measurement (the kernel checked the data as it was read), others by hashing `data`.
+   */
   private verifyObject(path: string, digest: Uint8Array, data: Uint8Array): void {
     if (this.secure) {
       const fd = sys.openRead(path);
@@ -557,6 +608,7 @@ export class Repository {
     return digest;
   }
 
+  /** Points `<category>/refs/<name>` at `<category>/<target>` (relative link, atomically replaced). */
   private setRef(category: "images" | "streams", name: string, target: string): void {
     const refPath = join(this.path, category, "refs", name);
     Deno.mkdirSync(join(refPath, ".."), { recursive: true });

@@ -22,7 +22,9 @@ export const MAX_DEPTH = 1024;
 
 /** One extended attribute; names and values are bytes. */
 export interface Xattr {
+  /** The full name, namespace prefix included (`user.`, `trusted.`, `security.`, ...). */
   name: Uint8Array;
+  /** The value, possibly empty. */
   value: Uint8Array;
 }
 
@@ -30,7 +32,9 @@ export interface Xattr {
 export interface Stat {
   /** Permission bits only (st_mode & 0o7777); the type comes from the content. */
   mode: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
   /** Whole seconds since the epoch; composefs drops nanoseconds. */
   mtime: number;
@@ -50,22 +54,33 @@ export type LeafContent =
 
 /** A non-directory inode. The same object in several directories is a hardlink. */
 export interface Leaf {
+  /** Tells a leaf from a {@link Directory}. */
   kind: "leaf";
+  /** Its metadata, shared by every name that links to it. */
   stat: Stat;
+  /** The file type and what it holds (data, digest, target, device number). */
   content: LeafContent;
 }
 
 /** A directory: entries keyed by byte-string name (see module doc). */
 export interface Directory {
+  /** Tells a directory from a {@link Leaf}. */
   kind: "dir";
+  /** Its metadata. */
   stat: Stat;
+  /**
+   * Children by byte-string name, without "." and "..". Map order is not meaningful:
+   * writers sort (see {@link sortedEntries}).
+   */
   entries: Map<string, Inode>;
 }
 
+/** Any node of the tree: a directory or a non-directory leaf. */
 export type Inode = Directory | Leaf;
 
 /** A whole tree: the root directory, and whether its stat came from a real directory. */
 export interface FileSystem {
+  /** The root directory, "/" of the image. */
   root: Directory;
   /**
    * False when the root's metadata is synthetic (cfsctl's default without --stat-root):
@@ -187,6 +202,7 @@ export function ensureRootStat(fs: FileSystem): void {
 
 /** Problems with paths inside a tree. */
 export class TreeError extends Error {
+  /** Creates the error; `message` names the path and the problem. */
   constructor(message: string) {
     super(message);
     this.name = "TreeError";

@@ -26,6 +26,7 @@ import {
 /** Handles a regular file larger than the inline limit; returns its fs-verity digest. */
 export type ExternalFileHandler = (path: Uint8Array, size: number) => Uint8Array;
 
+/** Options of {@link readTree}. */
 export interface ReadTreeOptions {
   /** Use the root directory's own metadata (cfsctl --stat-root); default: synthetic root. */
   statRoot?: boolean;
@@ -37,6 +38,7 @@ export interface ReadTreeOptions {
 
 /** A file system tree could not be read: names the path and the reason. */
 export class TreeReadError extends Error {
+  /** Creates the error; `options.cause` keeps the underlying system error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "TreeReadError";

@@ -25,21 +25,34 @@ import {
 
 /** A file_contexts/subs file that cannot be used: names the file, line and reason. */
 export class SelinuxPolicyError extends Error {
+  /** Creates the error; `message` names the file and line. */
   constructor(message: string) {
     super(message);
     this.name = "SelinuxPolicyError";
   }
 }
 
-interface Rule {
+/** One file_contexts line, compiled. */
+export interface Rule {
+  /**
+   * The line's pattern followed by its type letter (any type when the line has none),
+   * anchored at both ends and with dotAll; tested against "PATH" + type letter.
+   */
   regex: RegExp;
   /** A literal prefix every match must start with: a cheap filter before the regex. */
   prefix: string;
+  /** The label to set, or `<<none>>`: the path gets no label. */
   context: string;
 }
 
 /** A loaded policy: rules in match order (last line of the files first) and path aliases. */
 export class FileContexts {
+  /**
+   * A policy from parsed spec and subs files.
+   * @param rules the rules, highest priority first (as {@link parseSpecFiles} returns them).
+   * @param aliases path substitutions from the `.subs` files: alias path to the original
+   *   path whose labels it gets (as {@link parseSubsFiles} returns them).
+   */
   constructor(readonly rules: Rule[], readonly aliases: Map<string, string>) {}
 
   /** The label for `path` (byte string) of type `letter`, or undefined (no match / <<none>>). */
@@ -168,7 +181,14 @@ export function relabelTree(root: Directory, policy: FileContexts): void {
   visit(root, "/");
 }
 
-type ReadExternal = (content: { type: "external"; digest: Uint8Array; size: number }) => Uint8Array;
+/**
+ * Returns the content of an external file of the tree (one stored as an object, not
+ * inline), so that policy files above the inline limit can be loaded. The caller decides
+ * where from: the repository, or the file on disk the tree was read from.
+ */
+export type ReadExternal = (
+  content: { type: "external"; digest: Uint8Array; size: number },
+) => Uint8Array;
 
 function getDir(dir: Directory, path: string[], optional: boolean): Directory | undefined {
   let cur = dir;

@@ -11,6 +11,7 @@ import { relabelFromImagePolicy } from "./selinux.ts";
 
 /** Thrown when a tree cannot be made bootable. */
 export class BootTransformError extends Error {
+  /** Creates the error; `message` says why the tree cannot be made bootable. */
   constructor(message: string) {
     super(message);
     this.name = "BootTransformError";

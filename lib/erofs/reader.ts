@@ -27,23 +27,45 @@ import * as F from "./format.ts";
 
 /** A malformed or unsupported image. */
 export class ErofsError extends Error {
+  /** Creates the error; the message gets the prefix "corrupt EROFS image: ". */
   constructor(message: string) {
     super(`corrupt EROFS image: ${message}`);
     this.name = "ErofsError";
   }
 }
 
-interface RawInode {
+/**
+ * An inode as stored in the image, compact (32-byte) or extended (64-byte) header alike,
+ * before it is turned into tree form: see {@link ErofsReader.inode}.
+ */
+export interface RawInode {
+  /** The inode number: its slot (32 bytes each) counted from the metadata start block. */
   nid: number;
+  /**
+   * The data layout bits of `i_format` (masked, not shifted): flat plain, flat inline
+   * (tail packed after the inode), or chunk based, which composefs uses for external files.
+   */
   layout: number;
+  /** The full `i_mode`: file type and permission bits. */
   mode: number;
+  /** `i_size`: content length of files and symlinks, dirent bytes of directories. */
   size: number;
+  /**
+   * The `i_u` union: first data block (flat layouts), device number (device inodes) or
+   * chunk format (chunk based).
+   */
   u: number;
+  /** Link count as recorded in the image. */
   nlink: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /** Seconds since the epoch; compact inodes have none and take the superblock's build time. */
   mtime: number;
+  /** Shared and inline xattrs in image order, names with their prefix expanded. */
   xattrs: Xattr[];
+  /** Image offset just past the inode header and its xattr area: where inline data begins. */
   inlineStart: number;
 }
 
@@ -59,9 +81,15 @@ export class ErofsReader {
   private readonly view: DataView;
   private readonly metaBase: number;
   private readonly xattrBase: number;
+  /** The root directory's inode number, from the superblock. */
   readonly rootNid: number;
+  /** The inode count the superblock records. */
   readonly inodeCount: number;
 
+  /**
+   * Checks the superblock (magic, 4 KiB blocks, no incompatible features) of `image`.
+   * @throws {ErofsError} when the image is too short or the superblock is unusable.
+   */
   constructor(private readonly image: Uint8Array) {
     this.view = new DataView(image.buffer, image.byteOffset, image.byteLength);
     if (image.length < F.SUPERBLOCK_OFFSET + F.SUPERBLOCK_SIZE) {
@@ -83,6 +111,7 @@ export class ErofsReader {
     this.xattrBase = this.view.getUint32(sb + F.SB.xattrBlkaddr, true) * F.BLOCK_SIZE;
   }
 
+  /** Throws unless `length` bytes at `offset` lie inside the image; `what` names them. */
   private need(offset: number, length: number, what: string): void {
     if (
       !Number.isSafeInteger(offset) || offset < 0 || length < 0 ||
@@ -94,6 +123,7 @@ export class ErofsReader {
     }
   }
 
+  /** The `length` bytes at `offset` (a view, not a copy), bounds-checked like {@link need}. */
   private bytes(offset: number, length: number, what: string): Uint8Array {
     this.need(offset, length, what);
     return this.image.subarray(offset, offset + length);
@@ -162,6 +192,10 @@ export class ErofsReader {
     };
   }
 
+  /**
+   * Decodes the xattr entry at `offset`, which must end by `end`; returns it with its
+   * size rounded up to 4 bytes (the step to the next entry).
+   */
   private xattrEntry(offset: number, end: number, what: string): [Xattr, number] {
     this.need(offset, F.XATTR_ENTRY_HEADER_SIZE, what);
     const nameLen = this.image[offset];
@@ -181,6 +215,7 @@ export class ErofsReader {
     return [{ name, value }, F.roundUp(total, 4)];
   }
 
+  /** All xattrs of inode `nid` from its xattr area (`size` bytes at `start`): shared ones first. */
   private xattrs(nid: number, start: number, size: number): Xattr[] {
     this.need(start, size, `xattrs of inode ${nid}`);
     const end = start + size;

@@ -176,6 +176,7 @@ export class FsVerityHasher {
   #size = 0;
   #done = false;
 
+  /** A hasher for `alg` digests (4 KiB blocks, no salt), with no data yet. */
   constructor(alg: VerityAlgorithm) {
     this.#alg = alg;
     this.#ds = digestSize(alg);

@@ -46,6 +46,13 @@ const ENOPKG = 65;
  * system (or the kernel) has no fs-verity at all, which a caller may turn into a fallback.
  */
 export class VerityError extends Error {
+  /**
+   * Creates the error; the message reads "<path>: <message>".
+   * @param path the file concerned, which the message starts with.
+   * @param message what failed.
+   * @param unsupported true when fs-verity is unavailable there, not merely failing.
+   * @param options `cause`: the underlying system error.
+   */
   constructor(
     readonly path: string,
     message: string,
