@@ -16,6 +16,7 @@ import {
   imageObjectsCommand,
 } from "./lib/cli/image.ts";
 import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
+import { catCommand, ociCommand } from "./lib/cli/oci.ts";
 
 const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   init: { handler: initCommand, summary: "create a repository" },
@@ -31,6 +32,8 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   },
   "image-objects": { handler: imageObjectsCommand, summary: "list the objects an image refers to" },
   "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
+  cat: { handler: catCommand, summary: "write a stream's content (refs/NAME or sha256) to stdout" },
+  oci: { handler: ociCommand, summary: "OCI commands: import-layer, ls-layer" },
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
   gc: { handler: gcCommand, summary: "remove unreferenced images and objects" },
 };

@@ -31,12 +31,14 @@ import { fsverityDigestFileSync } from "./fsverity/file.ts";
 import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
 import * as sys from "./sys/libc.ts";
 import { collectObjects, readErofs } from "./erofs/reader.ts";
+import { parseSplitStream } from "./splitstream.ts";
 
 /** The repository format version we write and understand. */
 export const REPO_FORMAT_VERSION = 1;
 /** The name of the repository's metadata file, in its top directory. */
 export const META_FILE = "meta.json";
 const TMP_PREFIX = ".tmp-";
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** `fsverity-<hash>-<lg blocksize>` as meta.json names it. */
 export type RepoAlgorithm = "fsverity-sha256-12" | "fsverity-sha512-12";
@@ -171,6 +173,8 @@ export interface GcReport {
   dryRun: boolean;
   /** Hex ids of the unreachable images whose `images/<hex>` link went. */
   removedImages: string[];
+  /** sha256 hex names of the unreachable streams whose `streams/<hex>` link went. */
+  removedStreams: string[];
   /** Hex digests of the objects no live image uses (unreachable images' own objects too). */
   removedObjects: string[];
   /** Paths of leftover temporary files and links from interrupted writes. */
@@ -542,6 +546,46 @@ export class Repository {
     return digest;
   }
 
+  /**
+   * Stores an object from chunks that arrive over time (a tar body as it streams), in
+   * constant memory: written to a temporary file in `objects/` while hashed, synced, then
+   * committed like {@link storeFile} (verity enabled and measured when secure, renamed to its
+   * name; an existing object is kept and the copy dropped). With `size`, a different length
+   * fails and nothing is stored. The chunks are not kept.
+   */
+  async storeStream(chunks: AsyncIterable<Uint8Array>, size?: number): Promise<Uint8Array> {
+    this.requireWritable();
+    const dir = join(this.path, "objects");
+    Deno.mkdirSync(dir, { recursive: true });
+    const tmp = join(dir, `${TMP_PREFIX}${randomSuffix()}`);
+    const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o644 });
+    const hasher = new FsVerityHasher(this.algorithm);
+    let total = 0;
+    try {
+      for await (const chunk of chunks) {
+        hasher.update(chunk);
+        let off = 0;
+        while (off < chunk.length) off += file.writeSync(chunk.subarray(off));
+        total += chunk.length;
+      }
+      if (size !== undefined && total !== size) {
+        throw new RepositoryError(`object stream of ${total} bytes, expected ${size}`);
+      }
+      file.syncDataSync();
+    } catch (e) {
+      file.close();
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* already gone */ }
+      throw e;
+    }
+    file.close();
+    const digest = hasher.digest();
+    Deno.mkdirSync(join(dir, toHex(digest).slice(0, 2)), { recursive: true });
+    this.commitTemp(tmp, digest);
+    return digest;
+  }
+
   /** Reads an object whole, checking its digest (fs-verity measurement when secure). */
   readObject(digest: Uint8Array): Uint8Array {
     this.checkDigestSize(digest);
@@ -663,6 +707,92 @@ export class Repository {
     return { ids: ids.sort(), refs };
   }
 
+  // --- streams ------------------------------------------------------------------------------
+
+  /**
+   * Commits a splitstream as cfsctl 0.3.0 lays it out: the stream object, the link
+   * `streams/<sha256 hex of the content>` -> `../objects/XX/<rest>`, and optionally the named
+   * ref `streams/refs/<name>` -> `../` per component of `name` + the sha256 hex. Links are made
+   * atomically; an existing `streams/<hex>` link is kept. Returns the stream's object id
+   * (the one the link points to).
+   */
+  writeStream(streamBytes: Uint8Array, contentSha256: Uint8Array, name?: string): Uint8Array {
+    if (contentSha256.length !== 32) {
+      throw new RepositoryError(
+        `stream content sha256 must be 32 bytes, not ${contentSha256.length}`,
+      );
+    }
+    if (name !== undefined) validateRefName(name);
+    const stored = this.storeBytes(streamBytes);
+    const hex = toHex(contentSha256);
+    const dir = join(this.path, "streams");
+    Deno.mkdirSync(dir, { recursive: true });
+    const id = this.hasStream(contentSha256) ?? (() => {
+      const idHex = toHex(stored);
+      symlinkAtomic(`../objects/${idHex.slice(0, 2)}/${idHex.slice(2)}`, join(dir, hex));
+      return stored;
+    })();
+    if (name !== undefined) this.setRef("streams", name, hex);
+    return id;
+  }
+
+  /** Points the named ref `streams/refs/<name>` at the existing stream `contentSha256`. */
+  nameStream(name: string, contentSha256: Uint8Array): void {
+    validateRefName(name);
+    if (!this.hasStream(contentSha256)) {
+      throw new RepositoryError(`no stream ${toHex(contentSha256)} in ${this.path}`);
+    }
+    this.setRef("streams", name, toHex(contentSha256));
+  }
+
+  /** The stream object id when `streams/<sha256 hex>` links to an existing object. */
+  hasStream(contentSha256: Uint8Array | string): Uint8Array | undefined {
+    const hex = typeof contentSha256 === "string" ? contentSha256 : toHex(contentSha256);
+    if (!SHA256_HEX.test(hex)) return undefined;
+    let target: string;
+    try {
+      target = Deno.readLinkSync(join(this.path, "streams", hex));
+    } catch {
+      return undefined;
+    }
+    const m = /^\.\.\/objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
+    if (!m || (m[1] + m[2]).length !== (this.algorithm === "sha512" ? 128 : 64)) return undefined;
+    const id = fromHex(m[1] + m[2]);
+    return this.hasObject(id) ? id : undefined;
+  }
+
+  /**
+   * Reads a stream by name as cfsctl names streams: `refs/NAME` (a named ref) or the sha256 hex
+   * of its content. The object is verified against its id.
+   */
+  readStream(nameOrSha: string): { sha256: string; id: Uint8Array; bytes: Uint8Array } {
+    let hex: string;
+    if (SHA256_HEX.test(nameOrSha)) {
+      hex = nameOrSha;
+    } else if (nameOrSha.startsWith("refs/")) {
+      const ref = nameOrSha.slice(5);
+      validateRefName(ref);
+      const refPath = join(this.path, "streams", "refs", ref);
+      let target: string;
+      try {
+        target = Deno.readLinkSync(refPath);
+      } catch {
+        throw new RepositoryError(`no stream named '${nameOrSha}' in ${this.path}`);
+      }
+      hex = target.split("/").pop() ?? "";
+      if (!SHA256_HEX.test(hex)) {
+        throw new RepositoryError(`stream ref ${refPath} points to ${target}, not a sha256`);
+      }
+    } else {
+      throw new RepositoryError(
+        `no stream '${nameOrSha}': name a stream as refs/NAME or by the sha256 of its content`,
+      );
+    }
+    const id = this.hasStream(hex);
+    if (!id) throw new RepositoryError(`no stream ${hex} in ${this.path}`);
+    return { sha256: hex, id, bytes: this.readObject(id) };
+  }
+
   // --- fsck and gc ---------------------------------------------------------------------------
 
   /** Checks every object (re-measured), image and ref; read-only. */
@@ -768,6 +898,19 @@ export class Repository {
           }
         } else {
           report.streams++;
+          try {
+            const stream = parseSplitStream(Deno.readFileSync(p), {
+              name: p,
+              objectIdLength: this.algorithm === "sha512" ? 64 : 32,
+            });
+            const missing = new Set<string>();
+            for (const id of stream.objectRefs()) {
+              if (!this.hasObject(id)) missing.add(toHex(id));
+            }
+            for (const m of missing) problem(p, `stream refers to missing object ${m}`);
+          } catch (err) {
+            problem(p, `stream cannot be read: ${(err as Error).message}`);
+          }
         }
       }
       for (const { name, target, path } of walkRefs(join(dir, "refs"))) {
@@ -834,16 +977,6 @@ export class Repository {
   gc(options: { dryRun?: boolean; roots?: string[] } = {}): GcReport {
     const dryRun = options.dryRun ?? false;
     const streamsDir = join(this.path, "streams");
-    if (
-      exists(streamsDir) &&
-      [...Deno.readDirSync(streamsDir)].some((e) =>
-        e.name !== "refs" && !e.name.startsWith(TMP_PREFIX)
-      )
-    ) {
-      throw new RepositoryError(
-        `${this.path}: gc of repositories holding splitstreams is not supported yet (streams/ is not empty); nothing was removed`,
-      );
-    }
     this.lock(true);
     try {
       const liveImages = new Set<string>();
@@ -853,6 +986,7 @@ export class Repository {
       const report: GcReport = {
         dryRun,
         removedImages: [],
+        removedStreams: [],
         removedObjects: [],
         removedTemporary: [],
         freedBytes: 0,
@@ -867,10 +1001,52 @@ export class Repository {
         const tree = readErofs(this.readObject(fromHex(id)));
         for (const d of collectObjects(tree)) liveObjects.add(toHex(d));
       }
+      // Streams: live when a ref under streams/refs names them, or a live stream's digest map
+      // does (an OCI config's layers); a live stream keeps its object, the objects it refers
+      // to, and the stream objects of its digest map (transitively). Unreferenced streams are
+      // garbage (cfsctl semantics).
+      const liveStreams = new Set<string>();
+      const parsedStreams = new Set<string>();
+      const idLength = this.algorithm === "sha512" ? 64 : 32;
+      const keepStreamObject = (id: Uint8Array) => {
+        const idHex = toHex(id);
+        liveObjects.add(idHex);
+        if (parsedStreams.has(idHex)) return;
+        parsedStreams.add(idHex);
+        const stream = parseSplitStream(this.readObject(id), {
+          name: `stream object ${idHex}`,
+          objectIdLength: idLength,
+        });
+        for (const e of stream.digestMap()) {
+          keepStream(toHex(e.body));
+          keepStreamObject(e.verity);
+        }
+        for (const ref of stream.objectRefs()) liveObjects.add(toHex(ref));
+      };
+      const keepStream = (hex: string) => {
+        if (liveStreams.has(hex)) return;
+        liveStreams.add(hex);
+        const id = this.hasStream(hex);
+        if (id) keepStreamObject(id);
+      };
+      for (const { target } of walkRefs(join(streamsDir, "refs"))) {
+        const hex = target.split("/").pop() ?? "";
+        if (SHA256_HEX.test(hex)) keepStream(hex);
+      }
+      const streamNames = exists(streamsDir)
+        ? sortedDir(streamsDir).map((e) => e.name).filter((n) =>
+          n !== "refs" && !n.startsWith(TMP_PREFIX)
+        )
+        : [];
       for (const id of ids) {
         if (liveImages.has(id)) continue;
         report.removedImages.push(id);
         if (!dryRun) Deno.removeSync(join(this.path, "images", id));
+      }
+      for (const name of streamNames) {
+        if (liveStreams.has(name)) continue;
+        report.removedStreams.push(name);
+        if (!dryRun) Deno.removeSync(join(streamsDir, name));
       }
       for (const p of leftoverTemporaryLinks(this.path)) {
         report.removedTemporary.push(p);

@@ -75,8 +75,8 @@ export const fsckCommand: CommandHandler = (args, globals) => {
 
 const GC_USAGE = `usage: cfs gc [--dry-run] [--root NAME]...
 
-Removes images no ref points to (--root keeps more), objects no live image uses, and
-temporary files left by interrupted writes.`;
+Removes images no ref points to (--root keeps more), streams no ref under streams/refs
+reaches, objects no live image or stream uses, and temporary files left by interrupted writes.`;
 
 /** `cfs gc` */
 export const gcCommand: CommandHandler = (args, globals) => {
@@ -94,6 +94,7 @@ export const gcCommand: CommandHandler = (args, globals) => {
   } else {
     const verb = report.dryRun ? "would remove" : "removed";
     for (const i of report.removedImages) println(`${verb} image ${i}`);
+    for (const st of report.removedStreams) println(`${verb} stream ${st}`);
     for (const o of report.removedObjects) println(`${verb} object ${o}`);
     for (const t of report.removedTemporary) println(`${verb} temporary ${t}`);
     println(

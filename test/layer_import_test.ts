@@ -1,0 +1,229 @@
+/**
+ * Layer import through the CLI, on the host (insecure repository): `cfs oci import-layer`
+ * splits a tar from stdin into a splitstream, `cfs cat` reproduces it byte for byte, a second
+ * import is a no-op, a wrong expected sha256 imports nothing (fsck stays clean), gc keeps what
+ * the ref reaches and removes it once the ref is gone.
+ *
+ * @module
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { runCfs } from "./cfs.ts";
+import { Repository } from "../lib/repository.ts";
+import { importLayer } from "../lib/oci/import.ts";
+import { parseSplitStream } from "../lib/splitstream.ts";
+import { toHex } from "../lib/fsverity/digest.ts";
+
+const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const ROOTFS = fileURLToPath(new URL("./.work/debian-rootfs", import.meta.url));
+
+/** Runs `cfs ARGS < stdinFile` through a shell (runCfs has no stdin). */
+function cfsWithStdin(
+  args: string[],
+  stdinFile: string,
+): { code: number; out: string; err: string } {
+  const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const cmd = `${q(Deno.execPath())} run -A --quiet ${q(CLI)} ${args.map(q).join(" ")} < ${
+    q(stdinFile)
+  }`;
+  const r = new Deno.Command("sh", { args: ["-c", cmd], stdout: "piped", stderr: "piped" })
+    .outputSync();
+  return {
+    code: r.code,
+    out: new TextDecoder().decode(r.stdout),
+    err: new TextDecoder().decode(r.stderr),
+  };
+}
+
+function sha256File(file: string): string {
+  return execFileSync("sha256sum", [file]).toString().split(" ")[0];
+}
+
+function objectFiles(repo: string): string[] {
+  const out: string[] = [];
+  const dir = path.join(repo, "objects");
+  for (const sub of fs.readdirSync(dir)) {
+    for (const o of fs.readdirSync(path.join(dir, sub))) out.push(sub + o);
+  }
+  return out.sort();
+}
+
+function makeTree(root: string) {
+  fs.mkdirSync(path.join(root, "d/sub"), { recursive: true });
+  const w = (p: string, data: string | Uint8Array) => fs.writeFileSync(path.join(root, p), data);
+  w("d/64", "4".repeat(64));
+  w("d/65", "6".repeat(65));
+  w("d/512", "5".repeat(512));
+  w("d/513", "3".repeat(513));
+  w("d/empty", "");
+  const big = new Uint8Array(3_000_001); // above IN_MEMORY_BODY_MAX: streamed into the store
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7919 + (i >> 11)) & 0xff;
+  w("d/sub/big", big);
+  w("d/sub/mid", big.subarray(0, 100_000));
+  w("d/" + "long-name-".repeat(15), "a file with a name longer than 100 bytes, so PAX path\n");
+  fs.linkSync(path.join(root, "d/65"), path.join(root, "d/hardlink-to-65"));
+  fs.symlinkSync("d/513", path.join(root, "symlink"));
+  execFileSync("setfattr", ["-n", "user.small", "-v", "x", path.join(root, "d/65")]);
+  execFileSync("setfattr", ["-n", "user.big", "-v", "v".repeat(300), path.join(root, "d/sub/big")]);
+}
+
+async function checkLayer(dir: string, tar: string, name: string) {
+  const repo = path.join(dir, `repo-${name.replaceAll("/", "_")}`);
+  const init = await runCfs(["init", "--insecure", "--algorithm", "fsverity-sha256-12", repo]);
+  equal(init.code, 0, init.stderr);
+  const sha = sha256File(tar);
+
+  // A wrong expected sha256: one-line error, no stream, fsck clean (only reusable objects).
+  const wrong = "0".repeat(64);
+  const bad = cfsWithStdin(["--repo", repo, "oci", "import-layer", wrong, name], tar);
+  equal(bad.code, 1);
+  equal(bad.err.trim().split("\n").length, 1, bad.err);
+  ok(bad.err.includes(wrong) && bad.err.includes(sha), bad.err);
+  deepEqual(fs.readdirSync(path.join(repo, "streams")), ["refs"]);
+  deepEqual(fs.readdirSync(path.join(repo, "streams/refs")), []);
+  const fsck0 = await runCfs(["--repo", repo, "fsck"]);
+  equal(fsck0.code, 0, fsck0.text);
+  const leftover = objectFiles(repo);
+
+  const t0 = performance.now();
+  const imp = cfsWithStdin(["--repo", repo, "oci", "import-layer", sha, name], tar);
+  const ms = performance.now() - t0;
+  equal(imp.code, 0, imp.err);
+  const id = imp.out.trim();
+  ok(/^sha256:[0-9a-f]{64}$/.test(id), id);
+  const objs = objectFiles(repo);
+  console.log(
+    `${name}: ${fs.statSync(tar).size} bytes, ${objs.length} objects, ${ms.toFixed(0)} ms`,
+  );
+  ok(leftover.every((o) => objs.includes(o)), "the refused import's objects were reused");
+  equal(
+    fs.readlinkSync(path.join(repo, "streams", sha)),
+    `../objects/${id.slice(7, 9)}/${id.slice(9)}`,
+  );
+  equal(
+    fs.readlinkSync(path.join(repo, "streams/refs", name)),
+    `${"../".repeat(name.split("/").length)}${sha}`,
+  );
+
+  // cat reproduces the tar, by ref and by sha256.
+  for (const n of [`refs/${name}`, sha]) {
+    const cat = path.join(dir, `${name.replaceAll("/", "_")}.cat`);
+    const r = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `"$0" run -A --quiet "$1" --repo "$2" cat "$3" > "$4"`,
+        Deno.execPath(),
+        CLI,
+        repo,
+        n,
+        cat,
+      ],
+    }).outputSync();
+    equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    equal(sha256File(cat), sha, `cfs cat ${n}`);
+    fs.rmSync(cat);
+  }
+
+  // Importing again is a no-op: same id, no new objects.
+  const again = cfsWithStdin(["--repo", repo, "oci", "import-layer", sha, name], tar);
+  equal(again.code, 0, again.err);
+  equal(again.out.trim(), id);
+  deepEqual(objectFiles(repo), objs);
+
+  const fsck = await runCfs(["--repo", repo, "fsck"]);
+  equal(fsck.code, 0, fsck.text);
+  ok(fsck.text.includes("1 streams"), fsck.text);
+
+  // gc keeps all that the ref reaches ...
+  const gc1 = await runCfs(["--repo", repo, "--json", "gc"]);
+  equal(gc1.code, 0, gc1.stderr);
+  const rep1 = JSON.parse(gc1.text);
+  deepEqual([rep1.removedStreams, rep1.removedObjects], [[], []]);
+  deepEqual(objectFiles(repo), objs);
+  // ... and removes everything once the ref is gone.
+  fs.rmSync(path.join(repo, "streams/refs", name));
+  const gc2 = await runCfs(["--repo", repo, "--json", "gc"]);
+  equal(gc2.code, 0, gc2.stderr);
+  deepEqual(JSON.parse(gc2.text).removedStreams, [sha]);
+  deepEqual(objectFiles(repo), []);
+  deepEqual(fs.readdirSync(path.join(repo, "streams")), ["refs"]);
+  const fsck2 = await runCfs(["--repo", repo, "fsck"]);
+  equal(fsck2.code, 0, fsck2.text);
+}
+
+Deno.test("oci import-layer / cat / gc / fsck on a GNU tar PAX layer", async () => {
+  const dir = fs.mkdtempSync("/tmp/cfs-layer-");
+  try {
+    makeTree(path.join(dir, "tree"));
+    const tar = path.join(dir, "small.tar");
+    execFileSync("tar", [
+      "--format=posix",
+      "--xattrs",
+      "--xattrs-include=*",
+      "--sort=name",
+      "-C",
+      path.join(dir, "tree"),
+      "-cf",
+      tar,
+      ".",
+    ]);
+    await checkLayer(dir, tar, "small");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("oci import-layer of the Debian rootfs tar round-trips through cfs cat", async () => {
+  ok(fs.existsSync(path.join(ROOTFS, "usr")), `${ROOTFS} missing (made by the test fixtures)`);
+  const dir = fs.mkdtempSync("/tmp/cfs-layer-");
+  try {
+    const tar = path.join(dir, "rootfs.tar");
+    execFileSync("tar", ["-C", ROOTFS, "-cf", tar, "."]);
+    await checkLayer(dir, tar, "oci/rootfs");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("library: importLayer splits like cfsctl 0.3.0 (regular bodies > 64 bytes external), gc follows digest maps", async () => {
+  const dir = fs.mkdtempSync("/tmp/cfs-layer-");
+  try {
+    makeTree(path.join(dir, "tree"));
+    const tar = path.join(dir, "l.tar");
+    execFileSync("tar", ["--format=posix", "-C", path.join(dir, "tree"), "-cf", tar, "."]);
+    const bytes = fs.readFileSync(tar);
+    const repo = Repository.init(path.join(dir, "r"), {
+      insecure: true,
+      algorithm: "fsverity-sha256-12",
+    });
+    try {
+      const r = await importLayer(repo, [bytes.subarray(0, 1000), bytes.subarray(1000)]);
+      // 65, 512, 513, big, mid (64 and the long-named file's 54 bytes are inline; the
+      // hardlink has no body).
+      equal(r.objects, 5);
+      equal(toHex(r.contentSha256), sha256File(tar));
+      const s = parseSplitStream(repo.readObject(r.streamId));
+      equal(s.stats().externals, 5);
+      // A stream that refers to the layer by digest map keeps it alive through gc.
+      const { SplitStreamWriter } = await import("../lib/splitstream.ts");
+      const w = new SplitStreamWriter({
+        digestMap: [{ body: r.contentSha256, verity: r.streamId }],
+      });
+      w.writeInline(new TextEncoder().encode("{}"));
+      const cfg = w.finish();
+      repo.writeStream(cfg, w.contentSha256, "oci/config");
+      const before = objectFiles(repo.path);
+      const g = repo.gc();
+      deepEqual([g.removedStreams, g.removedObjects], [[], []]);
+      deepEqual(objectFiles(repo.path), before);
+      ok(repo.fsck().ok);
+    } finally {
+      repo.close();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
