@@ -25,10 +25,19 @@ export async function runCfs(
     args: ["run", "--allow-all", "--quiet", CLI, ...args],
     stdout: "piped",
     stderr: "piped",
-    stdin: "null",
+    stdin: options.stdin ? "piped" : "null",
     env: options.env,
   });
-  const out = await cmd.output();
+  let out: Deno.CommandOutput;
+  if (options.stdin) {
+    const child = cmd.spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(options.stdin);
+    await writer.close();
+    out = await child.output();
+  } else {
+    out = await cmd.output();
+  }
   return {
     code: out.code,
     stdout: out.stdout,
