@@ -9,11 +9,16 @@
  *    For the small layer the repository is copied out and this is done on the host; for the
  *    rootfs it runs in the guest (this file run with `deno run ... guest-cat`), to avoid
  *    copying 200 MB over 9p.
- * 2. cfs -> cfsctl: the host splits the same tars with our writer (the composefs-oci 0.3.0
- *    rules, {@link splitTar}) into an insecure fsverity-sha256-12 repository, which goes into the
- *    guest on the trees disk, is copied onto /verity with `cp -a`, gets fs-verity on every
- *    object, and `cfsctl cat <sha256>` must print the tar byte for byte; `cfsctl oci ls-layer`
- *    (cfsctl's tar reader over our fragments) must list what it lists for its own stream.
+ * 2. cfs -> cfsctl: the host imports the same tars with `importLayer` (lib/oci/import.ts, the
+ *    composefs-oci 0.3.0 split rules) into an insecure fsverity-sha256-12 repository, which goes
+ *    into the guest on the trees disk, is copied onto /verity with `cp -a`, gets fs-verity on
+ *    every object, and `cfsctl cat <sha256>` must print the tar byte for byte; `cfsctl oci
+ *    ls-layer` (cfsctl's tar reader over our fragments) must list what it lists for its own
+ *    stream.
+ * 3. For the small layer, our CLI in the guest: `cfs oci import-layer` into a secure repository
+ *    (`cfs init --algorithm fsverity-sha256-12`, real fs-verity) prints exactly the id that
+ *    `cfsctl oci import-layer` prints, and `cfsctl cat refs/NAME` on that repository
+ *    reproduces the tar.
  *
  * Also pinned: our compressed stream is byte-identical to the object cfsctl writes for the same
  * tar (same libzstd level and framing), so both produce the same stream object ID.
@@ -30,14 +35,10 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  parseSplitStream,
-  SplitStreamWriter,
-  streamRefSymlinkTarget,
-  streamSymlinkTarget,
-} from "../../lib/splitstream.ts";
+import { parseSplitStream, streamSymlinkTarget } from "../../lib/splitstream.ts";
 import { Repository } from "../../lib/repository.ts";
-import { toHex } from "../../lib/fsverity/digest.ts";
+import { importLayer } from "../../lib/oci/import.ts";
+import { fromHex, toHex } from "../../lib/fsverity/digest.ts";
 
 const WORK = fileURLToPath(new URL("../.work", import.meta.url));
 const ROOTFS = path.join(WORK, "debian-rootfs");
@@ -46,71 +47,6 @@ const SELF = "/src/test/vm/splitstream_interop_test.ts";
 
 function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
-}
-
-/** Size field of a tar header: octal, or GNU base-256 when the high bit is set. */
-function tarSize(h: Uint8Array): number {
-  const f = h.subarray(124, 136);
-  if (f[0] & 0x80) {
-    let n = 0;
-    for (let i = 1; i < 12; i++) n = n * 256 + f[i];
-    return n;
-  }
-  let s = "";
-  for (const c of f) {
-    if (c === 0 || c === 0x20) {
-      if (s) break;
-      continue;
-    }
-    s += String.fromCharCode(c);
-  }
-  return s ? parseInt(s, 8) : 0;
-}
-
-/**
- * Splits a tar the way composefs-oci 0.3.0 `tar::split` does: headers and every body that is not
- * a regular file of more than 64 bytes inline (with padding); such bodies as objects, their
- * padding passed with the reference.
- */
-export function splitTar(
-  tar: Uint8Array,
-  store: (body: Uint8Array) => Uint8Array,
-): { stream: Uint8Array; sha256: Uint8Array; externals: number } {
-  const w = new SplitStreamWriter({ objectIdLength: 32 });
-  let p = 0;
-  while (p + 512 <= tar.length) {
-    const header = tar.subarray(p, p + 512);
-    p += 512;
-    w.writeInline(header);
-    if (header.every((b) => b === 0)) continue;
-    const size = tarSize(header);
-    const stored = (size + 511) & ~511;
-    if (p + stored > tar.length) throw new Error(`tar truncated at ${p}`);
-    const body = tar.subarray(p, p + stored);
-    p += stored;
-    const type = header[156];
-    if ((type === 0x30 || type === 0) && size > 64) {
-      const content = body.subarray(0, size);
-      w.writeExternal(store(content), body.subarray(size), content);
-    } else {
-      w.writeInline(body);
-    }
-  }
-  if (p !== tar.length) throw new Error(`tar has ${tar.length - p} trailing bytes`);
-  const stream = w.finish();
-  return { stream, sha256: w.contentSha256, externals: w.externalCount };
-}
-
-/** Splits `tar` into a repository and makes `streams/<sha256>` and `streams/refs/<name>`. */
-function importLayer(repo: Repository, tar: Uint8Array, name: string) {
-  const r = splitTar(tar, (b) => repo.storeBytes(b));
-  const id = repo.storeBytes(r.stream);
-  const hex = toHex(r.sha256);
-  fs.symlinkSync(streamSymlinkTarget(id), path.join(repo.path, "streams", hex));
-  const ref = path.join(repo.path, "streams/refs", name);
-  fs.mkdirSync(path.dirname(ref), { recursive: true });
-  fs.symlinkSync(streamRefSymlinkTarget(name, r.sha256), ref);
-  return { ...r, id };
 }
 
 /** Reads `streams/<hex>` of a repository directory with our reader; returns the content's sha256. */
@@ -149,8 +85,8 @@ function makeTree(root: string) {
   execFileSync("setfattr", ["-n", "user.big", "-v", "v".repeat(300), path.join(root, "d/sub/big")]);
 }
 
-/** Host-side preparation: tars, their sha256, and our repositories for them. */
-function prepare(dir: string, withRootfs: boolean) {
+/** Host-side preparation: tars, their sha256, and our repositories for them ({@link importLayer}). */
+async function prepare(dir: string, withRootfs: boolean) {
   const input = path.join(dir, "in");
   fs.mkdirSync(input, { recursive: true });
   const tree = path.join(dir, "tree");
@@ -174,21 +110,42 @@ function prepare(dir: string, withRootfs: boolean) {
     layers.push({ name: "rootfs", tar: path.join(input, "rootfs.tar") });
     execFileSync("tar", ["--format=posix", "--xattrs", "-C", ROOTFS, "-cf", layers[1].tar, "."]);
   }
-  const result = layers.map((l) => {
+  const result = [];
+  for (const l of layers) {
     const tar = fs.readFileSync(l.tar);
     const sha = sha256Hex(tar);
     fs.writeFileSync(path.join(input, `${l.name}.sha256`), sha + "\n");
     const t0 = performance.now();
-    const repo = Repository.init(path.join(input, `x-${l.name}`), {
-      insecure: true,
-      algorithm: "fsverity-sha256-12",
-    });
-    const imp = importLayer(repo, tar, `oci/${l.name}`);
-    repo.close();
+    const repoDir = path.join(input, `x-${l.name}`);
+    const repo = Repository.init(repoDir, { insecure: true, algorithm: "fsverity-sha256-12" });
+    let imp;
+    try {
+      // In 1 MiB chunks, as a layer read from a pipe or file would arrive.
+      const chunks = function* () {
+        for (let o = 0; o < tar.length; o += 1 << 20) yield tar.subarray(o, o + (1 << 20));
+      };
+      imp = await importLayer(repo, chunks(), {
+        contentSha256: fromHex(sha),
+        name: `oci/${l.name}`,
+      });
+    } finally {
+      repo.close();
+    }
     const ms = performance.now() - t0;
-    equal(toHex(imp.sha256), sha, "writer's sha256 equals the tar's");
-    return { ...l, sha, size: tar.length, ours: imp, hostSplitMs: ms };
-  });
+    equal(toHex(imp.contentSha256), sha, "importLayer's sha256 equals the tar's");
+    ok(!imp.existing, "a fresh import");
+    equal(
+      fs.readlinkSync(path.join(repoDir, "streams", sha)),
+      streamSymlinkTarget(imp.streamId),
+      "streams/<sha256> links to the stream object",
+    );
+    const ours = {
+      id: imp.streamId,
+      externals: imp.objects,
+      stream: fs.readFileSync(path.join(repoDir, "streams", sha)),
+    };
+    result.push({ ...l, sha, size: tar.length, ours, hostSplitMs: ms });
+  }
   return { input, layers: result };
 }
 
@@ -200,7 +157,7 @@ Deno.test("splitstream interop with cfsctl 0.3.0 (cfsctl -> cfs and cfs -> cfsct
   const dir = fs.mkdtempSync(path.join(WORK, "splitstream-"));
   try {
     const t0 = performance.now();
-    const { input, layers } = prepare(dir, withRootfs);
+    const { input, layers } = await prepare(dir, withRootfs);
     for (const l of layers) {
       console.log(
         `${l.name}: ${l.size} bytes tar, ${l.ours.externals} objects, our stream ` +
@@ -234,7 +191,15 @@ Deno.test("splitstream interop with cfsctl 0.3.0 (cfsctl -> cfs and cfs -> cfsct
         `rec ourrepo-cfsctl-ls-${n} cfsctl --repo /verity/x-${n} oci ls-layer refs/oci/${n}`,
         `rec ourrepo-cfsctl-cat-ref-${n} sh -c "cfsctl --repo /verity/x-${n} cat refs/oci/${n} | sha256sum"`,
       );
-      if (n === "small") lines.push(`tar -C /verity -cf $OUT/r-small.tar r-small`);
+      if (n === "small") {
+        lines.push(
+          `tar -C /verity -cf $OUT/r-small.tar r-small`,
+          // 3. cfs oci import-layer (our CLI) into a secure repository, next to cfsctl's.
+          `rec cfs-init cfs init --algorithm fsverity-sha256-12 /verity/c`,
+          `rec cfs-import-${n} sh -c "cfs --repo /verity/c oci import-layer $S ${n} < $T/${n}.tar"`,
+          `rec cfs-cfsctl-cat-ref-${n} sh -c "cfsctl --repo /verity/c cat refs/${n} | sha256sum"`,
+        );
+      }
     }
     lines.push("echo done > $OUT/done");
     const r = await runCfsInGuest({
@@ -293,6 +258,16 @@ Deno.test("splitstream interop with cfsctl 0.3.0 (cfsctl -> cfs and cfs -> cfsct
       );
       ok(outputText(r, `cfsctl-ls-${n}.out`).length > 0);
     }
+
+    // 3. `cfs oci import-layer` in the guest (secure repository, real fs-verity) prints the id
+    // `cfsctl oci import-layer` prints, and cfsctl reads the result back through the named ref.
+    for (const s of ["cfs-init", "cfs-import-small", "cfs-cfsctl-cat-ref-small"]) {
+      equal(rc(s), "0", `${s} failed: ${outputText(r, `${s}.err`)}`);
+    }
+    const cfsctlId = outputText(r, "import-small.out").trim();
+    equal(cfsctlId, `sha256:${toHex(layers[0].ours.id)}`, "cfsctl prints the stream id we compute");
+    equal(outputText(r, "cfs-import-small.out").trim(), cfsctlId, "cfs prints what cfsctl prints");
+    equal(sum("cfs-cfsctl-cat-ref-small"), layers[0].sha, "cfsctl cat refs/small of cfs's import");
 
     // cfsctl -> cfs on the host for the small layer: the repository directory copied out.
     const small = layers[0];
