@@ -33,7 +33,10 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   "image-objects": { handler: imageObjectsCommand, summary: "list the objects an image refers to" },
   "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
   cat: { handler: catCommand, summary: "write a stream's content (refs/NAME or sha256) to stdout" },
-  oci: { handler: ociCommand, summary: "OCI commands: import-layer, ls-layer" },
+  oci: {
+    handler: ociCommand,
+    summary: "OCI commands: import-layer, ls-layer, pull, compute-id, dump",
+  },
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
   gc: { handler: gcCommand, summary: "remove unreferenced images and objects" },
 };
