@@ -120,17 +120,7 @@ export function* dumpfileLines(fs: FileSystem): Generator<string> {
   const links = countLinks(fs);
   const firstPath = new Map<Leaf, Uint8Array>();
   function* walk(path: Uint8Array, dir: Directory): Generator<string> {
-    yield entryLine(
-      path,
-      dir.stat,
-      0o040000 | dir.stat.mode,
-      0,
-      dirNlink(dir),
-      0n,
-      EMPTY,
-      EMPTY,
-      null,
-    );
+    yield dumpfileLine(path, dir, 0);
     for (const [name, inode] of sortedEntries(dir)) {
       const p = joinBytes(path, name);
       if (inode.kind === "dir") {
@@ -157,7 +147,10 @@ export function writeDumpfile(fs: FileSystem): string {
   return out;
 }
 
-/** The dumpfile line of one inode at `path` (used by `cfs dump-files`). */
+/**
+ * The dumpfile line of one inode at `path` (a directory's link count is derived from its
+ * entries; `nlink` is used for leaves only).
+ */
 export function dumpfileLine(path: Uint8Array, inode: Inode, nlink: number): string {
   if (inode.kind === "dir") {
     return entryLine(

@@ -32,6 +32,7 @@ import {
   buildInitramfs,
   busyboxInit,
   findGuestKernel,
+  guestCommandLine,
   hashInputs,
   missingCommands,
   NINEP_OPTIONS,
@@ -421,11 +422,10 @@ export async function runCfsctlOracle(
     const res = await bootQemu({
       kernel: initrd.kernel,
       initrd: initrd.path,
-      // the guest powers itself off 30 s after the host would have killed it
-      append: `console=ttyS0 panic=-1 quiet guest_timeout=${Math.ceil(timeoutMs / 1000) + 30}`,
+      append: guestCommandLine(timeoutMs),
       memoryMiB: opts.memoryMiB ?? 2048,
-      smp: opts.smp ?? 1,
-      cpu: opts.cpu ?? "qemu64",
+      smp: opts.smp,
+      cpu: opts.cpu,
       drives: [{ file: repoImg }, { file: treesImg, readonly: true }],
       virtfs: [{ path: share, tag: "share" }],
       timeoutMs,

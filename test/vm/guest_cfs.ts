@@ -48,6 +48,7 @@ import {
   buildInitramfs,
   busyboxInit,
   findGuestKernel,
+  guestCommandLine,
   hashInputs,
   type InitramfsEntry,
   missingCommands,
@@ -446,10 +447,10 @@ export async function runCfsInGuest(o: GuestCfsOptions): Promise<GuestCfsResult>
     const res = await bootQemu({
       kernel: initrd.kernel,
       initrd: initrd.path,
-      append: `console=ttyS0 panic=-1 quiet guest_timeout=${Math.ceil(timeoutMs / 1000) + 30}`,
+      append: guestCommandLine(timeoutMs),
       memoryMiB: o.memoryMiB ?? 2048,
-      smp: o.smp ?? 1,
-      cpu: o.cpu ?? "qemu64",
+      smp: o.smp,
+      cpu: o.cpu,
       accel: "tcg",
       drives,
       virtfs: [
