@@ -173,6 +173,8 @@ export interface GcReport {
   dryRun: boolean;
   /** Hex ids of the unreachable images whose `images/<hex>` link went. */
   removedImages: string[];
+  /** Image refs removed with the OCI config that owned them ({@link OCI_CONFIG_IMAGE_REF}). */
+  removedImageRefs: string[];
   /** sha256 hex names of the unreachable streams whose `streams/<hex>` link went. */
   removedStreams: string[];
   /** Hex digests of the objects no live image uses (unreachable images' own objects too). */
@@ -745,6 +747,56 @@ export class Repository {
     this.setRef("streams", name, toHex(contentSha256));
   }
 
+  /** Named refs under `streams/refs/` (below `prefix/` when given): name and target sha256. */
+  listStreamRefs(prefix?: string): Array<{ name: string; sha256: string | null }> {
+    if (prefix !== undefined) validateRefName(prefix);
+    const base = join(this.path, "streams", "refs");
+    return walkRefs(prefix === undefined ? base : join(base, prefix), prefix ?? "").map((r) => {
+      const hex = r.target.split("/").pop() ?? "";
+      return { name: r.name, sha256: SHA256_HEX.test(hex) ? hex : null };
+    });
+  }
+
+  /** The sha256 hex a named stream ref points at, or undefined when there is no such ref. */
+  streamRefTarget(name: string): string | undefined {
+    validateRefName(name);
+    let target: string;
+    try {
+      target = Deno.readLinkSync(join(this.path, "streams", "refs", name));
+    } catch {
+      return undefined;
+    }
+    const hex = target.split("/").pop() ?? "";
+    return SHA256_HEX.test(hex) ? hex : undefined;
+  }
+
+  /**
+   * Removes the ref `<category>/refs/<name>` and the directories above it that become
+   * empty. Returns false when there was no such ref. Objects stay until gc.
+   */
+  removeRef(category: "images" | "streams", name: string): boolean {
+    validateRefName(name);
+    const base = join(this.path, category, "refs");
+    const refPath = join(base, name);
+    try {
+      if (!Deno.lstatSync(refPath).isSymlink) {
+        throw new RepositoryError(`${refPath} is not a ref (not a symbolic link)`);
+      }
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return false;
+      throw e;
+    }
+    Deno.removeSync(refPath);
+    for (let dir = join(refPath, ".."); dir.length > base.length; dir = join(dir, "..")) {
+      try {
+        Deno.removeSync(dir);
+      } catch {
+        break;
+      }
+    }
+    return true;
+  }
+
   /** The stream object id when `streams/<sha256 hex>` links to an existing object. */
   hasStream(contentSha256: Uint8Array | string): Uint8Array | undefined {
     const hex = typeof contentSha256 === "string" ? contentSha256 : toHex(contentSha256);
@@ -979,28 +1031,17 @@ export class Repository {
     const streamsDir = join(this.path, "streams");
     this.lock(true);
     try {
-      const liveImages = new Set<string>();
-      for (const r of this.listImages().refs) if (r.id) liveImages.add(r.id);
-      for (const root of options.roots ?? []) liveImages.add(this.resolveImage(root));
       const liveObjects = new Set<string>();
       const report: GcReport = {
         dryRun,
         removedImages: [],
+        removedImageRefs: [],
         removedStreams: [],
         removedObjects: [],
         removedTemporary: [],
         freedBytes: 0,
         keptObjects: 0,
       };
-      // Decide everything first (reading every live image), then delete: a corrupt live image
-      // stops gc before anything is removed.
-      const ids = this.listImages().ids;
-      for (const id of ids) {
-        if (!liveImages.has(id)) continue;
-        liveObjects.add(id);
-        const tree = readErofs(this.readObject(fromHex(id)));
-        for (const d of collectObjects(tree)) liveObjects.add(toHex(d));
-      }
       // Streams: live when a ref under streams/refs names them, or a live stream's digest map
       // does (an OCI config's layers); a live stream keeps its object, the objects it refers
       // to, and the stream objects of its digest map (transitively). Unreferenced streams are
@@ -1032,6 +1073,30 @@ export class Repository {
       for (const { target } of walkRefs(join(streamsDir, "refs"))) {
         const hex = target.split("/").pop() ?? "";
         if (SHA256_HEX.test(hex)) keepStream(hex);
+      }
+      // Images: every ref is a root, except the image refs an OCI config owns
+      // (`oci-config-sha256:<hex>` and its `.boot` variant, composefs-oci's composefs.image
+      // and composefs.image.boot): those live exactly as long as that config stream does.
+      const liveImages = new Set<string>();
+      const deadImageRefs: string[] = [];
+      for (const r of this.listImages().refs) {
+        const owner = OCI_CONFIG_IMAGE_REF.exec(r.name);
+        if (owner && !liveStreams.has(owner[1])) deadImageRefs.push(r.name);
+        else if (r.id) liveImages.add(r.id);
+      }
+      for (const root of options.roots ?? []) liveImages.add(this.resolveImage(root));
+      // Decide everything first (reading every live image), then delete: a corrupt live image
+      // stops gc before anything is removed.
+      const ids = this.listImages().ids;
+      for (const id of ids) {
+        if (!liveImages.has(id)) continue;
+        liveObjects.add(id);
+        const tree = readErofs(this.readObject(fromHex(id)));
+        for (const d of collectObjects(tree)) liveObjects.add(toHex(d));
+      }
+      for (const name of deadImageRefs) {
+        report.removedImageRefs.push(name);
+        if (!dryRun) this.removeRef("images", name);
       }
       const streamNames = exists(streamsDir)
         ? sortedDir(streamsDir).map((e) => e.name).filter((n) =>
@@ -1081,6 +1146,13 @@ export class Repository {
     }
   }
 }
+
+/**
+ * Image refs owned by an OCI config stream (`images/refs/oci-config-sha256:<hex>[.boot]`):
+ * cfs's place for composefs-oci's `composefs.image` / `composefs.image.boot` named refs,
+ * which the 0.3.0 splitstream format has no field for. gc keeps them while the config lives.
+ */
+export const OCI_CONFIG_IMAGE_REF = /^oci-config-sha256:([0-9a-f]{64})(?:\.boot)?$/;
 
 /** Ref names are relative paths without empty, "." or ".." components. */
 export function validateRefName(name: string): void {

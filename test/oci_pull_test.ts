@@ -70,7 +70,8 @@ Deno.test("oci pull from a layout: ids and dumpfile equal cfsctl on the umoci-un
     await build(gz, "v1", ["gzip", "gzip", "gzip"]);
 
     const pulled = await cfs(repo, "oci", "pull", `oci:${mixed}:v1`, "mixed");
-    const m = /^sha256 ([0-9a-f]{64})\nverity ([0-9a-f]{64})\n$/.exec(pulled);
+    const m = /^sha256 ([0-9a-f]{64})\nverity ([0-9a-f]{64})\nmanifest sha256:([0-9a-f]{64})\n$/
+      .exec(pulled);
     ok(m, `pull output: ${JSON.stringify(pulled)}`);
     const streamsBefore = await listTree(repo);
     // A second pull is a no-op: same output, no new files.
@@ -78,15 +79,23 @@ Deno.test("oci pull from a layout: ids and dumpfile equal cfsctl on the umoci-un
     deepEqual(await listTree(repo), streamsBefore);
     // The stored config reproduces the config blob byte for byte.
     const configBlob = await Deno.readFile(join(mixed, "blobs", "sha256", m[1]));
-    const catted = await runCfs(["--repo", repo, "cat", "refs/mixed"]);
+    const catted = await runCfs(["--repo", repo, "cat", m[1]]);
     deepEqual(catted.stdout, configBlob);
+    // So does the manifest, which the tag (streams/refs/oci/mixed) points at.
+    const manifestBlob = await Deno.readFile(join(mixed, "blobs", "sha256", m[3]));
+    deepEqual((await runCfs(["--repo", repo, "cat", "refs/oci/mixed"])).stdout, manifestBlob);
 
     await cfs(repo, "oci", "pull", `oci:${gz}:v1`, "gz");
 
-    const idMixed = (await cfs(repo, "oci", "compute-id", "refs/mixed")).trim();
+    const idMixed = (await cfs(repo, "oci", "compute-id", "mixed")).trim();
     const idBySha = (await cfs(repo, "oci", "compute-id", m[1])).trim();
-    const idGz = (await cfs(repo, "oci", "compute-id", "refs/gz")).trim();
+    const idGz = (await cfs(repo, "oci", "compute-id", "gz")).trim();
     equal(idBySha, idMixed);
+    equal((await cfs(repo, "oci", "compute-id", `sha256:${m[3]}`)).trim(), idMixed);
+    const images = JSON.parse(await cfs(repo, "--json", "oci", "images"));
+    deepEqual(images.map((i: { tag: string }) => i.tag), ["gz", "mixed"]);
+    equal(images[1].manifest, `sha256:${m[3]}`);
+    equal(images[1].layers, 3);
     equal(idGz, idMixed);
 
     // The reference: umoci unpack, then cfsctl on the rootfs.
@@ -97,7 +106,7 @@ Deno.test("oci pull from a layout: ids and dumpfile equal cfsctl on the umoci-un
     await Deno.mkdir(cfsctlRepo);
     const refId = (await run(CFSCTL, ["--repo", cfsctlRepo, "compute-id", rootfs])).trim();
     const refDump = await run(CFSCTL, ["--repo", cfsctlRepo, "create-dumpfile", rootfs]);
-    const dump = await cfs(repo, "oci", "dump", "refs/mixed");
+    const dump = await cfs(repo, "oci", "dump", "mixed");
     equal(dump, refDump);
     equal(idMixed, refId, "cfs oci compute-id != cfsctl compute-id of the unpacked rootfs");
     // Whiteouts, the opaque directory and the cross-layer hardlink did what they should.
@@ -159,8 +168,8 @@ Deno.test("oci pull: files over 64 bytes are external objects with the right ids
       ],
     });
     await cfs(repo, "oci", "pull", `oci:${layout}:v1`, "big");
-    const id = (await cfs(repo, "oci", "compute-id", "refs/big")).trim();
-    const dump = await cfs(repo, "oci", "dump", "refs/big");
+    const id = (await cfs(repo, "oci", "compute-id", "big")).trim();
+    const dump = await cfs(repo, "oci", "dump", "big");
     // Reference: the same layers as tars extracted in order by GNU tar (whiteouts applied by
     // hand), then cfs compute-id (conformance-tested against cfsctl) on the result.
     const rootfs = join(tmp, "rootfs");

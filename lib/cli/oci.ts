@@ -1,7 +1,7 @@
 /**
  * OCI and stream commands: `oci import-layer SHA256 [NAME]` (tar on stdin, as cfsctl),
- * `oci ls-layer NAME`, `oci pull oci:DIR[:TAG] [NAME]`, `oci compute-id CONFIG_NAME`,
- * `oci dump CONFIG_NAME`, and the top-level `cat NAME`.
+ * `oci ls-layer NAME`, `oci pull IMAGE [TAG]`, `oci compute-id IMAGE`, `oci dump IMAGE`,
+ * and the top-level `cat NAME`; the image bookkeeping commands are in oci_images.ts.
  *
  * @module
  */
@@ -12,14 +12,17 @@ import {
   UsageError,
   writeStdout,
 } from "./command.ts";
-import { openRepo, repoPath } from "./repo_path.ts";
+import { openReadOnly, openRepo } from "./repo_path.ts";
 import { Repository } from "../repository.ts";
 import { importLayer, parseSha256 } from "../oci/import.ts";
 import { parseSplitStream } from "../splitstream.ts";
 import { readTar } from "../oci/tar.ts";
 import { toHex } from "../fsverity/digest.ts";
-import { pullOciLayout } from "../oci/pull.ts";
-import { createFilesystem, imageId } from "../oci/image.ts";
+import { pullImage } from "../oci/pull.ts";
+import { imageFilesystem, imageId } from "../oci/image.ts";
+import { findImage } from "../oci/store.ts";
+import { parsePlatform } from "../oci/layout.ts";
+import { OCI_IMAGE_COMMANDS } from "./oci_images.ts";
 import { dumpfileLines } from "../dumpfile.ts";
 
 const IMPORT_USAGE = `usage: cfs oci import-layer SHA256 [NAME]
@@ -32,28 +35,49 @@ const LS_USAGE = `usage: cfs oci ls-layer NAME
 
 Lists the entries of a layer stream (NAME: refs/NAME or the layer's sha256).`;
 
-const PULL_USAGE = `usage: cfs oci pull oci:DIR[:TAG] [NAME]
+const PULL_USAGE = `usage: cfs oci pull [OPTIONS] IMAGE [TAG]
 
-Stores the image's layers and config in the repository as cfsctl 0.3.0 \`oci pull\` does
-(config stream named by its sha256, streams/refs/NAME when given). Prints
-\`sha256 <config sha256>\` and \`verity <config stream object id>\`.`;
+IMAGE: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://HOST[:PORT]/NAME[:TAG|@DIGEST],
+containers-storage:NAME or any other skopeo transport.
 
-const COMPUTE_ID_USAGE = `usage: cfs oci compute-id CONFIG_NAME
+Stores the layers and config as cfsctl 0.3.0 \`oci pull\` does (streams named by sha256),
+plus the manifest, and points TAG (streams/refs/oci/TAG) at it. Prints
+\`sha256 <config sha256>\`, \`verity <config stream id>\` (as cfsctl) and
+\`manifest <manifest digest>\`.
 
-Prints the image id of a pulled image (CONFIG_NAME: refs/NAME or the config's sha256).`;
+options:
+  --tls-verify=false    plain HTTP to the registry (a local registry)
+  --platform OS/ARCH[/VARIANT]
+                        the image to take from an image index (default: this host's)
+  --authfile FILE       registry credentials (default: the containers auth.json files)`;
 
-const DUMP_USAGE = `usage: cfs oci dump CONFIG_NAME
+const IMAGE_NAME_HELP =
+  `IMAGE: a tag, the manifest's or config's digest (sha256:HEX or HEX), or refs/NAME.`;
 
-Prints the composefs dumpfile of a pulled image (CONFIG_NAME: refs/NAME or the config's sha256).`;
+const COMPUTE_ID_USAGE = `usage: cfs oci compute-id [--bootable] IMAGE
+
+Prints the image id of a pulled image.
+${IMAGE_NAME_HELP}`;
+
+const DUMP_USAGE = `usage: cfs oci dump [--bootable] IMAGE
+
+Prints the composefs dumpfile of a pulled image.
+${IMAGE_NAME_HELP}`;
 
 const OCI_USAGE = `usage: cfs oci COMMAND [ARGS...]
 
 commands:
   import-layer SHA256 [NAME]   import a layer tar from stdin
   ls-layer NAME                list a layer stream's entries
-  pull oci:DIR[:TAG] [NAME]    pull an image from an OCI image layout
-  compute-id CONFIG_NAME       image id of a pulled image
-  dump CONFIG_NAME             dumpfile of a pulled image`;
+  pull IMAGE [TAG]             pull an image (layout, archive, registry, skopeo)
+  images                       list tagged images
+  inspect IMAGE                manifest, config, layers and images of a pulled image
+  tag IMAGE TAG | untag TAG    add or remove a tag (tags are gc roots)
+  compute-id IMAGE             image id of a pulled image
+  dump IMAGE                   dumpfile of a pulled image
+  create-image IMAGE           commit the image's EROFS (composefs.image)
+  mount IMAGE MOUNTPOINT       mount the image (root; commits it first when needed)
+  fsck [IMAGE]                 check tags, manifests, configs and layer streams`;
 
 const CAT_USAGE = `usage: cfs cat NAME
 
@@ -74,6 +98,8 @@ export const ociCommand: CommandHandler = async (args, globals) => {
   if (sub === "pull") return await pullCommand(rest, globals);
   if (sub === "compute-id") return await computeIdCommand(rest, globals);
   if (sub === "dump") return await dumpCommand(rest, globals);
+  const more = OCI_IMAGE_COMMANDS[sub];
+  if (more) return await more(rest, globals);
   throw new UsageError(`unknown oci command '${sub}'`, OCI_USAGE);
 };
 
@@ -107,10 +133,6 @@ const importLayerCommand: CommandHandler = async (args, globals) => {
   }
   return 0;
 };
-
-function openReadOnly(globals: Parameters<CommandHandler>[1]): Repository {
-  return Repository.open(repoPath(globals), { upgrade: false });
-}
 
 /** The stream's content, streamed from its objects (each read and verified whole). */
 function catStream(repo: Repository, name: string): AsyncGenerator<Uint8Array> {
@@ -170,26 +192,94 @@ const lsLayerCommand: CommandHandler = async (args, globals) => {
   return 0;
 };
 
+/** Options shared by `oci pull` and `pull`: where and how to fetch. */
+export const FETCH_OPTIONS = {
+  "tls-verify": { type: "string" },
+  platform: { type: "string" },
+  authfile: { type: "string" },
+} as const;
+
+/** The source options the fetch flags select. */
+export function sourceOptions(
+  values: { "tls-verify"?: string; platform?: string; authfile?: string },
+  usage: string,
+): { tlsVerify: boolean; platform?: ReturnType<typeof parsePlatform>; authFile?: string } {
+  const tls = values["tls-verify"];
+  if (tls !== undefined && tls !== "true" && tls !== "false") {
+    throw new UsageError(`--tls-verify takes true or false, not '${tls}'`, usage);
+  }
+  let platform;
+  if (values.platform !== undefined) {
+    try {
+      platform = parsePlatform(values.platform);
+    } catch (e) {
+      throw new UsageError((e as Error).message, usage);
+    }
+  }
+  return { tlsVerify: tls !== "false", platform, authFile: values.authfile };
+}
+
+/** Progress on stderr while layers are imported, when stderr is a terminal. */
+export function layerProgress(
+  globals: { json: boolean },
+): ((e: import("../oci/pull.ts").LayerEvent) => void) | undefined {
+  if (globals.json || !Deno.stderr.isTerminal()) return undefined;
+  const enc = new TextEncoder();
+  let started = 0;
+  return (e) => {
+    const what = `layer ${e.index + 1}/${e.count} ${e.digest.slice(0, 19)} (${
+      (e.size / 1e6).toFixed(1)
+    } MB)`;
+    if (e.state === "start") {
+      started = performance.now();
+      Deno.stderr.writeSync(enc.encode(`\r\x1b[K${what}: importing`));
+    } else if (e.state === "done") {
+      const s = (performance.now() - started) / 1000;
+      Deno.stderr.writeSync(
+        enc.encode(
+          `\r\x1b[K${what}: imported in ${s.toFixed(1)} s (${
+            (e.size / 1e6 / s).toFixed(1)
+          } MB/s)\n`,
+        ),
+      );
+    } else {
+      Deno.stderr.writeSync(enc.encode(`\r\x1b[K${what}: present\n`));
+    }
+  };
+}
+
 const pullCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
+    ...FETCH_OPTIONS,
   }, PULL_USAGE);
   if (values.help) return help(PULL_USAGE);
   if (positionals.length < 1) throw new UsageError("IMAGE is required", PULL_USAGE);
   if (positionals.length > 2) throw new UsageError("too many arguments", PULL_USAGE);
+  const opts = sourceOptions(values, PULL_USAGE);
   const repo = openRepo(globals);
   try {
-    const r = await pullOciLayout(repo, positionals[0], positionals[1]);
+    const r = await pullImage(repo, positionals[0], {
+      ...opts,
+      tag: positionals[1],
+      onLayer: layerProgress(globals),
+    });
     if (globals.json) {
       println(JSON.stringify({
+        manifest: r.manifestDigest,
+        manifestVerity: toHex(r.manifestVerity),
+        config: r.configDigest,
         sha256: toHex(r.configSha256),
         verity: toHex(r.configStreamId),
+        layers: r.layers.map((l) => ({ ...l, verity: toHex(l.verity) })),
         layersImported: r.layersImported,
         existing: r.existing,
+        tag: positionals[1] ?? null,
       }));
     } else {
       println(`sha256 ${toHex(r.configSha256)}`);
       println(`verity ${toHex(r.configStreamId)}`);
+      println(`manifest ${r.manifestDigest}`);
     }
   } finally {
     repo.close();
@@ -200,14 +290,16 @@ const pullCommand: CommandHandler = async (args, globals) => {
 const computeIdCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
+    bootable: { type: "boolean" },
   }, COMPUTE_ID_USAGE);
   if (values.help) return help(COMPUTE_ID_USAGE);
   if (positionals.length !== 1) {
-    throw new UsageError("exactly one CONFIG_NAME is required", COMPUTE_ID_USAGE);
+    throw new UsageError("exactly one IMAGE is required", COMPUTE_ID_USAGE);
   }
   const repo = openReadOnly(globals);
   try {
-    const fs = await createFilesystem(repo, positionals[0]);
+    const img = await findImage(repo, positionals[0]);
+    const fs = await imageFilesystem(repo, img.configSha256, values.bootable);
     println(toHex(imageId(repo, fs)));
   } finally {
     repo.close();
@@ -218,14 +310,16 @@ const computeIdCommand: CommandHandler = async (args, globals) => {
 const dumpCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
+    bootable: { type: "boolean" },
   }, DUMP_USAGE);
   if (values.help) return help(DUMP_USAGE);
   if (positionals.length !== 1) {
-    throw new UsageError("exactly one CONFIG_NAME is required", DUMP_USAGE);
+    throw new UsageError("exactly one IMAGE is required", DUMP_USAGE);
   }
   const repo = openReadOnly(globals);
   try {
-    const fs = await createFilesystem(repo, positionals[0]);
+    const img = await findImage(repo, positionals[0]);
+    const fs = await imageFilesystem(repo, img.configSha256, values.bootable);
     const enc = new TextEncoder();
     let buf = "";
     for (const line of dumpfileLines(fs)) {

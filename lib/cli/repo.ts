@@ -94,6 +94,7 @@ export const gcCommand: CommandHandler = (args, globals) => {
   } else {
     const verb = report.dryRun ? "would remove" : "removed";
     for (const i of report.removedImages) println(`${verb} image ${i}`);
+    for (const r of report.removedImageRefs) println(`${verb} image ref ${r}`);
     for (const st of report.removedStreams) println(`${verb} stream ${st}`);
     for (const o of report.removedObjects) println(`${verb} object ${o}`);
     for (const t of report.removedTemporary) println(`${verb} temporary ${t}`);

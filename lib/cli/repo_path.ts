@@ -19,3 +19,8 @@ export function repoPath(globals: GlobalOptions): string {
 export function openRepo(globals: GlobalOptions): Repository {
   return Repository.open(repoPath(globals));
 }
+
+/** Opens the selected repository without upgrading it (read-only commands). */
+export function openReadOnly(globals: GlobalOptions): Repository {
+  return Repository.open(repoPath(globals), { upgrade: false });
+}

@@ -38,6 +38,8 @@ import {
 } from "../tree.ts";
 import { mkfsErofs } from "../erofs/writer.ts";
 import { fsverityDigest, toHex } from "../fsverity/digest.ts";
+import { transformForBoot } from "../boot/transform.ts";
+import { configImageRef } from "./store.ts";
 
 /** A layer or config that cannot be turned into a file system. */
 export class OciImageError extends RepositoryError {
@@ -325,4 +327,33 @@ export async function createFilesystem(repo: Repository, configName: string): Pr
 /** The image id of `fs` in `repo`'s algorithm (sets a synthetic root's mtime, as cfsctl). */
 export function imageId(repo: Repository, fs: FileSystem): Uint8Array {
   return fsverityDigest(mkfsErofs(fs), repo.algorithm);
+}
+
+/**
+ * The file system of the pulled image whose config stream is `configSha256`, made bootable
+ * (composefs-boot 0.3.0 `transform_for_boot`: `/boot` emptied, SELinux relabel from the
+ * image's own policy) when `bootable`.
+ */
+export async function imageFilesystem(
+  repo: Repository,
+  configSha256: string,
+  bootable = false,
+): Promise<FileSystem> {
+  const fs = await createFilesystem(repo, configSha256);
+  if (bootable) transformForBoot(fs, (c) => repo.readObject(c.digest));
+  return fs;
+}
+
+/**
+ * Writes the image's EROFS into the repository and records it as the config's image
+ * (`images/refs/oci-config-sha256:<hex>`, `.boot` for the bootable variant; store.ts).
+ * Returns the image id.
+ */
+export async function commitOciImage(
+  repo: Repository,
+  configSha256: string,
+  bootable = false,
+): Promise<Uint8Array> {
+  const fs = await imageFilesystem(repo, configSha256, bootable);
+  return repo.writeImage(mkfsErofs(fs), configImageRef(configSha256, bootable));
 }

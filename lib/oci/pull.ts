@@ -1,84 +1,171 @@
 /**
- * Pulling an image from an OCI image layout (`oci:DIR[:TAG]`) into the repository, stored as
- * composefs-oci 0.3.0 `pull` stores it:
+ * Pulling an image into the repository from any source (source.ts), stored as
+ * composefs-oci 0.3.0 `pull` stores it, plus the manifest and tags (store.ts):
  *
- * - every layer as a splitstream named by its diff_id (`streams/<diff_id hex>`, no ref), via
- *   {@link importLayer}; layers already present are not read again;
- * - the config as a splitstream of its exact bytes (one inline fragment) whose digest map
- *   maps each layer's diff_id to the layer stream's object id, named by the config's sha256
- *   (`streams/<config sha256 hex>`), with `streams/refs/NAME` when a name is given;
- * - a config already present is kept as it is (its layers are then not checked again).
+ * 1. every layer as a splitstream named by its diff_id (`streams/<diff_id hex>`), via
+ *    {@link importLayer}; a layer already present is not fetched again;
+ * 2. the config as a splitstream of its exact bytes whose digest map maps each layer's
+ *    diff_id to the layer stream's object id (`streams/<config sha256 hex>`), with the
+ *    0.3.0-style ref `streams/refs/NAME` when `configRef` is given;
+ * 3. the manifest as a splitstream of its exact bytes whose digest map points at the config
+ *    stream (`streams/<manifest sha256 hex>`);
+ * 4. the tag, when given: `streams/refs/oci/<encoded tag>` -> the manifest stream.
  *
- * The manifest is not stored (0.3.0 does not store it either).
+ * Each step links its stream only after everything it refers to is stored, so an
+ * interrupted or refused pull leaves objects (reused by the next pull, removed by gc) and
+ * complete streams, never a stream that points at something missing.
  *
  * @module
  */
-import { OciLayout } from "./layout.ts";
-import { parseImageReference } from "./reference.ts";
+import { openImageSource, type SourceOptions } from "./source.ts";
 import { importLayer, parseSha256 } from "./import.ts";
+import { tagImage, writeManifestStream } from "./store.ts";
 import { type DigestMapEntry, SplitStreamWriter } from "../splitstream.ts";
 import { Repository, RepositoryError } from "../repository.ts";
+import { toHex } from "../fsverity/digest.ts";
 
-/** What {@link pullOciLayout} stored. */
+/** Options of {@link pullImage}. */
+export interface PullOptions extends SourceOptions {
+  /** Tag to point at the manifest (`streams/refs/oci/<encoded>`). */
+  tag?: string;
+  /** 0.3.0-style stream ref `streams/refs/<configRef>` to the config stream. */
+  configRef?: string;
+  /** Called as layers start and finish. */
+  onLayer?: (event: LayerEvent) => void;
+}
+
+/** Progress of one layer. */
+export interface LayerEvent {
+  /** Position in the manifest (0-based) and count. */
+  index: number;
+  count: number;
+  digest: string;
+  diffId: string;
+  /** Compressed size from the manifest. */
+  size: number;
+  state: "present" | "start" | "done";
+}
+
+/** One layer of a pulled image. */
+export interface PulledLayer {
+  digest: string;
+  diffId: string;
+  mediaType: string;
+  size: number;
+  /** The layer stream's object id. */
+  verity: Uint8Array;
+  /** True when this pull imported it (false: it was already present). */
+  imported: boolean;
+}
+
+/** What {@link pullImage} stored. */
 export interface PullResult {
+  /** `sha256:...` of the manifest. */
+  manifestDigest: string;
+  /** The manifest stream's object id. */
+  manifestVerity: Uint8Array;
+  /** `sha256:...` of the config. */
+  configDigest: string;
   /** sha256 of the config JSON (the config stream's name). */
   configSha256: Uint8Array;
   /** The config stream's object id. */
   configStreamId: Uint8Array;
+  layers: PulledLayer[];
   /** How many layers were imported (0 when everything was present). */
   layersImported: number;
   /** True when the config stream already existed. */
   existing: boolean;
 }
 
-/** Pulls `ref` (`oci:DIR[:TAG]`) into `repo`; see the module documentation. */
-export async function pullOciLayout(
+/** Pulls `ref` into `repo`; see the module documentation. */
+export async function pullImage(
   repo: Repository,
   ref: string,
-  name?: string,
+  options: PullOptions = {},
 ): Promise<PullResult> {
-  const parsed = parseImageReference(ref);
-  if (parsed.transport !== "oci") {
-    throw new RepositoryError(
-      `'${ref}': only oci:DIR[:TAG] image layouts can be pulled so far`,
-    );
-  }
-  const layout = await OciLayout.open(parsed.path);
-  const image = await layout.resolve({ tag: parsed.tag });
-  const configSha256 = parseSha256(image.configDescriptor.digest);
-
-  const present = repo.hasStream(configSha256);
-  if (present) {
-    if (name !== undefined) repo.nameStream(name, configSha256);
-    return { configSha256, configStreamId: present, layersImported: 0, existing: true };
-  }
-
-  const map: DigestMapEntry[] = [];
-  let layersImported = 0;
-  for (const layer of image.layers) {
-    const diffId = parseSha256(layer.diffId);
-    let streamId = repo.hasStream(diffId);
-    if (!streamId) {
-      const r = await importLayer(repo, await layout.openLayer(layer), { contentSha256: diffId });
-      streamId = r.streamId;
-      if (!r.existing) layersImported++;
-    }
-    map.push({ body: diffId, verity: streamId });
-  }
-
-  const writer = new SplitStreamWriter({
-    objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
-    digestMap: map,
-    expectedSha256: configSha256,
-  });
-  let bytes: Uint8Array;
+  const source = await openImageSource(ref, options);
   try {
-    writer.writeInline(image.configBytes);
-    bytes = writer.finish();
-  } catch (e) {
-    writer.abort();
-    throw e;
+    const image = source.image;
+    const manifestDigest = image.manifestDescriptor.digest;
+    const configDigest = image.configDescriptor.digest;
+    if (!manifestDigest.startsWith("sha256:") || !configDigest.startsWith("sha256:")) {
+      throw new RepositoryError(
+        `'${ref}': manifest ${manifestDigest} / config ${configDigest}: only sha256 digests ` +
+          "can be stored (streams are named by sha256)",
+      );
+    }
+    const manifestSha256 = parseSha256(manifestDigest);
+    const configSha256 = parseSha256(configDigest);
+
+    const layers: PulledLayer[] = [];
+    const map: DigestMapEntry[] = [];
+    let layersImported = 0;
+    let configStreamId = repo.hasStream(configSha256);
+    const existing = configStreamId !== undefined;
+    for (const [index, layer] of image.layers.entries()) {
+      const diffId = parseSha256(layer.diffId);
+      const event = {
+        index,
+        count: image.layers.length,
+        digest: layer.digest,
+        diffId: layer.diffId,
+        size: layer.size,
+      };
+      let streamId = repo.hasStream(diffId);
+      let imported = false;
+      if (!streamId) {
+        options.onLayer?.({ ...event, state: "start" });
+        const r = await importLayer(repo, await source.openLayer(layer), { contentSha256: diffId });
+        streamId = r.streamId;
+        imported = !r.existing;
+        if (imported) layersImported++;
+        options.onLayer?.({ ...event, state: "done" });
+      } else {
+        options.onLayer?.({ ...event, state: "present" });
+      }
+      layers.push({
+        digest: layer.digest,
+        diffId: layer.diffId,
+        mediaType: layer.mediaType,
+        size: layer.size,
+        verity: streamId,
+        imported,
+      });
+      map.push({ body: diffId, verity: streamId });
+    }
+
+    if (configStreamId === undefined) {
+      const writer = new SplitStreamWriter({
+        objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
+        digestMap: map,
+        expectedSha256: configSha256,
+      });
+      let bytes: Uint8Array;
+      try {
+        writer.writeInline(image.configBytes);
+        bytes = writer.finish();
+      } catch (e) {
+        writer.abort();
+        throw e;
+      }
+      configStreamId = repo.writeStream(bytes, configSha256, options.configRef);
+    } else if (options.configRef !== undefined) {
+      repo.nameStream(options.configRef, configSha256);
+    }
+    const manifestVerity = repo.hasStream(manifestSha256) ??
+      writeManifestStream(repo, image.manifestBytes, manifestSha256, configSha256, configStreamId);
+    if (options.tag !== undefined) tagImage(repo, options.tag, toHex(manifestSha256));
+    return {
+      manifestDigest,
+      manifestVerity,
+      configDigest,
+      configSha256,
+      configStreamId,
+      layers,
+      layersImported,
+      existing,
+    };
+  } finally {
+    await source.close();
   }
-  const configStreamId = repo.writeStream(bytes, configSha256, name);
-  return { configSha256, configStreamId, layersImported, existing: false };
 }

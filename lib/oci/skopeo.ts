@@ -1,0 +1,68 @@
+/**
+ * Transports cfs does not speak natively (`containers-storage:`, `docker-archive:`, `dir:`,
+ * ...) go through `skopeo copy` into a temporary OCI image layout, which cfs then reads
+ * like any other layout (so every digest is checked again on our side).
+ *
+ * skopeo runs through dax with its output captured; when it fails, the error is one line
+ * naming the reference and carrying skopeo's last line of stderr (the whole output is kept
+ * on the error for `-v` and for logs).
+ *
+ * @module
+ */
+import $ from "dax";
+
+/** `skopeo` failed or is missing. */
+export class SkopeoError extends Error {
+  /** Everything skopeo wrote to stderr. */
+  readonly stderr: string;
+  constructor(message: string, stderr = "") {
+    super(message);
+    this.name = "SkopeoError";
+    this.stderr = stderr;
+  }
+}
+
+/** Options of {@link skopeoCopyToLayout}. */
+export interface SkopeoCopyOptions {
+  /** `--src-tls-verify=false` for docker:// sources. */
+  tlsVerify?: boolean;
+  /** `--override-os/--override-arch/--override-variant` from a platform. */
+  platform?: { os: string; architecture: string; variant?: string };
+  /** `--authfile`. */
+  authFile?: string;
+}
+
+/**
+ * `skopeo copy SOURCE oci:DIR:TAG`; `source` is a containers-image reference as skopeo
+ * takes it (`containers-storage:NAME`, `docker-archive:FILE`, ...).
+ */
+export async function skopeoCopyToLayout(
+  source: string,
+  dir: string,
+  tag: string,
+  options: SkopeoCopyOptions = {},
+): Promise<void> {
+  const args = ["copy", "--quiet"];
+  if (options.tlsVerify === false) args.push("--src-tls-verify=false");
+  if (options.authFile) args.push("--authfile", options.authFile);
+  if (options.platform) {
+    args.push("--override-os", options.platform.os);
+    args.push("--override-arch", options.platform.architecture);
+    if (options.platform.variant) args.push("--override-variant", options.platform.variant);
+  }
+  args.push(source, `oci:${dir}:${tag}`);
+  let result;
+  try {
+    result = await $`skopeo ${args}`.stdout("null").stderr("piped").noThrow();
+  } catch (e) {
+    throw new SkopeoError(`'${source}': cannot run skopeo: ${(e as Error).message}`);
+  }
+  if (result.code !== 0) {
+    const stderr = result.stderr;
+    const last = stderr.trim().split("\n").pop() ?? "";
+    throw new SkopeoError(
+      `'${source}': skopeo copy failed (exit ${result.code}): ${last.slice(0, 400)}`,
+      stderr,
+    );
+  }
+}
