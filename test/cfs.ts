@@ -75,3 +75,10 @@ export function requireTool(name: string, hint: string): void {
   }).outputSync();
   if (r.code !== 0) throw new Error(`${name} is not installed: ${hint}`);
 }
+
+/** Runs `cfs --repo REPO ARGS...`, asserting exit 0; returns stdout as text. */
+export async function cfsOk(repo: string, ...args: string[]): Promise<string> {
+  const r = await runCfs(["--repo", repo, ...args]);
+  if (r.code !== 0) throw new Error(`cfs ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.text;
+}

@@ -9,48 +9,14 @@
  */
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { requireTool, run, runCfs } from "./cfs.ts";
-import { buildOciImage, type Compression, FIXTURE_MTIME, type LayerSpec } from "./fixtures/oci.ts";
+import { cfsOk, requireTool, run, runCfs } from "./cfs.ts";
+import { buildOciImage, type Compression, FIXTURE_MTIME, SAMPLE_LAYERS } from "./fixtures/oci.ts";
 
 const CFSCTL = `${Deno.env.get("HOME")}/.cargo/bin/cfsctl`;
 
-const LAYERS: LayerSpec[] = [
-  [
-    { type: "dir", path: "etc", mode: 0o755 },
-    { type: "file", path: "etc/hostname", content: "one\n" },
-    { type: "file", path: "etc/gone", content: "bye\n" },
-    { type: "file", path: "etc/attr", content: "x", xattrs: { "user.color": "blue" } },
-    { type: "dir", path: "opq", mode: 0o750 },
-    { type: "file", path: "opq/old1", content: "1" },
-    { type: "dir", path: "opq/olddir" },
-    { type: "file", path: "opq/olddir/f", content: "2" },
-    { type: "dir", path: "gonedir" },
-    { type: "file", path: "gonedir/f", content: "3" },
-    { type: "file", path: "usr/bin/tool", content: "#!/bin/sh\necho tool\n", mode: 0o755 },
-    { type: "symlink", path: "usr/bin/sh", target: "tool" },
-    { type: "fifo", path: "run/fifo" },
-  ],
-  [
-    { type: "whiteout", path: "etc/gone" },
-    { type: "whiteout", path: "gonedir" },
-    { type: "opaque", path: "opq" },
-    { type: "file", path: "opq/new", content: "new\n" },
-    { type: "hardlink", path: "usr/bin/tool2", target: "usr/bin/tool" },
-    { type: "file", path: "etc/hostname", content: "two\n", mode: 0o600, uid: 7, gid: 8 },
-    { type: "dir", path: "etc", mode: 0o700, xattrs: { "user.dir": "yes" } },
-  ],
-  [
-    { type: "file", path: "home/u/a", content: "a", uid: 1000, gid: 1000 },
-    { type: "hardlink", path: "home/u/b", target: "home/u/a" },
-    { type: "file", path: "etc/attr", content: "y", xattrs: { "user.a": "1", "user.b": "2" } },
-  ],
-];
+const LAYERS = SAMPLE_LAYERS;
 
-async function cfs(repo: string, ...args: string[]): Promise<string> {
-  const r = await runCfs(["--repo", repo, ...args]);
-  equal(r.code, 0, `cfs ${args.join(" ")}: ${r.stderr}`);
-  return r.text;
-}
+const cfs = cfsOk;
 
 async function build(dir: string, tag: string, compression: Compression[]): Promise<void> {
   await buildOciImage(dir, { layers: LAYERS, tag, compression });
