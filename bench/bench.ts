@@ -5,14 +5,19 @@
  * - digest: `cfs digest` vs `fsverity digest` on a 1 GiB file, both algorithms, peak RSS.
  * - compute-id: `cfs compute-id` vs `cfsctl compute-id` on the Debian rootfs, both inside
  *   one QEMU guest (cfsctl needs fs-verity, which the host lacks), plus host numbers.
+ * - pull: `cfs oci pull` of the Debian rootfs as 1- and 10-layer gzip images, from an OCI
+ *   layout and from a local docker-registry, vs `skopeo copy` + `umoci unpack` and a
+ *   `gzip -dc | sha512sum` floor; wall time and peak RSS.
  *
  * @module
  */
 import { benchDigest } from "./digest.ts";
 import { benchComputeId, formatTable } from "./compute_id.ts";
+import { benchPull } from "./pull.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
 results.digest = await benchDigest();
+results.pull = await benchPull();
 results.computeId = await benchComputeId();
 console.log(formatTable(results.computeId as Record<string, unknown>));
 await Deno.mkdir(new URL("./data/", import.meta.url), { recursive: true });
