@@ -14,9 +14,13 @@
  * content's sha256 is checked: an interrupted or refused import leaves only objects (which a
  * later import reuses and gc removes) and no stream.
  *
+ * An entry path or hardlink target with a `..` name (or a NUL byte) is refused with a
+ * `TarError` ({@link normalizeEntryPath}): no image can be built from such a layer
+ * (composefs-rs 0.3.0 refuses it only then; cfsctl's `oci import-layer` stores it).
+ *
  * @module
  */
-import { readTar, type TarInput } from "./tar.ts";
+import { normalizeEntryPath, readTar, type TarInput } from "./tar.ts";
 import { Repository, RepositoryError } from "../repository.ts";
 import { SplitStreamWriter } from "../splitstream.ts";
 import { fromHex, toHex } from "../fsverity/digest.ts";
@@ -85,6 +89,10 @@ export async function importLayer(
   try {
     const reader = readTar(tar);
     for await (const entry of reader) {
+      // No composefs image can hold a `..` name (0.3.0's tree refuses it too): refuse the
+      // layer now rather than store one that no image can be built from.
+      normalizeEntryPath(entry.meta.path);
+      if (entry.meta.type === "hardlink") normalizeEntryPath(entry.meta.linkTarget);
       writer.writeInline(entry.headerBytes);
       const { typeflag, size } = entry.meta;
       if ((typeflag === "0" || typeflag === "\0") && size > INLINE_BODY_MAX) {
