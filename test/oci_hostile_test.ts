@@ -1,0 +1,860 @@
+/**
+ * Hostile input for `cfs oci pull`: a fake registry (Deno.serve on 127.0.0.1) that lies,
+ * truncates, drops connections and refuses; OCI layouts whose layer tars are written here
+ * byte by byte (paths with `..`, absolute paths, symlinks to write through, hardlinks to
+ * nothing, sparse entries, truncated archives); and repositories that are not ones.
+ *
+ * Every refused pull must exit 1 with exactly one line on stderr that names what was
+ * refused (digest, path or reference) and no stack trace; afterwards `cfs fsck` is clean
+ * and `cfs oci images --json` shows no tag and there is no stream for the image's config or
+ * manifest: nothing half-written.
+ *
+ * Where composefs-oci 0.3.0 (the reference) accepts a layer at pull time and only fails
+ * when the image is built from it (`create_filesystem` -> `process_entry`), the test says
+ * so and checks that cfs refuses no later than that, with one line naming the entry, and
+ * that nothing is ever written outside the repository.
+ *
+ * @module
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { runCfs, type RunResult } from "./cfs.ts";
+import { addToIndexJson, buildOciImage, type BuiltImage } from "./fixtures/oci.ts";
+
+// --- helpers ------------------------------------------------------------------------------------
+
+const enc = new TextEncoder();
+const TAG = "hostile";
+const MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json";
+const CONFIG_TYPE = "application/vnd.oci.image.config.v1+json";
+const TAR_TYPE = "application/vnd.oci.image.layer.v1.tar";
+
+function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+/** An environment with no usable registry credentials (host auth files are not read). */
+function noAuthEnv(tmp: string): Record<string, string> {
+  return { REGISTRY_AUTH_FILE: join(tmp, "no-such-auth.json") };
+}
+
+async function newRepo(tmp: string, name: string): Promise<string> {
+  const repo = join(tmp, name);
+  const r = await runCfs(["init", "--insecure", "--algorithm", "fsverity-sha256-12", repo]);
+  equal(r.code, 0, `init: ${r.stderr}`);
+  return repo;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/**
+ * A refusal: exit 1, exactly one line on stderr starting `cfs: `, no stack trace, and the
+ * line contains one of `names`. Returns the line.
+ */
+function assertOneLineError(r: RunResult, names: string[], what: string): string {
+  equal(r.code, 1, `${what}: expected exit 1, got ${r.code}; stderr: ${r.stderr}`);
+  ok(
+    /^cfs: [^\n]+\n$/.test(r.stderr),
+    `${what}: not exactly one line: ${JSON.stringify(r.stderr)}`,
+  );
+  ok(!r.stderr.includes("    at "), `${what}: stack trace: ${r.stderr}`);
+  ok(
+    names.some((n) => r.stderr.includes(n)),
+    `${what}: ${JSON.stringify(r.stderr)} names none of ${JSON.stringify(names)}`,
+  );
+  if (Deno.env.get("CFS_TEST_SHOW_ERRORS")) console.log(`    ${what}: ${r.stderr.trimEnd()}`);
+  return r.stderr.trimEnd();
+}
+
+/**
+ * Nothing half-written: fsck clean, no tag, and no stream for the given config/manifest
+ * digests (`streams/<hex>`).
+ */
+async function assertNothingStored(repo: string, digests: string[], what: string): Promise<void> {
+  const fsck = await runCfs(["--repo", repo, "fsck"]);
+  equal(fsck.code, 0, `${what}: fsck after the failed pull: ${fsck.text}${fsck.stderr}`);
+  const images = await runCfs(["--repo", repo, "--json", "oci", "images"]);
+  equal(images.code, 0, `${what}: oci images: ${images.stderr}`);
+  deepEqual(JSON.parse(images.text), [], `${what}: a tag was written: ${images.text}`);
+  ok(!(await exists(join(repo, "streams", "refs", "oci", TAG))), `${what}: tag ref exists`);
+  for (const d of digests) {
+    const hex = d.replace(/^sha256:/, "");
+    ok(!(await exists(join(repo, "streams", hex))), `${what}: stream for ${d} was written`);
+  }
+}
+
+// --- a fake registry ----------------------------------------------------------------------------
+
+/** How the fake registry answers; undefined: the normal answer. */
+interface Misbehaviour {
+  /** Replaces the answer to any request under `/v2/test/img/`. */
+  any?: (req: Request) => Response | undefined;
+  /** Replaces the answer to `GET /v2/test/img/manifests/REF`. */
+  manifest?: (ref: string) => Response | undefined;
+  /** Replaces the answer to `GET /v2/test/img/blobs/DIGEST`. */
+  blob?: (digest: string) => Response | undefined;
+}
+
+interface FakeRegistry extends AsyncDisposable {
+  host: string;
+  /** What the registry serves: manifest for tag v1 and blobs by digest. */
+  manifest: Uint8Array<ArrayBuffer>;
+  blobs: Map<string, Uint8Array<ArrayBuffer>>;
+  misbehave: Misbehaviour;
+  /** Requests seen (method and path). */
+  log: string[];
+}
+
+function startFakeRegistry(
+  manifest: Uint8Array<ArrayBuffer>,
+  blobs: Map<string, Uint8Array<ArrayBuffer>>,
+): FakeRegistry {
+  const state = { misbehave: {} as Misbehaviour, manifest, blobs, log: [] as string[] };
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req) => {
+      const url = new URL(req.url);
+      state.log.push(`${req.method} ${url.pathname}`);
+      if (url.pathname === "/v2/" || url.pathname === "/v2") {
+        return Response.json({});
+      }
+      const prefix = "/v2/test/img/";
+      if (!url.pathname.startsWith(prefix)) return new Response("no such repo", { status: 404 });
+      const special = state.misbehave.any?.(req);
+      if (special) return special;
+      const rest = url.pathname.slice(prefix.length);
+      if (rest.startsWith("manifests/")) {
+        const ref = decodeURIComponent(rest.slice("manifests/".length));
+        const m = state.misbehave.manifest?.(ref);
+        if (m) return m;
+        const digest = sha256(state.manifest);
+        if (ref !== "v1" && ref !== digest) return manifestUnknown();
+        return new Response(state.manifest, {
+          headers: { "content-type": MANIFEST_TYPE, "docker-content-digest": digest },
+        });
+      }
+      if (rest.startsWith("blobs/")) {
+        const digest = decodeURIComponent(rest.slice("blobs/".length));
+        const b = state.misbehave.blob?.(digest);
+        if (b) return b;
+        const bytes = state.blobs.get(digest);
+        if (!bytes) return new Response('{"errors":[{"code":"BLOB_UNKNOWN"}]}', { status: 404 });
+        return new Response(bytes, {
+          headers: { "content-type": "application/octet-stream", "docker-content-digest": digest },
+        });
+      }
+      return new Response("not found", { status: 404 });
+    },
+  );
+  const host = `127.0.0.1:${server.addr.port}`;
+  return {
+    host,
+    get manifest() {
+      return state.manifest;
+    },
+    set manifest(m: Uint8Array<ArrayBuffer>) {
+      state.manifest = m;
+    },
+    blobs,
+    get misbehave() {
+      return state.misbehave;
+    },
+    set misbehave(m: Misbehaviour) {
+      state.misbehave = m;
+    },
+    log: state.log,
+    async [Symbol.asyncDispose]() {
+      await server.shutdown();
+    },
+  };
+}
+
+function manifestUnknown(): Response {
+  return new Response(
+    '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}',
+    { status: 404, headers: { "content-type": "application/json" } },
+  );
+}
+
+/** A body that sends `bytes.subarray(0, cut)` and then ends (`error`: aborts instead). */
+function cutBody(bytes: Uint8Array, cut: number, mode: "close" | "error"): ReadableStream {
+  let sent = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        controller.enqueue(bytes.slice(0, cut));
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      if (mode === "close") controller.close();
+      else controller.error(new Error("fake registry: dropping the connection on purpose"));
+    },
+  });
+}
+
+/** Zeros, `chunk` bytes every 100 ms, forever (until the client goes away). */
+function slowZeros(chunk = 64 * 1024): { body: ReadableStream<Uint8Array>; sent: () => number } {
+  let sent = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      await new Promise<void>((r) => timer = setTimeout(r, 100));
+      sent += chunk;
+      controller.enqueue(new Uint8Array(chunk));
+    },
+    cancel() {
+      clearTimeout(timer);
+    },
+  });
+  return { body, sent: () => sent };
+}
+
+// --- hand-written tars --------------------------------------------------------------------------
+
+/** One entry of a hand-written ustar archive. */
+interface RawEntry {
+  name: string;
+  /** Type flag: "0" file, "1" hardlink, "2" symlink, "5" directory, "S" GNU sparse, ... */
+  type?: string;
+  body?: Uint8Array | string;
+  linkname?: string;
+  mode?: number;
+  /** Header `size` field, when it must differ from the body's length. */
+  size?: number;
+  /** Extra header bytes at given offsets (e.g. the GNU sparse map). */
+  patch?: [number, Uint8Array][];
+  /** "ustar\000" (POSIX, default) or "ustar  \0" (GNU). */
+  gnu?: boolean;
+}
+
+function octal(value: number, width: number): Uint8Array {
+  return enc.encode(value.toString(8).padStart(width - 1, "0") + "\0");
+}
+
+/** A 512-byte ustar header with a correct checksum (names must fit 100 bytes). */
+function tarHeader(e: RawEntry, size: number): Uint8Array {
+  const h = new Uint8Array(512);
+  const name = enc.encode(e.name);
+  if (name.length > 100) throw new Error(`name too long for the test's tar writer: ${e.name}`);
+  h.set(name, 0);
+  h.set(octal(e.mode ?? (e.type === "5" ? 0o755 : 0o644), 8), 100);
+  h.set(octal(0, 8), 108);
+  h.set(octal(0, 8), 116);
+  h.set(octal(e.size ?? size, 12), 124);
+  h.set(octal(1700000000, 12), 136);
+  h[156] = (e.type ?? "0").charCodeAt(0);
+  if (e.linkname) h.set(enc.encode(e.linkname), 157);
+  if (e.gnu) h.set(enc.encode("ustar  \0"), 257);
+  else h.set(enc.encode("ustar\u000000"), 257);
+  h.set(enc.encode("root"), 265);
+  h.set(enc.encode("root"), 297);
+  for (const [at, bytes] of e.patch ?? []) h.set(bytes, at);
+  // Checksum: the byte sum with the checksum field counted as eight spaces; six octal
+  // digits, NUL, space.
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.set(enc.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+  return h;
+}
+
+/** A ustar archive of `entries` with the two zero blocks at the end. */
+function rawTar(entries: RawEntry[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const e of entries) {
+    const body = typeof e.body === "string" ? enc.encode(e.body) : e.body ?? new Uint8Array();
+    parts.push(tarHeader(e, body.length), body);
+    if (body.length % 512) parts.push(new Uint8Array(512 - (body.length % 512)));
+  }
+  parts.push(new Uint8Array(1024));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** What {@link writeRawLayout} wrote. */
+interface RawImage {
+  manifest: string;
+  config: string;
+  layers: string[];
+}
+
+/**
+ * An OCI layout at `dir` tagged `v1`: uncompressed layers from the given bytes, their
+ * sha256 as digest and diff_id (or `diffIds` when given).
+ */
+async function writeRawLayout(
+  dir: string,
+  layers: Uint8Array[],
+  diffIds?: string[],
+): Promise<RawImage> {
+  await Deno.mkdir(join(dir, "blobs", "sha256"), { recursive: true });
+  await Deno.writeTextFile(join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+  const put = async (bytes: Uint8Array) => {
+    const digest = sha256(bytes);
+    await Deno.writeFile(join(dir, "blobs", "sha256", digest.slice(7)), bytes);
+    return digest;
+  };
+  const layerDigests: string[] = [];
+  for (const l of layers) layerDigests.push(await put(l));
+  const config = enc.encode(JSON.stringify({
+    architecture: "amd64",
+    os: "linux",
+    config: {},
+    rootfs: { type: "layers", diff_ids: diffIds ?? layerDigests },
+  }));
+  const configDigest = await put(config);
+  const manifest = enc.encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MANIFEST_TYPE,
+    config: { mediaType: CONFIG_TYPE, digest: configDigest, size: config.length },
+    layers: layers.map((l, i) => ({
+      mediaType: TAR_TYPE,
+      digest: layerDigests[i],
+      size: l.length,
+    })),
+  }));
+  const manifestDigest = await put(manifest);
+  await addToIndexJson(dir, {
+    mediaType: MANIFEST_TYPE,
+    digest: manifestDigest,
+    size: manifest.length,
+    path: "",
+  }, "v1");
+  return { manifest: manifestDigest, config: configDigest, layers: layerDigests };
+}
+
+// --- 1. a misbehaving registry ------------------------------------------------------------------
+
+/** 256 KiB that gzip cannot shrink, so that the layer blob is large enough to cut. */
+function noise(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
+  return out;
+}
+
+Deno.test({
+  name:
+    "hostile registry: lies, truncation, drops, refusals and huge manifests are one-line errors",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const tmp = await Deno.makeTempDir({ prefix: "cfs-oci-hostile-registry-" });
+    try {
+      const built: BuiltImage = await buildOciImage(join(tmp, "img"), {
+        tag: "v1",
+        compression: "gzip",
+        layers: [[
+          { type: "file", path: "data/noise", content: noise(256 * 1024) },
+          { type: "file", path: "etc/hostname", content: "hostile\n" },
+        ]],
+      });
+      const manifestBytes = await Deno.readFile(built.manifest.path);
+      const configBytes = await Deno.readFile(built.config.path);
+      const layer = built.layers[0];
+      const layerBytes = await Deno.readFile(layer.path);
+      const blobs = new Map<string, Uint8Array<ArrayBuffer>>([
+        [built.config.digest, configBytes],
+        [layer.digest, layerBytes],
+      ]);
+      await using registry = startFakeRegistry(manifestBytes, blobs);
+      const host = registry.host;
+      const ref = `docker://${host}/test/img:v1`;
+      const env = noAuthEnv(tmp);
+      const prefix = `cfs: registry ${host}: `;
+
+      // Sanity: the fake registry serves a pullable image.
+      {
+        const repo = await newRepo(tmp, "repo-ok");
+        const r = await runCfs(["--repo", repo, "oci", "pull", "--tls-verify=false", ref, "ok"], {
+          env,
+        });
+        equal(r.code, 0, `pull from the well-behaved fake registry: ${r.stderr}`);
+        ok(r.text.includes(`manifest ${built.manifest.digest}`), r.text);
+      }
+
+      interface Case {
+        name: string;
+        misbehave: Misbehaviour;
+        /** Served instead of the built manifest (with its config blob added). */
+        manifest?: Uint8Array<ArrayBuffer>;
+        /** The error line must contain one of these. */
+        names: string[];
+        /** Must the line start with `cfs: registry HOST: `? (else: it names a digest) */
+        registryPrefix?: boolean;
+        /** Longest run time (ms). */
+        maxMs?: number;
+      }
+
+      // diff_id mismatch: a config listing another diff_id, and a manifest pointing at it.
+      const wrongDiffId = sha256(enc.encode("not the layer's tar"));
+      const badConfig = enc.encode(
+        new TextDecoder().decode(configBytes).replace(layer.diffId, wrongDiffId),
+      );
+      ok(sha256(badConfig) !== built.config.digest);
+      const badConfigManifest = enc.encode(
+        new TextDecoder().decode(manifestBytes)
+          .replace(built.config.digest, sha256(badConfig))
+          .replace(`"size":${configBytes.length}`, `"size":${badConfig.length}`),
+      );
+      blobs.set(sha256(badConfig), badConfig);
+
+      // Blob digest mismatch: the same gzip stream with another mtime in its header: same
+      // length, same tar inside, other digest.
+      const otherLayer = layerBytes.slice();
+      otherLayer[4] ^= 0x5a;
+      ok(sha256(otherLayer) !== layer.digest);
+
+      const layerOnly = (f: () => Response) => (d: string) => d === layer.digest ? f() : undefined;
+      const anyManifest = (f: () => Response) => () => f();
+
+      const cases: Case[] = [
+        {
+          name: "layer blob digest mismatch (same length, other bytes)",
+          misbehave: { blob: layerOnly(() => new Response(otherLayer)) },
+          names: [layer.digest],
+        },
+        {
+          name: "diff_id mismatch (config and manifest consistent)",
+          manifest: badConfigManifest,
+          misbehave: {},
+          names: [wrongDiffId, layer.digest],
+        },
+        {
+          name: "truncated blob (Content-Length N, fewer bytes, then the end)",
+          misbehave: {
+            blob: layerOnly(() =>
+              new Response(cutBody(layerBytes, layerBytes.length >> 1, "close"), {
+                headers: { "content-length": String(layerBytes.length) },
+              })
+            ),
+          },
+          names: [layer.digest],
+        },
+        {
+          name: "connection dropped mid-blob",
+          misbehave: {
+            blob: layerOnly(() => new Response(cutBody(layerBytes, 100_000, "error"))),
+          },
+          names: [layer.digest],
+        },
+        {
+          name: "401 without a challenge",
+          misbehave: { any: () => new Response("go away", { status: 401 }) },
+          names: ["test/img", "401"],
+          registryPrefix: true,
+        },
+        {
+          name: "401 with a Basic challenge, no credentials",
+          misbehave: {
+            any: (req) =>
+              req.headers.has("authorization")
+                ? new Response("bad credentials", { status: 403 })
+                : new Response("login", {
+                  status: 401,
+                  headers: { "www-authenticate": 'Basic realm="fake"' },
+                }),
+          },
+          names: ["test/img"],
+          registryPrefix: true,
+        },
+        {
+          name: "404 for the manifest",
+          misbehave: { manifest: () => manifestUnknown() },
+          names: ["test/img:v1"],
+          registryPrefix: true,
+        },
+        {
+          name: "500 for the layer blob",
+          misbehave: {
+            blob: layerOnly(() => new Response("internal error", { status: 500 })),
+          },
+          names: [layer.digest],
+          registryPrefix: true,
+        },
+        {
+          name: "500 for the config blob",
+          misbehave: {
+            blob: (d) =>
+              d === built.config.digest ? new Response("oops", { status: 500 }) : undefined,
+          },
+          names: [built.config.digest],
+          registryPrefix: true,
+        },
+        {
+          name: "manifest that is not JSON",
+          misbehave: {
+            manifest: anyManifest(() =>
+              new Response("<html>this is not a manifest</html>", {
+                headers: { "content-type": MANIFEST_TYPE },
+              })
+            ),
+          },
+          names: ["test/img:v1"],
+          registryPrefix: true,
+        },
+        {
+          name: "manifest with the wrong media type",
+          misbehave: {
+            manifest: anyManifest(() => {
+              const m = new TextDecoder().decode(manifestBytes).replace(
+                MANIFEST_TYPE,
+                "application/vnd.example.not-a-manifest+json",
+              );
+              return new Response(m, {
+                headers: { "content-type": "application/vnd.example.not-a-manifest+json" },
+              });
+            }),
+          },
+          names: ["test/img:v1"],
+          registryPrefix: true,
+        },
+        {
+          name: "a 1 GiB manifest streamed slowly (Content-Length 1073741824)",
+          misbehave: {
+            manifest: anyManifest(() =>
+              new Response(slowZeros().body, {
+                headers: { "content-type": MANIFEST_TYPE, "content-length": "1073741824" },
+              })
+            ),
+          },
+          names: ["test/img:v1"],
+          registryPrefix: true,
+          maxMs: 10_000,
+        },
+        {
+          name: "a manifest streamed slowly without a length, past 4 MiB",
+          misbehave: {
+            manifest: anyManifest(() =>
+              new Response(slowZeros(512 * 1024).body, {
+                headers: { "content-type": MANIFEST_TYPE },
+              })
+            ),
+          },
+          names: ["test/img:v1"],
+          registryPrefix: true,
+          maxMs: 10_000,
+        },
+      ];
+
+      for (const [i, c] of cases.entries()) {
+        await t.step(c.name, async () => {
+          const repo = await newRepo(tmp, `repo-${i}`);
+          registry.manifest = c.manifest ?? manifestBytes;
+          registry.misbehave = c.misbehave;
+          try {
+            const started = performance.now();
+            const r = await runCfs(
+              ["--repo", repo, "oci", "pull", "--tls-verify=false", ref, TAG],
+              { env },
+            );
+            const ms = performance.now() - started;
+            const line = assertOneLineError(r, c.names, c.name);
+            if (c.registryPrefix) {
+              ok(line.startsWith(prefix), `${c.name}: ${line} does not start with ${prefix}`);
+            } else {
+              ok(
+                line.startsWith(prefix) || /sha256:[0-9a-f]{64}/.test(line),
+                `${c.name}: ${line} names neither the registry nor a digest`,
+              );
+            }
+            if (c.maxMs !== undefined) ok(ms < c.maxMs, `${c.name}: took ${ms.toFixed(0)} ms`);
+            await assertNothingStored(
+              repo,
+              [
+                sha256(registry.manifest),
+                built.config.digest,
+                sha256(badConfig),
+                layer.diffId,
+                wrongDiffId,
+              ],
+              c.name,
+            );
+          } finally {
+            registry.misbehave = {};
+            registry.manifest = manifestBytes;
+          }
+        });
+      }
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
+
+// --- 2. hostile layer tars in layouts -----------------------------------------------------------
+
+Deno.test({
+  name: "hostile layouts: escaping paths, write-through symlinks, bad links, sparse, truncated",
+  async fn(t) {
+    const tmp = await Deno.makeTempDir({ prefix: "cfs-oci-hostile-layout-" });
+    // A directory outside the test's tree that a symlink could point into.
+    const outside = await Deno.makeTempDir({ prefix: "cfs-oci-hostile-outside-" });
+    const marker = `cfs-hostile-${crypto.randomUUID()}`;
+    const passwd = await Deno.stat("/etc/passwd");
+    try {
+      /** Nothing named `marker` anywhere a hostile entry could have aimed at. */
+      const assertNoEscape = async (what: string) => {
+        for (const p of ["/", "/etc", "/tmp", tmp, join(tmp, ".."), outside]) {
+          ok(!(await exists(join(p, marker))), `${what}: ${join(p, marker)} was written`);
+        }
+        deepEqual((await Deno.readDir(outside)[Symbol.asyncIterator]().next()).done, true);
+        const now = await Deno.stat("/etc/passwd");
+        equal(now.size, passwd.size, `${what}: /etc/passwd changed`);
+        equal(now.mtime?.getTime(), passwd.mtime?.getTime(), `${what}: /etc/passwd changed`);
+      };
+
+      interface Case {
+        name: string;
+        layers: Uint8Array[];
+        diffIds?: string[];
+        /** What the line must name. */
+        names: string[];
+        /**
+         * `pull`: the pull itself is refused. `build`: the pull stores the layer as
+         * composefs-oci 0.3.0 does, and building the image (`oci compute-id`) is refused.
+         * `accept`: both succeed.
+         */
+        refusedAt: "pull" | "build" | "accept";
+        /** For `accept`: a line `oci dump` must contain. */
+        dumpHas?: string;
+      }
+
+      const truncatedFull = rawTar([{ name: "big", body: "x".repeat(3000) }]);
+      const truncated = truncatedFull.slice(0, 512 + 1500);
+
+      const cases: Case[] = [
+        {
+          name: "entry ../x",
+          layers: [rawTar([{ name: `../${marker}`, body: "escape\n" }])],
+          names: [`../${marker}`],
+          refusedAt: "pull",
+        },
+        {
+          name: "entry a/../../x",
+          layers: [rawTar([
+            { name: "a/", type: "5" },
+            { name: `a/../../${marker}`, body: "escape\n" },
+          ])],
+          names: [`a/../../${marker}`],
+          refusedAt: "pull",
+        },
+        {
+          name: "hardlink to ../../etc/passwd",
+          layers: [rawTar([{ name: "hl", type: "1", linkname: "../../etc/passwd" }])],
+          names: ["../../etc/passwd"],
+          refusedAt: "pull",
+        },
+        // An absolute name is a name in the image (0.3.0 and GNU tar strip the leading
+        // `/`): `/etc/x` under an `etc` directory of the layer is accepted and lands in the
+        // image's /etc, never the host's.
+        {
+          name: "absolute entry /etc/x (with etc/ in the layer)",
+          layers: [rawTar([
+            { name: "etc/", type: "5" },
+            { name: `/etc/${marker}`, body: "escape\n" },
+          ])],
+          names: [],
+          refusedAt: "accept",
+          dumpHas: `\n/etc/${marker} `,
+        },
+        // Without the parent directory, 0.3.0's `split_mut` fails (NotFound) when the image
+        // is built; so does cfs.
+        {
+          name: "absolute entry /etc/x (no etc/)",
+          layers: [rawTar([{ name: `/etc/${marker}`, body: "escape\n" }])],
+          names: [`/etc/${marker}`],
+          refusedAt: "build",
+        },
+        // Nothing is extracted to disk at pull: the layer is stored as a splitstream. The
+        // symlink stays a symlink; the entry through it fails when the image is built
+        // ("link" is not a directory), as in 0.3.0.
+        {
+          name: "symlink out of the tree, then a file written through it",
+          layers: [rawTar([
+            { name: "link", type: "2", linkname: "../../../../etc/passwd" },
+            { name: `link/${marker}`, body: "through the link\n" },
+          ])],
+          names: [`link/${marker}`],
+          refusedAt: "build",
+        },
+        {
+          name: "symlink to a directory outside, then a file written through it",
+          layers: [rawTar([
+            { name: "out", type: "2", linkname: `${"../".repeat(12)}${outside.slice(1)}` },
+            { name: `out/${marker}`, body: "through the link\n" },
+          ])],
+          names: [`out/${marker}`],
+          refusedAt: "build",
+        },
+        // A hardlink may point into a lower layer, so a layer alone cannot tell: the
+        // missing target is found when the image is built (0.3.0: `ref_leaf` fails).
+        {
+          name: "hardlink to a missing target",
+          layers: [rawTar([{ name: "hl", type: "1", linkname: `nothere-${marker}` }])],
+          names: [`nothere-${marker}`],
+          refusedAt: "build",
+        },
+        {
+          name: "GNU sparse entry (type S)",
+          layers: [rawTar([{
+            name: "sparse",
+            type: "S",
+            gnu: true,
+            body: "data",
+            // sparse[0] = {offset 0, numbytes 4}; isextended 0; realsize 4096.
+            patch: [[386, octal(0, 12)], [398, octal(4, 12)], [483, octal(4096, 12)]],
+          }])],
+          names: ["sparse"],
+          refusedAt: "pull",
+        },
+        {
+          name: "truncated tar (cut mid-body), digest and diff_id of the cut bytes",
+          layers: [truncated],
+          names: ["big", sha256(truncated)],
+          refusedAt: "pull",
+        },
+      ];
+
+      for (const [i, c] of cases.entries()) {
+        await t.step(c.name, async () => {
+          const repo = await newRepo(tmp, `repo-${i}`);
+          const image = await writeRawLayout(join(tmp, `layout-${i}`), c.layers, c.diffIds);
+          const ref = `oci:${join(tmp, `layout-${i}`)}:v1`;
+          const r = await runCfs(["--repo", repo, "oci", "pull", ref, TAG]);
+          await assertNoEscape(c.name);
+          if (c.refusedAt === "pull") {
+            assertOneLineError(r, c.names, c.name);
+            await assertNothingStored(
+              repo,
+              [image.manifest, image.config, ...image.layers],
+              c.name,
+            );
+            return;
+          }
+          equal(r.code, 0, `${c.name}: pull: ${r.stderr}`);
+          const built = await runCfs(["--repo", repo, "oci", "dump", TAG]);
+          await assertNoEscape(c.name);
+          if (c.refusedAt === "build") assertOneLineError(built, c.names, `${c.name} (build)`);
+          else {
+            equal(built.code, 0, `${c.name}: dump: ${built.stderr}`);
+            if (c.dumpHas) ok(built.text.includes(c.dumpHas), built.text);
+          }
+          const fsck = await runCfs(["--repo", repo, "fsck"]);
+          equal(fsck.code, 0, `${c.name}: fsck: ${fsck.text}${fsck.stderr}`);
+        });
+      }
+
+      // A whiteout for a path that does not exist. composefs-oci 0.3.0 `process_entry`
+      // (src/image.rs): a `.wh.NAME` entry calls `dir.remove(NAME)`, a `BTreeMap::remove`
+      // that ignores a missing name, once `split_mut` found the parent directory. So it is
+      // accepted silently; cfs does the same: pull, compute-id and fsck succeed, and the
+      // image holds the other file but no whiteout.
+      await t.step("whiteout for a path that does not exist: accepted, as 0.3.0 does", async () => {
+        const repo = await newRepo(tmp, "repo-whiteout");
+        const dir = join(tmp, "layout-whiteout");
+        await writeRawLayout(dir, [
+          rawTar([{ name: "kept", body: "kept\n" }]),
+          rawTar([{ name: ".wh.nothere", body: "" }]),
+        ]);
+        const r = await runCfs(["--repo", repo, "oci", "pull", `oci:${dir}:v1`, TAG]);
+        equal(r.code, 0, `pull: ${r.stderr}`);
+        const dump = await runCfs(["--repo", repo, "oci", "dump", TAG]);
+        equal(dump.code, 0, `dump: ${dump.stderr}`);
+        ok(dump.text.includes("\n/kept "), dump.text);
+        ok(!dump.text.includes("nothere"), dump.text);
+        const fsck = await runCfs(["--repo", repo, "fsck"]);
+        equal(fsck.code, 0, `fsck: ${fsck.text}${fsck.stderr}`);
+        const images = JSON.parse((await runCfs(["--repo", repo, "--json", "oci", "images"])).text);
+        deepEqual(images.map((i: { tag: string }) => i.tag), [TAG]);
+      });
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+      await Deno.remove(outside, { recursive: true });
+    }
+  },
+});
+
+// --- 3. repositories that are not ----------------------------------------------------------------
+
+Deno.test("hostile repository: not a repository, not writable: one line naming the path", async (t) => {
+  const tmp = await Deno.makeTempDir({ prefix: "cfs-oci-hostile-repo-" });
+  try {
+    const layout = join(tmp, "layout");
+    await writeRawLayout(layout, [rawTar([{ name: "f", body: "f\n" }])]);
+    const ref = `oci:${layout}:v1`;
+
+    await t.step("a regular file", async () => {
+      const path = join(tmp, "a-file");
+      await Deno.writeTextFile(path, "not a repository\n");
+      const r = await runCfs(["--repo", path, "oci", "pull", ref, TAG]);
+      assertOneLineError(r, [path], "regular file as the repository");
+      equal(await Deno.readTextFile(path), "not a repository\n");
+    });
+
+    await t.step("a directory that is not a repository", async () => {
+      const path = join(tmp, "not-a-repo");
+      await Deno.mkdir(path);
+      await Deno.writeTextFile(join(path, "README"), "hello\n");
+      const r = await runCfs(["--repo", path, "oci", "pull", ref, TAG]);
+      assertOneLineError(r, [path], "plain directory as the repository");
+      deepEqual(
+        (await Array.fromAsync(Deno.readDir(path))).map((e) => e.name),
+        ["README"],
+        "the directory was written to",
+      );
+    });
+
+    await t.step("a path that does not exist", async () => {
+      const path = join(tmp, "missing", "repo");
+      const r = await runCfs(["--repo", path, "oci", "pull", ref, TAG]);
+      assertOneLineError(r, [path], "missing repository");
+      ok(!(await exists(path)));
+    });
+
+    await t.step("a repository that is not writable", async () => {
+      const repo = await newRepo(tmp, "read-only");
+      // Root ignores permission bits, so make the directories immutable (ext4 and others);
+      // as a user, take away the write bits.
+      const dirs = [repo, join(repo, "objects"), join(repo, "streams")];
+      const root = Deno.uid() === 0;
+      const immutable = async (on: boolean) => {
+        for (const d of dirs) {
+          const out = await new Deno.Command("chattr", {
+            args: [on ? "+i" : "-i", d],
+            stderr: "piped",
+          }).output();
+          if (!out.success && on) {
+            throw new Error(`chattr +i ${d}: ${new TextDecoder().decode(out.stderr)}`);
+          }
+        }
+      };
+      if (root) await immutable(true);
+      else for (const d of dirs) await Deno.chmod(d, 0o555);
+      try {
+        const r = await runCfs(["--repo", repo, "oci", "pull", ref, TAG]);
+        assertOneLineError(r, [repo], "read-only repository");
+      } finally {
+        if (root) await immutable(false);
+        else for (const d of dirs) await Deno.chmod(d, 0o755);
+      }
+      await assertNothingStored(repo, [], "read-only repository");
+    });
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
