@@ -15,6 +15,7 @@ import {
   dumpFilesCommand,
   imageObjectsCommand,
 } from "./lib/cli/image.ts";
+import { bootEntriesCommand, pullCommand } from "./lib/cli/pull.ts";
 import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
 import { catCommand, ociCommand } from "./lib/cli/oci.ts";
 
@@ -35,8 +36,13 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   cat: { handler: catCommand, summary: "write a stream's content (refs/NAME or sha256) to stdout" },
   oci: {
     handler: ociCommand,
-    summary: "OCI commands: import-layer, ls-layer, pull, compute-id, dump",
+    summary: "OCI commands: pull, images, inspect, tag, untag, compute-id, dump, mount, fsck, ...",
   },
+  pull: {
+    handler: pullCommand,
+    summary: "pull an image as bootc does: tag, bootable EROFS, boot entries",
+  },
+  "boot-entries": { handler: bootEntriesCommand, summary: "list a pulled image's boot entries" },
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
   gc: { handler: gcCommand, summary: "remove unreferenced images and objects" },
 };
