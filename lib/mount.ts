@@ -19,6 +19,7 @@ import type { Repository } from "./repository.ts";
 
 /** A mount that failed. */
 export class MountError extends Error {
+  /** Creates the error; the message is one line naming the input. */
   constructor(message: string) {
     super(message);
     this.name = "MountError";

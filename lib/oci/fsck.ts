@@ -18,9 +18,13 @@ import { fromHex, toHex } from "../fsverity/digest.ts";
 export interface ImageFsckReport {
   /** What was checked (the tag or name given). */
   image: string;
+  /** `sha256:...` of the manifest, when the name led to one. */
   manifest?: string;
+  /** `sha256:...` of the config. */
   config?: string;
+  /** Layer streams whose content was read and hashed. */
   layersChecked: number;
+  /** One line per problem; empty when the image is whole. */
   problems: string[];
 }
 

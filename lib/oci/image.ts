@@ -43,6 +43,7 @@ import { configImageRef } from "./store.ts";
 
 /** A layer or config that cannot be turned into a file system. */
 export class OciImageError extends RepositoryError {
+  /** Creates the error; the message is one line naming the input. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "OciImageError";

@@ -52,6 +52,7 @@ export interface ImportLayerResult {
 
 /** A mismatch between the tar's sha256 and the expected one. */
 export class LayerDigestError extends RepositoryError {
+  /** Creates the error; the message is one line naming the input. */
   constructor(message: string) {
     super(message);
     this.name = "LayerDigestError";

@@ -38,19 +38,27 @@ export interface PullOptions extends SourceOptions {
 export interface LayerEvent {
   /** Position in the manifest (0-based) and count. */
   index: number;
+  /** How many layers the image has. */
   count: number;
+  /** The compressed blob's digest. */
   digest: string;
+  /** The uncompressed tar's digest (config `rootfs.diff_ids`). */
   diffId: string;
   /** Compressed size from the manifest. */
   size: number;
+  /** `present`: already stored, not fetched; `start`/`done`: around its import. */
   state: "present" | "start" | "done";
 }
 
 /** One layer of a pulled image. */
 export interface PulledLayer {
+  /** The compressed blob's digest. */
   digest: string;
+  /** The uncompressed tar's digest. */
   diffId: string;
+  /** The layer's media type (its compression). */
   mediaType: string;
+  /** The compressed blob's size. */
   size: number;
   /** The layer stream's object id. */
   verity: Uint8Array;
@@ -70,6 +78,7 @@ export interface PullResult {
   configSha256: Uint8Array;
   /** The config stream's object id. */
   configStreamId: Uint8Array;
+  /** The layers in manifest order. */
   layers: PulledLayer[];
   /** How many layers were imported (0 when everything was present). */
   layersImported: number;

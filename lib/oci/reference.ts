@@ -110,6 +110,7 @@ export class ImageRefError extends Error {
   /** The reference as given. */
   readonly input: string;
 
+  /** Creates the error for `input`, saying why it is not a reference. */
   constructor(input: string, reason: string) {
     super(`invalid image reference ${JSON.stringify(clip(input))}: ${reason}`);
     this.name = "ImageRefError";

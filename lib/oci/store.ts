@@ -35,6 +35,7 @@ export const TAG_MAX_LENGTH = 200;
 
 /** A tag that cannot be stored. */
 export class TagError extends RepositoryError {
+  /** Creates the error; the message is one line naming the input. */
   constructor(message: string) {
     super(message);
     this.name = "TagError";
@@ -129,9 +130,13 @@ export function listTags(repo: Repository): Array<{ tag: string; manifestSha256:
 
 /** A stored stream read whole: its name, object id, reader and content bytes. */
 export interface StoredStream {
+  /** The stream's name: the sha256 hex of its content. */
   sha256: string;
+  /** The stream object's id. */
   id: Uint8Array;
+  /** The parsed stream (digest map, references). */
   reader: SplitStreamReader;
+  /** The content, objects included. */
   content: Uint8Array;
 }
 

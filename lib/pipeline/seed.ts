@@ -48,11 +48,15 @@ export interface SeedPullResult {
   created: boolean;
   /** True when an old-format repository was upgraded. */
   upgraded: boolean;
+  /** True when the repository requires fs-verity. */
   secure: boolean;
+  /** What the pull stored. */
   pull: PullResult;
+  /** The tag written (`localhost/bootc-<manifest digest>`). */
   tag: string;
   /** The bootable image's id (hex). */
   imageId: string;
+  /** The image's boot entries (found before the boot transform emptied `/boot`). */
   entries: BootEntry[];
 }
 
