@@ -68,3 +68,89 @@ export {
   type Rule,
   SelinuxPolicyError,
 } from "./lib/boot/selinux.ts";
+export {
+  type BlsEntry,
+  type BootEntry,
+  BootEntryError,
+  bootEntryToJson,
+  type BootFile,
+  findBootEntries,
+  type UkiEntry,
+} from "./lib/boot/entries.ts";
+export {
+  type ContainersStorageReference,
+  type DockerReference,
+  type ImageReference,
+  ImageRefError,
+  type OciArchiveReference,
+  type OciLayoutReference,
+  type OtherTransportReference,
+  parseImageReference,
+} from "./lib/oci/reference.ts";
+export {
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  type LayerDescriptor,
+  OciLayout,
+  OciLayoutError,
+  parsePlatform,
+  type Platform,
+  type ResolvedImage,
+  type ResolveOptions,
+} from "./lib/oci/layout.ts";
+export { type Credentials } from "./lib/oci/auth.ts";
+export { type ImageSource, openImageSource, type SourceOptions } from "./lib/oci/source.ts";
+export {
+  type LayerEvent,
+  type PulledLayer,
+  pullImage,
+  type PullOptions,
+  type PullResult,
+} from "./lib/oci/pull.ts";
+export {
+  importLayer,
+  type ImportLayerOptions,
+  type ImportLayerResult,
+  LayerDigestError,
+} from "./lib/oci/import.ts";
+export {
+  bootcTag,
+  configImageRef,
+  decodeTag,
+  encodeTag,
+  findImage,
+  listTags,
+  type StoredImage,
+  TagError,
+  tagImage,
+  untagImage,
+} from "./lib/oci/store.ts";
+export {
+  commitOciImage,
+  createFilesystem,
+  imageFilesystem,
+  OciImageError,
+} from "./lib/oci/image.ts";
+export { fsckAllImages, fsckImage, type ImageFsckReport } from "./lib/oci/fsck.ts";
+export {
+  type FetchedManifest,
+  RegistryClient,
+  type RegistryClientOptions,
+  RegistryError,
+  type RegistryErrorKind,
+  type RegistryImage,
+  type RegistryResolveOptions,
+} from "./lib/oci/registry.ts";
+export {
+  readTar,
+  type TarEntry,
+  type TarEntryType,
+  TarError,
+  type TarInput,
+  type TarMetadata,
+  TarReader,
+} from "./lib/oci/tar.ts";
+export { MountError, mountImage } from "./lib/mount.ts";
+export { seedPull, type SeedPullOptions, type SeedPullResult } from "./lib/pipeline/seed.ts";

@@ -130,11 +130,109 @@ export const imageConfigSchema = z.object({
   created: z.string().optional(),
 });
 
-export type Platform = z.infer<typeof platformSchema>;
-export type Descriptor = z.infer<typeof descriptorSchema>;
-export type ImageIndex = z.infer<typeof imageIndexSchema>;
-export type ImageManifest = z.infer<typeof imageManifestSchema>;
-export type ImageConfig = z.infer<typeof imageConfigSchema>;
+/** os/architecture[/variant] of an image (the OCI `platform` object; {@link platformSchema}). */
+export interface Platform {
+  /** The CPU architecture in Go terms (`amd64`, `arm64`, ...); not empty. */
+  architecture: string;
+  /** The operating system in Go terms (`linux`, `windows`, ...); not empty. */
+  os: string;
+  /** The OS version (used by Windows images). */
+  "os.version"?: string;
+  /** Required OS features (used by Windows images). */
+  "os.features"?: string[];
+  /** The CPU variant, e.g. `v7` for arm or `v8` for arm64. */
+  variant?: string;
+  /** Reserved by the OCI spec; kept as given. */
+  features?: string[];
+}
+
+/** An OCI content descriptor: what a blob is, its digest and its size ({@link descriptorSchema}). */
+export interface Descriptor {
+  /** The media type of the referenced content; 1 to 255 characters. */
+  mediaType: string;
+  /** The content's digest, a valid lowercase `sha256:`/`sha512:` digest. */
+  digest: string;
+  /** The content's size in bytes, a non-negative safe integer. */
+  size: number;
+  /** Other places the content may be fetched from (not used by cfs). */
+  urls?: string[];
+  /** Arbitrary metadata, e.g. `org.opencontainers.image.ref.name` in `index.json`. */
+  annotations?: Record<string, string>;
+  /** The platform of the image a manifest describes (in an image index). */
+  platform?: Platform;
+  /** The artifact type of an artifact manifest (not used by cfs). */
+  artifactType?: string;
+}
+
+/** An image index (`index.json`, OCI index, Docker manifest list; {@link imageIndexSchema}). */
+export interface ImageIndex {
+  /** Always 2. */
+  schemaVersion: 2;
+  /** The index's own media type, when it states one; must agree with its descriptor's. */
+  mediaType?: string;
+  /** The manifests (or nested indexes) it lists. */
+  manifests: Descriptor[];
+  /** Arbitrary metadata. */
+  annotations?: Record<string, string>;
+}
+
+/** An image manifest (OCI or Docker schema 2; {@link imageManifestSchema}). */
+export interface ImageManifest {
+  /** Always 2. */
+  schemaVersion: 2;
+  /** The manifest's own media type, when it states one; must agree with its descriptor's. */
+  mediaType?: string;
+  /** The artifact type of an artifact manifest (not used by cfs). */
+  artifactType?: string;
+  /** The image config's descriptor. */
+  config: Descriptor;
+  /** The layers, base first. */
+  layers: Descriptor[];
+  /** The manifest this one refers to (OCI referrers; not used by cfs). */
+  subject?: Descriptor;
+  /** Arbitrary metadata. */
+  annotations?: Record<string, string>;
+}
+
+/**
+ * The parts of an image config cfs reads ({@link imageConfigSchema}); other fields are
+ * kept in the raw bytes.
+ */
+export interface ImageConfig {
+  /** The CPU architecture the image's binaries are for. */
+  architecture: string;
+  /** The operating system the image is for. */
+  os: string;
+  /** The CPU variant, when there is one. */
+  variant?: string;
+  /** The layers' uncompressed digests. */
+  rootfs: {
+    /** Always `layers`. */
+    type: "layers";
+    /** The digest of each layer's uncompressed tar, in manifest order. */
+    diff_ids: string[];
+  };
+  /** The runtime config (`Cmd`, `Env`, `Labels`, ...), unvalidated; may be null. */
+  config?: Record<string, unknown> | null;
+  /** When the image was created (RFC 3339), as given. */
+  created?: string;
+}
+
+/** True when `A` and `B` have the same keys and are assignable to each other. */
+type Same<A, B> = [A, keyof A] extends [B, keyof B]
+  ? ([B, keyof B] extends [A, keyof A] ? true : false)
+  : false;
+/** Compiles only for `true`. */
+type Assert<T extends true> = T;
+// Compile-time check that the interfaces above are exactly the schemas' parsed types.
+type _SchemaTypesMatch = [
+  Assert<Same<Platform, z.infer<typeof platformSchema>>>,
+  Assert<Same<Descriptor, z.infer<typeof descriptorSchema>>>,
+  Assert<Same<ImageIndex, z.infer<typeof imageIndexSchema>>>,
+  Assert<Same<ImageManifest, z.infer<typeof imageManifestSchema>>>,
+  Assert<Same<ImageConfig, z.infer<typeof imageConfigSchema>>>,
+  Assert<Same<ImageConfig["rootfs"], z.infer<typeof imageConfigSchema>["rootfs"]>>,
+];
 
 /** A layer of a resolved image: its descriptor and its diff_id from the config. */
 export interface LayerDescriptor extends Descriptor {
@@ -146,12 +244,17 @@ export interface LayerDescriptor extends Descriptor {
 export interface ResolvedImage {
   /** The manifest's descriptor (from `index.json` or the selected index entry). */
   manifestDescriptor: Descriptor;
+  /** The image manifest, validated. */
   manifest: ImageManifest;
   /** The manifest's bytes exactly as stored (their sha256 is the manifest digest). */
   manifestBytes: Uint8Array;
+  /** The config's descriptor (`manifest.config`). */
   configDescriptor: Descriptor;
+  /** The image config, validated (the fields cfs reads). */
   config: ImageConfig;
+  /** The config's bytes exactly as stored (their digest is the config digest). */
   configBytes: Uint8Array;
+  /** The layers, base first, each with its diff_id from the config. */
   layers: LayerDescriptor[];
   /** The digests of the indexes passed through to reach the manifest, outermost first. */
   indexDigests: string[];
@@ -164,6 +267,7 @@ export class OciLayoutError extends Error {
   /** The blob concerned, when there is one. */
   readonly digest?: string;
 
+  /** `message` is prefixed with `OCI layout DIR: `; `options.digest` names the blob. */
   constructor(dir: string, message: string, options?: ErrorOptions & { digest?: string }) {
     super(`OCI layout ${dir}: ${message}`, options);
     this.name = "OciLayoutError";
@@ -343,7 +447,7 @@ export class OciLayout {
    * Reads a JSON document (at most {@link MAX_JSON_BLOB_SIZE}, checked before reading),
    * verifies its digest, parses and validates it. `what` names it in errors.
    */
-  async readJsonBlob<T extends z.ZodType>(
+  private async readJsonBlob<T extends z.ZodType>(
     descriptor: Descriptor,
     schema: T,
     what: string,
@@ -541,6 +645,10 @@ export class OciLayout {
     }
   }
 
+  /**
+   * The entry of `manifests` for `platform` ({@link selectPlatform}); throws
+   * {@link OciLayoutError} listing the available platforms when none fits.
+   */
   private pickPlatform(manifests: Descriptor[], platform: Platform, where: string): Descriptor {
     const found = selectPlatform(manifests, platform);
     if (found === undefined) {
@@ -554,6 +662,10 @@ export class OciLayout {
     return found;
   }
 
+  /**
+   * Throws {@link OciLayoutError} when a document states a media type (`inDocument`)
+   * other than its descriptor's, so a manifest cannot pass as an index or the reverse.
+   */
   private checkMediaType(descriptor: Descriptor, inDocument: string | undefined, what: string) {
     if (inDocument !== undefined && inDocument !== descriptor.mediaType) {
       throw new OciLayoutError(
@@ -565,6 +677,10 @@ export class OciLayout {
     }
   }
 
+  /**
+   * `lstat` of a blob file; throws {@link OciLayoutError} when it is missing or not a
+   * regular file (a symlink is refused, so a blob cannot point outside `blobs/`).
+   */
   private async statBlob(path: string, label: string, digest: string): Promise<Deno.FileInfo> {
     let info: Deno.FileInfo;
     try {

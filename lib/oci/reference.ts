@@ -37,6 +37,7 @@ import { clip, digestProblem } from "./digest.ts";
 
 /** `oci:PATH[:NAME]`: an OCI image layout directory. */
 export interface OciLayoutReference {
+  /** Discriminant: an OCI image layout directory. */
   transport: "oci";
   /** The layout directory, as written (not resolved). */
   path: string;
@@ -46,13 +47,17 @@ export interface OciLayoutReference {
 
 /** `oci-archive:FILE[:NAME]`: a tar archive of an OCI image layout. */
 export interface OciArchiveReference {
+  /** Discriminant: a tar archive of an OCI image layout. */
   transport: "oci-archive";
+  /** The archive file, as written (not resolved). */
   path: string;
+  /** The `org.opencontainers.image.ref.name` to select; undefined: the only image. */
   tag: string | undefined;
 }
 
 /** `docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]`: an image in a registry. */
 export interface DockerReference {
+  /** Discriminant: an image in a registry. */
   transport: "docker";
   /** The registry, `docker.io` for Docker Hub; `host`, `host:port` or `[ipv6]:port`. */
   domain: string;
@@ -66,6 +71,7 @@ export interface DockerReference {
 
 /** `containers-storage:[[STORE-SPEC]]NAME[@ID]`: handed to skopeo as written. */
 export interface ContainersStorageReference {
+  /** Discriminant: an image in containers-storage (podman, buildah), read through skopeo. */
   transport: "containers-storage";
   /** Everything after `containers-storage:`. */
   name: string;
@@ -73,6 +79,7 @@ export interface ContainersStorageReference {
 
 /** Any other containers-image transport (`dir:`, `docker-archive:`, ...): for skopeo. */
 export interface OtherTransportReference {
+  /** Discriminant: a transport cfs hands to skopeo as written; `name` says which. */
   transport: "other";
   /** The transport's name, e.g. `docker-archive`. */
   name: string;
