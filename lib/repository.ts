@@ -11,9 +11,12 @@
  * gets fs-verity and is measured on read. Otherwise it is *insecure* (for file systems
  * without fs-verity, like this project's test hosts): digests are computed in user space.
  *
- * Writes are crash-safe: content goes to a temporary file in the object's directory, is
- * synced, (secure: gets verity,) and is renamed to its final name, so an object name never
- * shows partial content; symlinks are made under a temporary name and renamed over. This
+ * Writes are crash-safe: content goes to a temporary file in the object's directory,
+ * (secure: gets verity,) and is renamed to its final name, so a killed process never leaves
+ * an object name with partial content; symlinks are made under a temporary name and renamed
+ * over. Durability against power loss is batched as composefs-rs does it: objects are not
+ * fsynced one by one, but the file system is synced ({@link Repository.sync}) before any
+ * stream or image link is made, so nothing that names objects can outlive them. This
  * module owns every path below the repository.
  *
  * @module
@@ -485,7 +488,6 @@ export class Repository {
     try {
       let off = 0;
       while (off < data.length) off += file.writeSync(data.subarray(off));
-      file.syncDataSync();
     } catch (e) {
       file.close();
       Deno.removeSync(path);
@@ -533,7 +535,6 @@ export class Repository {
       } finally {
         sys.close(fd);
       }
-      out.syncDataSync();
       out.close();
     } catch (e) {
       out.close();
@@ -573,7 +574,6 @@ export class Repository {
       if (size !== undefined && total !== size) {
         throw new RepositoryError(`object stream of ${total} bytes, expected ${size}`);
       }
-      file.syncDataSync();
     } catch (e) {
       file.close();
       try {
@@ -586,6 +586,17 @@ export class Repository {
     Deno.mkdirSync(join(dir, toHex(digest).slice(0, 2)), { recursive: true });
     this.commitTemp(tmp, digest);
     return digest;
+  }
+
+  /**
+   * Makes everything written so far durable: one syncfs(2) of the repository's file system.
+   * Objects are not synced one by one (thousands of journal commits per layer were most of
+   * a pull's time); instead every stream and image link is made only after this, so no
+   * name that refers to objects can survive a crash that their content did not. An object
+   * itself may be lost or empty after a power cut, which fsck reports and gc removes.
+   */
+  sync(): void {
+    sys.syncFilesystem(this.path);
   }
 
   /** Reads an object whole, checking its digest (fs-verity measurement when secure). */
@@ -649,6 +660,7 @@ export class Repository {
     const imagesDir = join(this.path, "images");
     Deno.mkdirSync(imagesDir, { recursive: true });
     const link = join(imagesDir, hex);
+    this.sync();
     if (!exists(link)) symlinkAtomic(`../objects/${hex.slice(0, 2)}/${hex.slice(2)}`, link);
     if (name !== undefined) this.setRef("images", name, hex);
     return digest;
@@ -726,6 +738,7 @@ export class Repository {
     }
     if (name !== undefined) validateRefName(name);
     const stored = this.storeBytes(streamBytes);
+    this.sync();
     const hex = toHex(contentSha256);
     const dir = join(this.path, "streams");
     Deno.mkdirSync(dir, { recursive: true });

@@ -64,6 +64,7 @@ const symbols = {
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  syncfs: { parameters: ["i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
@@ -275,6 +276,19 @@ export function read(fd: number, buf: Uint8Array<ArrayBuffer>, path?: BytePath):
 /** close(2). */
 export function close(fd: number): void {
   libc().close(fd);
+}
+
+/**
+ * Flushes the whole file system that `path` is on (syncfs(2)): one journal commit for
+ * everything written since, instead of one fsync per file.
+ */
+export function syncFilesystem(path: BytePath): void {
+  const fd = openRead(path);
+  try {
+    check("syncfs", libc().syncfs(fd), path);
+  } finally {
+    close(fd);
+  }
 }
 
 /** Reads up to `size` bytes of a file (byte path, not following a final symlink). */
