@@ -18,6 +18,7 @@ import {
 import { bootEntriesCommand, pullCommand } from "./lib/cli/pull.ts";
 import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
 import { catCommand, ociCommand } from "./lib/cli/oci.ts";
+import { setupRootCommand } from "./lib/cli/setup_root.ts";
 
 const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   init: { handler: initCommand, summary: "create a repository" },
@@ -45,6 +46,7 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   "boot-entries": { handler: bootEntriesCommand, summary: "list a pulled image's boot entries" },
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
   gc: { handler: gcCommand, summary: "remove unreferenced images and objects" },
+  "setup-root": { handler: setupRootCommand, summary: "initramfs: mount composefs=ID as root" },
 };
 
 const USAGE = `usage: cfs [--repo DIR] [--json] [-v] COMMAND [ARGS...]

@@ -1,0 +1,336 @@
+/**
+ * `cfs setup-root`: what composefs-setup-root does in an initramfs, done by cfs.
+ *
+ * 1. read `composefs=<image id>` from the kernel command line (`composefs=?<id>`: insecure,
+ *    no fs-verity checks; 64 hex digits: sha256, 128: sha512);
+ * 2. mount the root device on the sysroot (when one is given; else the sysroot is mounted
+ *    already), and open the repository at `<sysroot>/composefs`;
+ * 3. enable fs-verity on the image file where it is missing, measure it, and compare the
+ *    digest with the id;
+ * 4. for every object the image refers to: check it exists, enable fs-verity where missing,
+ *    and compare the measured digest with the object's name;
+ * 5. mount the EROFS image (loop device) and an overlay with `objects/` as its data-only lower
+ *    layer (`lowerdir=IMAGE::OBJECTS`, metacopy, redirect_dir, `verity=require` where the
+ *    kernel knows it); on kernels that refuse those options (before Linux 6.5 / 6.6) it falls
+ *    back to `lowerdir=IMAGE:OBJECTS` without `verity=`, as libcomposefs does;
+ * 6. move the old sysroot to `<new root>/sysroot` (when the image has that directory) and the
+ *    new root onto the sysroot. The initramfs's PID 1 then runs `switch_root SYSROOT INIT`
+ *    (a process other than PID 1 cannot switch the root of the whole system).
+ *
+ * Checking every object up front is how fs-verity gets enforced on kernels whose overlayfs has
+ * no `verity=require` (Linux 6.1, Debian 12's kernel): with fs-verity enabled on each object
+ * and its digest equal to its name, a later change of an object's bytes fails the read (EIO).
+ *
+ * @module
+ */
+import $ from "dax";
+import { join } from "node:path";
+import { collectObjects, readErofs } from "./erofs/reader.ts";
+import { toHex, type VerityAlgorithm } from "./fsverity/digest.ts";
+import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
+import * as sys from "./sys/libc.ts";
+
+/** setup-root failed; the message names the file or id and what is wrong. */
+export class SetupRootError extends Error {
+  /** Creates the error with a one-line message. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SetupRootError";
+  }
+}
+
+/** The image named by a kernel command line. */
+export interface CmdlineImage {
+  /** Image id, lower-case hex. */
+  id: string;
+  /** `composefs=?<id>`: boot without fs-verity checks. */
+  insecure: boolean;
+  /** sha256 for 64 hex digits, sha512 for 128. */
+  algorithm: VerityAlgorithm;
+}
+
+/**
+ * Splits a kernel command line as the kernel does: on whitespace, except inside double
+ * quotes (which stay part of the word; there is no escaping).
+ */
+export function splitCmdline(cmdline: string): string[] {
+  const words: string[] = [];
+  let cur = "";
+  let quoted = false;
+  let inWord = false;
+  for (const c of cmdline) {
+    if (c === '"') quoted = !quoted;
+    if (!quoted && /\s/.test(c)) {
+      if (inWord) words.push(cur);
+      cur = "";
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(cur);
+  return words;
+}
+
+/** The value of the first `name=` word of a command line, or undefined. */
+export function cmdlineValue(cmdline: string, name: string): string | undefined {
+  const prefix = `${name}=`;
+  return splitCmdline(cmdline).find((w) => w.startsWith(prefix))?.slice(prefix.length);
+}
+
+/** Parses `composefs=[?]<hex id>` from a kernel command line; throws when absent or malformed. */
+export function parseComposefsCmdline(cmdline: string): CmdlineImage {
+  const value = cmdlineValue(cmdline, "composefs");
+  if (value === undefined) throw new SetupRootError("no composefs= on the kernel command line");
+  const insecure = value.startsWith("?");
+  const id = insecure ? value.slice(1) : value;
+  if (!/^[0-9a-f]+$/.test(id) || (id.length !== 64 && id.length !== 128)) {
+    throw new SetupRootError(
+      `composefs=${value}: not an image id (64 or 128 lower-case hex digits, optionally after '?')`,
+    );
+  }
+  return { id, insecure, algorithm: id.length === 128 ? "sha512" : "sha256" };
+}
+
+/** Input of {@link setupRoot}. */
+export interface SetupRootOptions {
+  /** The kernel command line (default: `/proc/cmdline`). */
+  cmdline?: string;
+  /** Where the real root is (or gets) mounted and the new root ends up; default `/sysroot`. */
+  sysroot?: string;
+  /** Block device to mount on the sysroot first (read-write: enabling fs-verity writes). */
+  rootDevice?: string;
+  /** Its file system type; default `ext4`. */
+  rootFsType?: string;
+  /** The repository; default `<sysroot>/composefs`. */
+  repo?: string;
+  /**
+   * Mount the composed root here and stop (no moving of the sysroot): for tests and for
+   * looking at an image.
+   */
+  mountpoint?: string;
+  /** Progress lines (one per step). */
+  log?: (line: string) => void;
+}
+
+/** What {@link setupRoot} did. */
+export interface SetupRootResult {
+  id: string;
+  insecure: boolean;
+  /** Objects the image refers to. */
+  objects: number;
+  /** Of these, objects on which setup-root enabled fs-verity (0 when all had it). */
+  verityEnabled: number;
+  /** The overlay's lower-layer syntax: `data-only` (`::`) or `fallback` (`:`, no verity=). */
+  overlay: "data-only" | "fallback";
+  /** The overlay's mount options. */
+  overlayOptions: string;
+  /** Where the composed root is mounted now. */
+  root: string;
+}
+
+async function mount(args: string[], what: string): Promise<void> {
+  const r = await $`mount ${args}`.stdout("null").stderr("piped").noThrow();
+  if (r.code !== 0) {
+    const lines = r.stderr.split("\n").map((l) => l.trim()).filter((l) =>
+      l && !l.includes("dmesg(1)")
+    );
+    const why = lines.pop() || `mount exited ${r.code}`;
+    throw new SetupRootError(`${what}: ${why}`);
+  }
+}
+
+/**
+ * Makes sure `path` has fs-verity (enabling it when missing, unless `insecure`) and returns the
+ * digest the kernel measures; when `insecure`, checks nothing and returns null. Also returns
+ * whether verity was enabled here.
+ */
+function sealAndMeasure(
+  path: string,
+  alg: VerityAlgorithm,
+  insecure: boolean,
+): { digest: Uint8Array | null; enabled: boolean } {
+  if (insecure) return { digest: null, enabled: false };
+  let fd: number;
+  try {
+    fd = sys.openRead(path);
+  } catch (e) {
+    throw new SetupRootError(`${path}: cannot open: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    let digest = measureVerity(fd, alg, path);
+    if (digest !== null) return { digest, enabled: false };
+    enableVerity(fd, alg, path);
+    digest = measureVerity(fd, alg, path);
+    if (digest === null) throw new SetupRootError(`${path}: fs-verity did not get enabled`);
+    return { digest, enabled: true };
+  } catch (e) {
+    if (!(e instanceof VerityError)) throw e;
+    const hint = e.unsupported
+      ? `${path}: the file system has no fs-verity (composefs=?ID boots without it)`
+      : e.message;
+    throw new SetupRootError(hint, { cause: e });
+  } finally {
+    sys.close(fd);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sets up the composed root; see the module documentation. Throws {@link SetupRootError}. */
+export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResult> {
+  const log = o.log ?? (() => {});
+  const cmdline = o.cmdline ?? await Deno.readTextFile("/proc/cmdline");
+  const image = parseComposefsCmdline(cmdline);
+  const sysroot = o.sysroot ?? "/sysroot";
+  log(`image ${image.id}${image.insecure ? " (insecure)" : ""}`);
+
+  if (o.rootDevice) {
+    await Deno.mkdir(sysroot, { recursive: true });
+    await mount(
+      ["-t", o.rootFsType ?? "ext4", "-o", "rw", o.rootDevice, sysroot],
+      `cannot mount ${o.rootDevice} on ${sysroot}`,
+    );
+    log(`mounted ${o.rootDevice} on ${sysroot}`);
+  }
+  const repo = o.repo ?? join(sysroot, "composefs");
+  if (!exists(join(repo, "objects"))) {
+    throw new SetupRootError(`${repo}: no composefs repository (no objects/ directory)`);
+  }
+  const meta = readMetaAlgorithm(repo);
+  if (meta !== undefined && meta !== image.algorithm) {
+    throw new SetupRootError(
+      `composefs=${image.id}: a ${image.algorithm} id, but ${repo} is a ${meta} repository`,
+    );
+  }
+
+  // The image: its fs-verity digest is its id.
+  const imagePath = join(repo, "images", image.id);
+  if (!exists(imagePath)) {
+    throw new SetupRootError(`no image ${image.id} in ${repo} (wrong composefs= id?)`);
+  }
+  const imageFile = await Deno.realPath(imagePath).catch((e) => {
+    throw new SetupRootError(`${imagePath}: dangling (${(e as Error).message})`);
+  });
+  const sealed = sealAndMeasure(imageFile, image.algorithm, image.insecure);
+  if (sealed.digest !== null && toHex(sealed.digest) !== image.id) {
+    throw new SetupRootError(
+      `image ${image.id}: fs-verity digest of ${imagePath} is ${
+        toHex(sealed.digest)
+      } (wrong composefs= id or a changed image)`,
+    );
+  }
+  const bytes = await Deno.readFile(imageFile);
+  let objects: Uint8Array[];
+  try {
+    objects = collectObjects(readErofs(bytes));
+  } catch (e) {
+    throw new SetupRootError(`image ${image.id}: ${(e as Error).message}`, { cause: e });
+  }
+  log(
+    `image ${image.insecure ? "read" : "verified"}: ${
+      sealed.enabled ? "fs-verity enabled, " : ""
+    }${objects.length} objects`,
+  );
+
+  // Every object: present, sealed, and named by its digest.
+  let verityEnabled = 0;
+  for (const digest of objects) {
+    const hex = toHex(digest);
+    const path = join(repo, "objects", hex.slice(0, 2), hex.slice(2));
+    if (!exists(path)) throw new SetupRootError(`object ${hex} is missing (${path})`);
+    const s = sealAndMeasure(path, image.algorithm, image.insecure);
+    if (s.enabled) verityEnabled++;
+    if (s.digest !== null && toHex(s.digest) !== hex) {
+      throw new SetupRootError(
+        `object ${path}: fs-verity digest is ${toHex(s.digest)}, not its name (changed content)`,
+      );
+    }
+  }
+  log(
+    `objects ${
+      image.insecure ? "present" : "verified"
+    } (fs-verity enabled on ${verityEnabled} of ${objects.length})`,
+  );
+
+  // EROFS + overlay.
+  const work = "/run/cfs-setup-root";
+  const lower = join(work, `erofs-${image.id.slice(0, 16)}`);
+  const root = o.mountpoint ?? join(work, `root-${image.id.slice(0, 16)}`);
+  await Deno.mkdir(lower, { recursive: true });
+  await Deno.mkdir(root, { recursive: true });
+  await mount(["-t", "erofs", "-o", "loop,ro", imageFile, lower], `cannot mount image ${image.id}`);
+  const objectsDir = join(repo, "objects");
+  const base = ["ro", "metacopy=on", "redirect_dir=on"];
+  const attempts: Array<{ overlay: "data-only" | "fallback"; options: string[] }> = [
+    {
+      overlay: "data-only",
+      options: [
+        ...base,
+        `lowerdir=${lower}::${objectsDir}`,
+        ...(image.insecure ? [] : ["verity=require"]),
+      ],
+    },
+    { overlay: "fallback", options: [...base, `lowerdir=${lower}:${objectsDir}`] },
+  ];
+  let used: (typeof attempts)[number] | undefined;
+  const errors: string[] = [];
+  for (const a of attempts) {
+    try {
+      await mount(
+        ["-t", "overlay", "-o", a.options.join(","), `composefs:${image.id}`, root],
+        `overlay (${a.overlay})`,
+      );
+      used = a;
+      break;
+    } catch (e) {
+      errors.push((e as Error).message);
+      log(`${(e as Error).message}; trying the next form`);
+    }
+  }
+  // The overlay holds the EROFS mount; detach it so that nothing else refers to it.
+  await $`umount -l ${lower}`.stdout("null").stderr("null").noThrow();
+  await Deno.remove(lower).catch(() => {});
+  if (!used) throw new SetupRootError(`cannot mount image ${image.id}: ${errors.join("; ")}`);
+  log(`mounted image ${image.id} on ${root} (${used.overlay}: ${used.options.join(",")})`);
+
+  if (o.mountpoint === undefined) {
+    // The old sysroot (the disk) under the new root, the new root on the sysroot.
+    if (exists(join(root, "sysroot"))) {
+      await mount(["--move", sysroot, join(root, "sysroot")], `cannot move ${sysroot}`);
+    } else {
+      await $`umount -l ${sysroot}`.noThrow();
+    }
+    await mount(["--move", root, sysroot], `cannot move the new root to ${sysroot}`);
+    log(`new root on ${sysroot}`);
+  }
+  return {
+    id: image.id,
+    insecure: image.insecure,
+    objects: objects.length,
+    verityEnabled,
+    overlay: used.overlay,
+    overlayOptions: used.options.join(","),
+    root: o.mountpoint ?? sysroot,
+  };
+}
+
+/** The algorithm meta.json names (sha256/sha512), or undefined without a readable meta.json. */
+function readMetaAlgorithm(repo: string): VerityAlgorithm | undefined {
+  try {
+    const meta = JSON.parse(Deno.readTextFileSync(join(repo, "meta.json")));
+    if (meta.algorithm === "fsverity-sha512-12") return "sha512";
+    if (meta.algorithm === "fsverity-sha256-12") return "sha256";
+  } catch {
+    // an old-format repository: the id's length decides
+  }
+  return undefined;
+}
