@@ -219,13 +219,15 @@ export interface LayerBlob {
 /**
  * A layer's compressed bytes in, its verified tar stream out: checks size and digest of
  * the compressed blob, decompresses by media type, and checks the uncompressed stream
- * against `diffId` (from the image config). Throws {@link BlobError} (`media-type`) at
+ * against `diffId` (from the image config). `onCompressedBytes` hears of every compressed
+ * chunk as it is read (for progress displays). Throws {@link BlobError} (`media-type`) at
  * once for a media type that is not a layer.
  */
 export function verifiedLayer(
   compressed: ReadableStream<Uint8Array>,
   layer: LayerBlob,
   diffId: string,
+  onCompressedBytes?: (n: number) => void,
 ): ReadableStream<Uint8Array> {
   const compression = layerCompression(layer.mediaType);
   if (compression === undefined) {
@@ -235,7 +237,17 @@ export function verifiedLayer(
       `layer ${layer.digest}: unsupported media type ${JSON.stringify(clip(layer.mediaType, 100))}`,
     );
   }
-  const checked = verifyBlob(compressed, layer, "layer");
+  const counted = onCompressedBytes
+    ? compressed.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          onCompressedBytes(chunk.length);
+          controller.enqueue(chunk);
+        },
+      }),
+    )
+    : compressed;
+  const checked = verifyBlob(counted, layer, "layer");
   return decompress(checked, compression, layer.digest)
     .pipeThrough(blobVerifier({ digest: diffId }, `uncompressed layer ${layer.digest}, diff_id`));
 }

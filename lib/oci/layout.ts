@@ -625,7 +625,10 @@ export class OciLayout {
   }
 
   /** A layer's uncompressed tar: compressed digest, size and diff_id checked as it streams. */
-  async openLayer(layer: LayerDescriptor): Promise<ReadableStream<Uint8Array>> {
+  async openLayer(
+    layer: LayerDescriptor,
+    onCompressedBytes?: (n: number) => void,
+  ): Promise<ReadableStream<Uint8Array>> {
     const path = this.blobPath(layer.digest);
     const label = `layer ${layer.digest}`;
     const info = await this.statBlob(path, label, layer.digest);
@@ -638,7 +641,7 @@ export class OciLayout {
     }
     const file = await Deno.open(path);
     try {
-      return verifiedLayer(file.readable, layer, layer.diffId);
+      return verifiedLayer(file.readable, layer, layer.diffId, onCompressedBytes);
     } catch (e) {
       file.close();
       throw e;

@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { openImageSource, type SourceOptions } from "./source.ts";
+import { type ImageSource, openImageSource, type SourceOptions } from "./source.ts";
+import type { TarInput } from "./tar.ts";
 import { importLayer, parseSha256 } from "./import.ts";
 import { tagImage, writeManifestStream } from "./store.ts";
 import { type DigestMapEntry, SplitStreamWriter } from "../splitstream.ts";
@@ -32,6 +33,10 @@ export interface PullOptions extends SourceOptions {
   configRef?: string;
   /** Called as layers start and finish. */
   onLayer?: (event: LayerEvent) => void;
+  /** Hears of every compressed byte read, per layer (progress displays). */
+  onBytes?: (layerIndex: number, n: number) => void;
+  /** Stops the pull (between chunks of a layer) when aborted. */
+  signal?: AbortSignal;
 }
 
 /** Progress of one layer. */
@@ -94,87 +99,119 @@ export async function pullImage(
 ): Promise<PullResult> {
   const source = await openImageSource(ref, options);
   try {
-    const image = source.image;
-    const manifestDigest = image.manifestDescriptor.digest;
-    const configDigest = image.configDescriptor.digest;
-    if (!manifestDigest.startsWith("sha256:") || !configDigest.startsWith("sha256:")) {
-      throw new RepositoryError(
-        `'${ref}': manifest ${manifestDigest} / config ${configDigest}: only sha256 digests ` +
-          "can be stored (streams are named by sha256)",
-      );
-    }
-    const manifestSha256 = parseSha256(manifestDigest);
-    const configSha256 = parseSha256(configDigest);
-
-    const layers: PulledLayer[] = [];
-    const map: DigestMapEntry[] = [];
-    let layersImported = 0;
-    let configStreamId = repo.hasStream(configSha256);
-    const existing = configStreamId !== undefined;
-    for (const [index, layer] of image.layers.entries()) {
-      const diffId = parseSha256(layer.diffId);
-      const event = {
-        index,
-        count: image.layers.length,
-        digest: layer.digest,
-        diffId: layer.diffId,
-        size: layer.size,
-      };
-      let streamId = repo.hasStream(diffId);
-      let imported = false;
-      if (!streamId) {
-        options.onLayer?.({ ...event, state: "start" });
-        const r = await importLayer(repo, await source.openLayer(layer), { contentSha256: diffId });
-        streamId = r.streamId;
-        imported = !r.existing;
-        if (imported) layersImported++;
-        options.onLayer?.({ ...event, state: "done" });
-      } else {
-        options.onLayer?.({ ...event, state: "present" });
-      }
-      layers.push({
-        digest: layer.digest,
-        diffId: layer.diffId,
-        mediaType: layer.mediaType,
-        size: layer.size,
-        verity: streamId,
-        imported,
-      });
-      map.push({ body: diffId, verity: streamId });
-    }
-
-    if (configStreamId === undefined) {
-      const writer = new SplitStreamWriter({
-        objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
-        digestMap: map,
-        expectedSha256: configSha256,
-      });
-      let bytes: Uint8Array;
-      try {
-        writer.writeInline(image.configBytes);
-        bytes = writer.finish();
-      } catch (e) {
-        writer.abort();
-        throw e;
-      }
-      configStreamId = repo.writeStream(bytes, configSha256, options.configRef);
-    } else if (options.configRef !== undefined) {
-      repo.nameStream(options.configRef, configSha256);
-    }
-    const manifestVerity = repo.hasStream(manifestSha256) ??
-      writeManifestStream(repo, image.manifestBytes, manifestSha256, configSha256, configStreamId);
-    if (options.tag !== undefined) tagImage(repo, options.tag, toHex(manifestSha256));
-    return {
-      manifestDigest,
-      manifestVerity,
-      configDigest,
-      configSha256,
-      configStreamId,
-      layers,
-      layersImported,
-      existing,
-    };
+    return await pullFromSource(repo, source, options);
   } finally {
     await source.close();
   }
+}
+
+/** Wraps a layer's chunks so that the import stops at the next chunk once `signal` aborts. */
+async function* abortable(
+  input: TarInput,
+  signal: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  for await (const chunk of input) {
+    signal.throwIfAborted();
+    yield chunk;
+  }
+}
+
+/**
+ * Stores the image of an opened source (which the caller closes); see the module
+ * documentation. With `options.signal`, an abort stops the import between chunks: what
+ * was stored stays (objects, complete layer streams), nothing refers to a partial layer.
+ */
+export async function pullFromSource(
+  repo: Repository,
+  source: ImageSource,
+  options: PullOptions = {},
+): Promise<PullResult> {
+  const ref = source.reference;
+  const image = source.image;
+  const manifestDigest = image.manifestDescriptor.digest;
+  const configDigest = image.configDescriptor.digest;
+  if (!manifestDigest.startsWith("sha256:") || !configDigest.startsWith("sha256:")) {
+    throw new RepositoryError(
+      `'${ref}': manifest ${manifestDigest} / config ${configDigest}: only sha256 digests ` +
+        "can be stored (streams are named by sha256)",
+    );
+  }
+  const manifestSha256 = parseSha256(manifestDigest);
+  const configSha256 = parseSha256(configDigest);
+
+  const layers: PulledLayer[] = [];
+  const map: DigestMapEntry[] = [];
+  let layersImported = 0;
+  let configStreamId = repo.hasStream(configSha256);
+  const existing = configStreamId !== undefined;
+  for (const [index, layer] of image.layers.entries()) {
+    const diffId = parseSha256(layer.diffId);
+    const event = {
+      index,
+      count: image.layers.length,
+      digest: layer.digest,
+      diffId: layer.diffId,
+      size: layer.size,
+    };
+    let streamId = repo.hasStream(diffId);
+    let imported = false;
+    if (!streamId) {
+      options.onLayer?.({ ...event, state: "start" });
+      options.signal?.throwIfAborted();
+      const onBytes = options.onBytes;
+      let tar: TarInput = await source.openLayer(
+        layer,
+        onBytes ? (n) => onBytes(index, n) : undefined,
+      );
+      if (options.signal) tar = abortable(tar, options.signal);
+      const r = await importLayer(repo, tar, { contentSha256: diffId });
+      streamId = r.streamId;
+      imported = !r.existing;
+      if (imported) layersImported++;
+      options.onLayer?.({ ...event, state: "done" });
+    } else {
+      options.onLayer?.({ ...event, state: "present" });
+    }
+    layers.push({
+      digest: layer.digest,
+      diffId: layer.diffId,
+      mediaType: layer.mediaType,
+      size: layer.size,
+      verity: streamId,
+      imported,
+    });
+    map.push({ body: diffId, verity: streamId });
+  }
+
+  if (configStreamId === undefined) {
+    const writer = new SplitStreamWriter({
+      objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
+      digestMap: map,
+      expectedSha256: configSha256,
+    });
+    let bytes: Uint8Array;
+    try {
+      writer.writeInline(image.configBytes);
+      bytes = writer.finish();
+    } catch (e) {
+      writer.abort();
+      throw e;
+    }
+    configStreamId = repo.writeStream(bytes, configSha256, options.configRef);
+  } else if (options.configRef !== undefined) {
+    repo.nameStream(options.configRef, configSha256);
+  }
+  const manifestVerity = repo.hasStream(manifestSha256) ??
+    writeManifestStream(repo, image.manifestBytes, manifestSha256, configSha256, configStreamId);
+  if (options.tag !== undefined) tagImage(repo, options.tag, toHex(manifestSha256));
+  return {
+    manifestDigest,
+    manifestVerity,
+    configDigest,
+    configSha256,
+    configStreamId,
+    layers,
+    layersImported,
+    existing,
+  };
 }

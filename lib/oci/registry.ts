@@ -476,7 +476,11 @@ export class RegistryClient {
    * A layer's uncompressed tar: the compressed blob's size and digest and the tar's
    * diff_id are checked while it streams (blob.ts {@link verifiedLayer}).
    */
-  async openLayer(repository: string, layer: LayerDescriptor): Promise<ReadableStream<Uint8Array>> {
+  async openLayer(
+    repository: string,
+    layer: LayerDescriptor,
+    onCompressedBytes?: (n: number) => void,
+  ): Promise<ReadableStream<Uint8Array>> {
     if (layerCompression(layer.mediaType) === undefined) {
       throw new BlobError(
         layer.digest,
@@ -487,7 +491,7 @@ export class RegistryClient {
       );
     }
     const raw = await this.#openRawBlob(repository, layer);
-    return verifiedLayer(raw, layer, layer.diffId);
+    return verifiedLayer(raw, layer, layer.diffId, onCompressedBytes);
   }
 
   async #readConfig(

@@ -39,8 +39,11 @@ export interface ImageSource {
   readonly reference: string;
   /** Manifest, config and layers, digests checked. */
   readonly image: ResolvedImage;
-  /** The uncompressed tar of one of {@link image}'s layers, checked while it streams. */
-  openLayer(layer: LayerDescriptor): Promise<TarInput>;
+  /**
+   * The uncompressed tar of one of {@link image}'s layers, checked while it streams;
+   * `onCompressedBytes` counts the blob's bytes as they are read (progress).
+   */
+  openLayer(layer: LayerDescriptor, onCompressedBytes?: (n: number) => void): Promise<TarInput>;
   /** Releases temporary files. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -62,7 +65,7 @@ async function layoutSource(
     return {
       reference,
       image,
-      openLayer: (layer) => layout.openLayer(layer),
+      openLayer: (layer, onBytes) => layout.openLayer(layer, onBytes),
       close: async () => {
         if (closed) return;
         closed = true;
@@ -115,7 +118,7 @@ export async function openImageSource(
       return {
         reference,
         image,
-        openLayer: (layer) => client.openLayer(image.repository, layer),
+        openLayer: (layer, onBytes) => client.openLayer(image.repository, layer, onBytes),
         close: async () => {},
       };
     }

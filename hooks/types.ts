@@ -1,0 +1,151 @@
+/**
+ * The API a cfs hook module is written against. A hook module is a TypeScript file whose
+ * default export is a {@link Hook}; cfs loads it for `cfs pull` from `--hook FILE`, from
+ * `hooks.d/` directories, or from the configuration file (see the README, "Hooks").
+ *
+ * ```ts
+ * import type { Hook } from "/usr/share/cfs/hooks/types.ts"; // type-only: erased on load
+ *
+ * export default {
+ *   name: "oem-tags",
+ *   after: {
+ *     import: (ctx) => {
+ *       ctx.tags.push(`oem/golden:${ctx.config!.digest.slice(7, 19)}`);
+ *     },
+ *   },
+ * } satisfies Hook;
+ * ```
+ *
+ * Only type imports may come from this file (they are erased when the hook is loaded);
+ * a hook's own relative imports (`./util.ts`) and `node:` modules load normally.
+ *
+ * @module
+ */
+import type { FileSystem } from "../lib/tree.ts";
+import type { BootEntry } from "../lib/boot/entries.ts";
+
+/** The stages of `cfs pull`, in the order they run. */
+export type StageName = "open" | "fetch" | "import" | "tag" | "label" | "image" | "boot";
+
+/** The stages of `cfs pull`, in order. */
+export const STAGES: readonly StageName[] = [
+  "open",
+  "fetch",
+  "import",
+  "tag",
+  "label",
+  "image",
+  "boot",
+];
+
+/** Whether a hook runs before or after its stage. */
+export type HookPhase = "before" | "after";
+
+/** A hook function: may be async; throwing (or rejecting) stops the pipeline. */
+export type HookFunction = (ctx: HookContext) => void | Promise<void>;
+
+/** The default export of a hook module. */
+export interface Hook {
+  /** Names the hook in logs and errors (`hook NAME failed in ...`). */
+  name: string;
+  /** Functions to run before the named stages. */
+  before?: Partial<Record<StageName, HookFunction>>;
+  /** Functions to run after the named stages. */
+  after?: Partial<Record<StageName, HookFunction>>;
+  /** Longest time one call may take, in milliseconds; default 60000. */
+  timeout?: number;
+}
+
+/** A structured event logger (lib/log.ts); fields follow journald naming (`BOOTC_*`-style keys). */
+export interface HookLogger {
+  /** An informational event with a stable 32-hex-digit message id and fields. */
+  info(message: string, fields?: Record<string, string | number | boolean>): void;
+  /** A warning event. */
+  warn(message: string, fields?: Record<string, string | number | boolean>): void;
+  /** A debug event (shown with -v). */
+  debug(message: string, fields?: Record<string, string | number | boolean>): void;
+}
+
+/** One layer of the image being pulled. */
+export interface HookLayer {
+  /** `sha256:...` of the compressed blob. */
+  digest: string;
+  /** `sha256:...` of the uncompressed tar. */
+  diffId: string;
+  /** Media type (compression). */
+  mediaType: string;
+  /** Compressed size in bytes. */
+  size: number;
+  /** The layer stream's object id (hex), once imported. */
+  verity?: string;
+  /** True when this pull imported it, false when it was present; set by `import`. */
+  imported?: boolean;
+}
+
+/** A content-addressed document of the image: manifest or config. */
+export interface HookDocument {
+  /** `sha256:...` of its bytes. */
+  digest: string;
+  /** Its stream's object id (hex), once stored (after `import`). */
+  verity?: string;
+  /** The parsed JSON. */
+  document: Record<string, unknown>;
+}
+
+/** What the repository offers hooks (a narrow, stable view of lib/repository.ts). */
+export interface HookRepository {
+  /** The repository directory. */
+  readonly path: string;
+  /** `fsverity-sha256-12` or `fsverity-sha512-12`. */
+  readonly algorithm: string;
+  /** True when fs-verity is required on every object. */
+  readonly secure: boolean;
+  /** The tags in the repository and the manifest digest each points at. */
+  tags(): Array<{ tag: string; manifest: string | null }>;
+  /** Reads an object by hex id (verified). */
+  readObject(id: string): Uint8Array;
+}
+
+/**
+ * What a hook sees. Fields fill in as stages complete (`manifest` after `fetch`, layer
+ * verities after `import`, `tree` after `label`, `imageId` after `image`, `bootEntries`
+ * after `boot`); a hook may change `tags` (until `tag` ends) and `tree` (until `image`
+ * starts).
+ */
+export interface HookContext {
+  /** The stage this call belongs to. */
+  readonly stage: StageName;
+  /** Before or after that stage. */
+  readonly phase: HookPhase;
+  /** The image reference being pulled, as given. */
+  readonly reference: string;
+  /** The repository; undefined before `open` has run. */
+  readonly repository?: HookRepository;
+  /** The image manifest (after `fetch`). */
+  manifest?: HookDocument;
+  /** The image config (after `fetch`). */
+  config?: HookDocument;
+  /** The layers in manifest order (after `fetch`; verities after `import`). */
+  layers?: HookLayer[];
+  /**
+   * Tags to point at the manifest. `tag` starts with `localhost/bootc-<manifest digest>`;
+   * hooks add more. They are written when the pipeline completes, so a pull that fails
+   * leaves no new tag.
+   */
+  tags: string[];
+  /** The merged file system (after `label`: boot transform and SELinux labels applied). */
+  tree?: FileSystem;
+  /** The bootable EROFS image's id, hex (after `image`). */
+  imageId?: string;
+  /** The image's boot entries (after `boot`). */
+  bootEntries?: BootEntry[];
+  /** This hook's section of the configuration file (`hooks.<name>`), or `{}`. */
+  readonly options: Record<string, unknown>;
+  /** The structured logger. */
+  readonly log: HookLogger;
+  /** dax's `$` for running commands (output captured into the log on failure). */
+  // deno-lint-ignore no-explicit-any
+  readonly $: any;
+  /** Aborted when the pull is interrupted (SIGINT) or the hook's timeout passes. */
+  readonly signal: AbortSignal;
+}
