@@ -49,7 +49,7 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   "setup-root": { handler: setupRootCommand, summary: "initramfs: mount composefs=ID as root" },
 };
 
-const USAGE = `usage: cfs [--repo DIR] [--json] [-v] COMMAND [ARGS...]
+const USAGE = `usage: cfs [--repo DIR] [--config FILE] [--json] [-v] COMMAND [ARGS...]
 
 commands:
 ${Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(16)} ${c.summary}`).join("\n")}
@@ -68,6 +68,10 @@ export async function main(argv: string[]): Promise<number> {
       if (i + 1 >= argv.length) return usageError("--repo needs a directory");
       globals.repo = argv[++i];
     } else if (a.startsWith("--repo=")) globals.repo = a.slice(7);
+    else if (a === "--config") {
+      if (i + 1 >= argv.length) return usageError("--config needs a file");
+      globals.config = argv[++i];
+    } else if (a.startsWith("--config=")) globals.config = a.slice(9);
     else if (a === "-h" || a === "--help") {
       console.log(USAGE);
       return 0;
@@ -85,7 +89,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) return usageError(`${name}: ${e.message}`, e.usage);
     printError(e, globals.verbose);
-    return 1;
+    const code = (e as { exitCode?: unknown })?.exitCode;
+    return typeof code === "number" ? code : 1;
   }
 }
 

@@ -14,6 +14,8 @@ export interface GlobalOptions {
   json: boolean;
   /** Show cause chains and stack traces on errors. */
   verbose: boolean;
+  /** `--config FILE` (lib/config.ts). */
+  config?: string;
 }
 
 /** A command: parses its own arguments, prints its output, returns the exit code. */

@@ -5,8 +5,11 @@
  */
 import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
 import { openReadOnly, repoPath } from "./repo_path.ts";
-import { FETCH_OPTIONS, layerProgress, sourceOptions } from "./oci.ts";
-import { seedPull } from "../pipeline/seed.ts";
+import { FETCH_OPTIONS, sourceOptions } from "./oci.ts";
+import { runPullPipeline } from "../pipeline/run.ts";
+import { loadHooks } from "../pipeline/hooks.ts";
+import { loadConfig } from "../config.ts";
+import { createLogger, Field, HOOK_LOADED } from "../log.ts";
 import { type BootEntry, bootEntryToJson, displayName, findBootEntries } from "../boot/entries.ts";
 import { findImage } from "../oci/store.ts";
 import { createFilesystem } from "../oci/image.ts";
@@ -15,16 +18,24 @@ import { toHex } from "../fsverity/digest.ts";
 
 const PULL_USAGE = `usage: cfs pull [OPTIONS] IMAGE
 
-What bootc does with a composefs repository: open it (created when missing, upgraded when
-old), pull IMAGE (see 'cfs oci pull --help' for the forms), tag it
-localhost/bootc-<manifest digest>, write the bootable EROFS image and list its boot entries.
+What bootc does with a composefs repository, as a pipeline of stages (open, fetch, import,
+tag, label, image, boot) that hooks can wrap: open the repository (created when missing,
+upgraded when old), pull IMAGE (see 'cfs oci pull --help' for the forms), write the
+bootable EROFS image, find its boot entries, and tag it localhost/bootc-<manifest digest>
+(tags are written last). Exit codes: 1 error, 2 usage, 3 a hook failed, 130 interrupted.
+With --json, stdout has one JSON object per line: events, then {"result": ...}.
 
 options:
   --tls-verify=false       plain HTTP to the registry
   --platform OS/ARCH[/V]   the image to take from an image index
   --authfile FILE          registry credentials
   --algorithm A            for a new repository: fsverity-sha512-12 (default) or fsverity-sha256-12
-  --allow-missing-fsverity create an insecure repository where fs-verity is unavailable`;
+  --allow-missing-fsverity create an insecure repository where fs-verity is unavailable
+  --hook FILE              load a hook module (TypeScript) or builtin:NAME; repeatable
+  --hooks-dir DIR          load every *.ts hook in DIR; repeatable
+  --no-default-hooks       skip /etc/cfs/hooks.d and $XDG_CONFIG_HOME/cfs/hooks.d
+
+built-in hooks: extra-tags, require-signature, selinux-relabel, log-json`;
 
 const ENTRIES_USAGE = `usage: cfs boot-entries IMAGE
 
@@ -42,6 +53,12 @@ function entryLine(e: BootEntry): string {
     (e.options ? ` options=${JSON.stringify(e.options)}` : "");
 }
 
+/** The registry host of a `docker://` reference, for per-registry configuration. */
+function registryHost(ref: string): string | undefined {
+  const m = /^docker:\/\/([^/]+)\//.exec(ref);
+  return m?.[1];
+}
+
 /** `cfs pull` */
 export const pullCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
@@ -49,43 +66,91 @@ export const pullCommand: CommandHandler = async (args, globals) => {
     ...FETCH_OPTIONS,
     algorithm: { type: "string" },
     "allow-missing-fsverity": { type: "boolean" },
+    hook: { type: "string", multiple: true },
+    "hooks-dir": { type: "string", multiple: true },
+    "no-default-hooks": { type: "boolean" },
   }, PULL_USAGE);
   if (values.help) {
     println(PULL_USAGE);
     return 0;
   }
   if (positionals.length !== 1) throw new UsageError("exactly one IMAGE is required", PULL_USAGE);
-  const algorithm = values.algorithm;
+  const config = loadConfig(globals.config);
+  const algorithm = values.algorithm ?? config.algorithm;
   if (algorithm !== undefined && !REPO_ALGORITHMS.includes(algorithm as RepoAlgorithm)) {
     throw new UsageError(`unknown algorithm '${algorithm}'`, PULL_USAGE);
   }
-  const r = await seedPull(positionals[0], {
-    ...sourceOptions(values, PULL_USAGE),
-    repoPath: repoPath(globals),
-    algorithm: algorithm as RepoAlgorithm | undefined,
-    allowMissingFsverity: values["allow-missing-fsverity"],
-    onLayer: layerProgress(globals),
+  const reference = positionals[0];
+  const fetch = sourceOptions(values, PULL_USAGE);
+  const registry = config.registries?.[registryHost(reference) ?? ""];
+  if (values["tls-verify"] === undefined && registry?.tlsVerify !== undefined) {
+    fetch.tlsVerify = registry.tlsVerify;
+  }
+  if (fetch.authFile === undefined && registry?.authFile) fetch.authFile = registry.authFile;
+
+  const hooks = await loadHooks({
+    files: [...(config.hookFiles ?? []), ...(values.hook ?? [])],
+    dirs: values["hooks-dir"],
+    configDirs: config.hookDirs,
+    noDefaultDirs: values["no-default-hooks"],
   });
+  const log = createLogger({ json: globals.json, verbose: globals.verbose });
+  for (const h of hooks) {
+    log.debug(HOOK_LOADED, `hook ${h.hook.name} from ${h.source}`, {
+      [Field.HOOK]: h.hook.name,
+      [Field.HOOK_FILE]: h.source,
+    });
+  }
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    // The first Ctrl-C stops the pull cleanly; a second one leaves at once.
+    if (++interrupts > 1) Deno.exit(130);
+    controller.abort(new DOMException("interrupted", "AbortError"));
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  let r;
+  try {
+    r = await runPullPipeline({
+      ...fetch,
+      reference,
+      repoPath: repoPath(globals),
+      algorithm: algorithm as RepoAlgorithm | undefined,
+      allowMissingFsverity: values["allow-missing-fsverity"] ?? config.allowMissingFsverity,
+      hooks,
+      hookOptions: config.hooks,
+      log,
+      signal: controller.signal,
+    });
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+    log.close();
+  }
+  const tag = r.tags[0];
   if (globals.json) {
     println(JSON.stringify({
-      repository: repoPath(globals),
-      created: r.created,
-      upgraded: r.upgraded,
-      secure: r.secure,
-      manifest: r.pull.manifestDigest,
-      manifestVerity: toHex(r.pull.manifestVerity),
-      config: r.pull.configDigest,
-      configVerity: toHex(r.pull.configStreamId),
-      layers: r.pull.layers.map((l) => ({ ...l, verity: toHex(l.verity) })),
-      layersImported: r.pull.layersImported,
-      tag: r.tag,
-      imageId: r.imageId,
-      bootEntries: r.entries.map(bootEntryToJson),
+      result: {
+        repository: repoPath(globals),
+        created: r.created,
+        upgraded: r.upgraded,
+        secure: r.secure,
+        manifest: r.pull.manifestDigest,
+        manifestVerity: toHex(r.pull.manifestVerity),
+        config: r.pull.configDigest,
+        configVerity: toHex(r.pull.configStreamId),
+        layers: r.pull.layers.map((l) => ({ ...l, verity: toHex(l.verity) })),
+        layersImported: r.pull.layersImported,
+        tag,
+        tags: r.tags,
+        imageId: r.imageId,
+        bootEntries: r.entries.map(bootEntryToJson),
+        durations: r.durations,
+      },
     }));
   } else {
     println(`manifest ${r.pull.manifestDigest} verity ${toHex(r.pull.manifestVerity)}`);
     println(`config ${r.pull.configDigest} verity ${toHex(r.pull.configStreamId)}`);
-    println(`tag ${r.tag}`);
+    for (const t of r.tags) println(`tag ${t}`);
     println(`image ${r.imageId}`);
     for (const e of r.entries) println(`entry ${entryLine(e)}`);
   }

@@ -7,10 +7,13 @@
 import { join } from "node:path";
 import type { GlobalOptions } from "./command.ts";
 import { Repository } from "../repository.ts";
+import { loadConfig } from "../config.ts";
 
-/** The repository path these globals select. */
+/** The repository path these globals select (`--repo`, `$CFS_REPO`, the config's `repo`). */
 export function repoPath(globals: GlobalOptions): string {
   if (globals.repo) return globals.repo;
+  const configured = loadConfig(globals.config).repo;
+  if (configured) return configured;
   if (Deno.uid() === 0) return "/sysroot/composefs";
   return join(Deno.env.get("HOME") ?? "/", ".var/lib/composefs");
 }
