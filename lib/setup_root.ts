@@ -305,11 +305,11 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
   if (o.mountpoint === undefined) {
     // The old sysroot (the disk) under the new root, the new root on the sysroot.
     if (exists(join(root, "sysroot"))) {
-      await mount(["--move", sysroot, join(root, "sysroot")], `cannot move ${sysroot}`);
+      await mount(["-o", "move", sysroot, join(root, "sysroot")], `cannot move ${sysroot}`);
     } else {
       await $`umount -l ${sysroot}`.noThrow();
     }
-    await mount(["--move", root, sysroot], `cannot move the new root to ${sysroot}`);
+    await mount(["-o", "move", root, sysroot], `cannot move the new root to ${sysroot}`);
     log(`new root on ${sysroot}`);
   }
   return {
