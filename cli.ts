@@ -19,6 +19,7 @@ import { bootEntriesCommand, pullCommand } from "./lib/cli/pull.ts";
 import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
 import { catCommand, ociCommand } from "./lib/cli/oci.ts";
 import { setupRootCommand } from "./lib/cli/setup_root.ts";
+import { vmTestCommand } from "./lib/cli/vm_test.ts";
 
 const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   init: { handler: initCommand, summary: "create a repository" },
@@ -47,6 +48,7 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
   gc: { handler: gcCommand, summary: "remove unreferenced images and objects" },
   "setup-root": { handler: setupRootCommand, summary: "initramfs: mount composefs=ID as root" },
+  "vm-test": { handler: vmTestCommand, summary: "boot a pulled image in QEMU from composefs" },
 };
 
 const USAGE = `usage: cfs [--repo DIR] [--config FILE] [--json] [-v] COMMAND [ARGS...]
