@@ -375,10 +375,14 @@ export function jsonLinesSink(write: (line: string) => void): LogSink {
  * prefixed `warning: ` / `error: ` by level. `debug` events only with `verbose`, which also
  * appends the fields as `KEY=value`.
  */
-export function textSink(opts: { verbose: boolean; write: (s: string) => void }): LogSink {
+export function textSink(
+  opts: { verbose: boolean; write: (s: string) => void; verboseOnly?: readonly string[] },
+): LogSink {
   return {
     event(e) {
       if (e.level === "debug" && !opts.verbose) return;
+      // Failure events the CLI reports itself as its one-line error: shown only with -v.
+      if (!opts.verbose && opts.verboseOnly?.includes(e.id)) return;
       const prefix = e.level === "info" ? "" : `${e.level}: `;
       let line = prefix + e.message;
       if (opts.verbose) {
@@ -676,7 +680,11 @@ export function createLogger(opts: LoggerOptions): Logger {
   if (opts.json) {
     sinks.push(jsonLinesSink(opts.stdout ?? ((s) => writeAll(Deno.stdout, s))));
   } else {
-    sinks.push(textSink({ verbose: opts.verbose, write: opts.stderr ?? stderrLineWriter(tty) }));
+    sinks.push(textSink({
+      verbose: opts.verbose,
+      write: opts.stderr ?? stderrLineWriter(tty),
+      verboseOnly: [PULL_FAILED, STAGE_FAILED, HOOK_FAILED],
+    }));
     if (tty) sinks.push(ttyProgressSink({ isTty: true }));
   }
   const journal = opts.journald ?? true;

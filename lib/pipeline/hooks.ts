@@ -39,6 +39,8 @@ import { BUILTIN_HOOKS } from "./builtin.ts";
 export class HookLoadError extends Error {
   /** The file (or `builtin:NAME`). */
   readonly file: string;
+  /** The process exit code: 3, as for a hook that fails while running. */
+  readonly exitCode = 3;
   /** Creates the error: `hook FILE: MESSAGE`. */
   constructor(file: string, message: string, options?: ErrorOptions) {
     super(`hook ${file}: ${message}`, options);

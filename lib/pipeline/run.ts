@@ -289,7 +289,9 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
   const stage = async (name: StageName, work: () => Promise<void> | void) => {
     checkAbort();
     current = name;
-    log.info(STAGE_START, `${name}: start`, { [Field.STAGE]: name });
+    // Stage boundaries are debug events: every one in --json and the journal, on a
+    // terminal only with -v (layers, the image and tags are the info-level story).
+    log.debug(STAGE_START, `${name}: start`, { [Field.STAGE]: name });
     await runHooks("before", name);
     checkAbort();
     const t0 = performance.now();
@@ -306,7 +308,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     const ms = performance.now() - t0;
     durations[name] = Math.round(ms);
     await runHooks("after", name);
-    log.info(STAGE_END, `${name}: done in ${(ms / 1000).toFixed(2)} s`, {
+    log.debug(STAGE_END, `${name}: done in ${(ms / 1000).toFixed(2)} s`, {
       [Field.STAGE]: name,
       [Field.DURATION_MS]: Math.round(ms),
     });
