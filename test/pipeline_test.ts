@@ -13,7 +13,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cfsOk, runCfs } from "./cfs.ts";
+import { cfsOk, requireTool, runCfs } from "./cfs.ts";
 import { buildOciImage, SAMPLE_LAYERS } from "./fixtures/oci.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -457,3 +457,83 @@ async function exists(p: string): Promise<boolean> {
     return false;
   }
 }
+
+async function tmux(args: string[]): Promise<string> {
+  const out = await new Deno.Command("tmux", { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`tmux ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+Deno.test("a pull on a terminal (tmux): the progress display updates in place, then goes", async () => {
+  requireTool("tmux", "apt-get install tmux");
+  const tmp = await Deno.makeTempDir({ prefix: "cfs-pipeline-tmux-" });
+  const session = `cfs-pull-${Deno.pid}`;
+  try {
+    const noise = new Uint8Array(3 << 20);
+    for (let i = 0; i < noise.length; i += 65536) {
+      crypto.getRandomValues(noise.subarray(i, i + 65536));
+    }
+    const layout = join(tmp, "img");
+    await buildOciImage(layout, {
+      tag: "v1",
+      layers: [[{ type: "dir", path: "boot" }, { type: "file", path: "big", content: noise }]],
+    });
+    const server = throttledRegistry(layout, 32 * 1024);
+    try {
+      const ref = `docker://${server.host}/test/img:v1`;
+      const cmd = `env DENO_DIR=${Deno.env.get("DENO_DIR") ?? ""} NO_COLOR=1 ${Deno.execPath()} ` +
+        `run -A --quiet ${CLI} --repo ${join(tmp, "repo")} pull ${PULL.join(" ")} ` +
+        `--tls-verify=false ${ref}; echo PULL-EXIT-$?; sleep 30`;
+      await tmux([
+        "-L",
+        session,
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-x",
+        "150",
+        "-y",
+        "20",
+        "-s",
+        "p",
+        cmd,
+      ]);
+      const frames: string[] = [];
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        const pane = await tmux(["-L", session, "capture-pane", "-p", "-t", "p"]);
+        frames.push(pane);
+        if (pane.includes("PULL-EXIT-")) break;
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      const last = frames[frames.length - 1];
+      ok(last.includes("PULL-EXIT-0"), last);
+      const bar = /^\[[#>-]+\] \(/;
+      const during = frames.filter((f) => f.split("\n").some((l) => bar.test(l)));
+      ok(
+        during.length >= 4,
+        `progress seen in ${during.length} frames:\n${frames.join("\n---\n")}`,
+      );
+      const states = new Set<string>();
+      for (const f of during) {
+        const lines = f.split("\n");
+        equal(lines.filter((l) => bar.test(l)).length, 1, `one bar line:\n${f}`);
+        const label = lines.filter((l) => /layer 1\/1/.test(l) && !/imported|present/.test(l));
+        equal(label.length, 1, `one progress label line:\n${f}`);
+        states.add(lines.filter((l) => bar.test(l))[0]);
+      }
+      ok(states.size >= 3, `the bar changed in place (${states.size} states)`);
+      // Done: no bar left; the result lines are there once.
+      ok(!last.split("\n").some((l) => bar.test(l)), last);
+      equal(last.split("\n").filter((l) => l.startsWith("image ")).length, 1, last);
+    } finally {
+      await server.close();
+    }
+  } finally {
+    await tmux(["-L", session, "kill-server"]).catch(() => {});
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+});

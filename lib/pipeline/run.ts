@@ -405,7 +405,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
         configImageRef(toHex(pull!.configSha256), true),
       );
       state.imageId = toHex(id);
-      log.info(IMAGE_WRITTEN, `image ${state.imageId}`, {
+      log.debug(IMAGE_WRITTEN, `image ${state.imageId}`, {
         [Field.IMAGE_ID]: state.imageId,
         [Field.BOOTABLE]: true,
       });
@@ -422,7 +422,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     }
     for (const t of tags) {
       tagImage(repo!, t, pull!.manifestDigest.slice(7));
-      log.info(TAG_ADDED, `tag ${t}`, { [Field.TAG]: t });
+      log.debug(TAG_ADDED, `tag ${t}`, { [Field.TAG]: t });
     }
     const result: PipelineResult = {
       created,
