@@ -40,7 +40,8 @@ export default {
         );
         return;
       }
-      relabelTree(tree.root, policy);
+      // libselinux precedence: the labels setfiles/restorecon would set.
+      relabelTree(tree.root, policy.withLibselinuxPrecedence());
       ctx.log.info("relabelled the tree from the image's SELinux policy", {
         CFS_SELINUX_RULES: policy.rules.length,
       });

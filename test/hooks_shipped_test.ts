@@ -343,9 +343,9 @@ Deno.test("log-json: $CFS_HOOK_LOG is the default path; no path at all is an err
 /**
  * A small policy in refpolicy's syntax and fc_sort's order (general rules first): regexes with
  * groups, alternation and a POSIX class, `<<none>>`, and type specifiers `--` `-d` `-l` `-c`
- * `-b` `-p` `-s`. libselinux also lets an exact path (no regex characters) beat any regex
- * while composefs-boot (and cfs) let the last matching line win; in fc_sort's order the two
- * agree, as they do for this file.
+ * `-b` `-p` `-s`. libselinux lets an exact path (no regex characters) beat any regex, where
+ * composefs-boot lets the last matching line win: `/opt/exact` followed by `/opt/exa.*` is
+ * the case where they differ, and the hook must side with libselinux (matchpathcon).
  */
 const FILE_CONTEXTS = `# file_contexts for the cfs selinux-relabel hook test
 /.*					system_u:object_r:default_t:s0
@@ -372,6 +372,8 @@ const FILE_CONTEXTS = `# file_contexts for the cfs selinux-relabel hook test
 /tmp				-d	system_u:object_r:tmp_t:s0
 /tmp/.*					<<none>>
 /root(/.*)?				system_u:object_r:admin_home_t:s0
+/opt/exact			--	system_u:object_r:exact_t:s0
+/opt/exa.*			--	system_u:object_r:regex_t:s0
 `;
 /** An OEM's local addition, and the distribution's /var/run -> /run alias. */
 const FILE_CONTEXTS_LOCAL = "/opt/oem/bin/tool\t--\tsystem_u:object_r:bin_t:s0\n";
@@ -539,6 +541,8 @@ function imageTree(): TestTree {
   t.file("/root/.bashrc", "alias ll='ls -l'\n");
   t.file("/opt/oem/bin/tool", "ELF tool");
   t.file("/opt/oem/bin/other", "ELF other");
+  t.file("/opt/exact", "exact");
+  t.file("/opt/exactly", "regex");
   return t;
 }
 
@@ -574,6 +578,8 @@ Deno.test("selinux-relabel: labels every inode as matchpathcon does for the imag
     assertEquals(byPath.get("/var/run/initctl"), "system_u:object_r:initctl_t:s0");
     assertEquals(byPath.get("/dev/vdb1"), "system_u:object_r:fixed_disk_device_t:s0");
     assertEquals(byPath.get("/opt/oem/bin/tool"), "system_u:object_r:bin_t:s0");
+    assertEquals(byPath.get("/opt/exact"), "system_u:object_r:exact_t:s0");
+    assertEquals(byPath.get("/opt/exactly"), "system_u:object_r:regex_t:s0");
     // Other xattrs stay.
     const cache = (t.fs.root.entries.get("tmp") as Directory).entries.get("cache")!;
     assertEquals(cache.stat.xattrs.map((x) => dec.decode(x.name)), ["user.keep"]);

@@ -43,6 +43,18 @@ export interface Rule {
   prefix: string;
   /** The label to set, or `<<none>>`: the path gets no label. */
   context: string;
+  /** The pattern has no regex metacharacters (libselinux's `hasMetaChars` is false). */
+  exact?: boolean;
+}
+
+/** libselinux's test for a spec that is a plain path: none of `.^$?*+|[({`, `\x` skipped. */
+export function hasRegexMetaChars(pattern: string): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (".^$?*+|[({".includes(c)) return true;
+    if (c === "\\") i++;
+  }
+  return false;
 }
 
 /** A loaded policy: rules in match order (last line of the files first) and path aliases. */
@@ -54,6 +66,18 @@ export class FileContexts {
    *   path whose labels it gets (as {@link parseSubsFiles} returns them).
    */
   constructor(readonly rules: Rule[], readonly aliases: Map<string, string>) {}
+
+  /**
+   * The same policy with libselinux's precedence (what `matchpathcon`, `setfiles` and
+   * `restorecon` use): a plain-path line beats every regex line, whatever their order;
+   * otherwise the last matching line wins. composefs-boot's labelling (the boot
+   * transform, which must match cfsctl) lets the last matching line win in all cases.
+   */
+  withLibselinuxPrecedence(): FileContexts {
+    const exact = this.rules.filter((r) => r.exact);
+    const rest = this.rules.filter((r) => !r.exact);
+    return new FileContexts([...exact, ...rest], this.aliases);
+  }
 
   /** The label for `path` (byte string) of type `letter`, or undefined (no match / <<none>>). */
   lookup(path: string, letter: string): string | undefined {
@@ -125,7 +149,12 @@ export function parseSpecFiles(files: Array<{ name: string; text: string }>): Ru
           `${where}: bad regex ${JSON.stringify(parts[0])}: ${(e as Error).message}`,
         );
       }
-      rules.push({ regex, prefix: literalPrefix(parts[0]), context });
+      rules.push({
+        regex,
+        prefix: literalPrefix(parts[0]),
+        context,
+        exact: !hasRegexMetaChars(parts[0]),
+      });
     });
   }
   return rules.reverse();
