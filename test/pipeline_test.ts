@@ -537,3 +537,75 @@ Deno.test("a pull on a terminal (tmux): the progress display updates in place, t
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("builtin:selinux-relabel: dump-files shows the labels matchpathcon gives", async () => {
+  requireTool("matchpathcon", "apt-get install selinux-utils");
+  const tmp = await Deno.makeTempDir({ prefix: "cfs-pipeline-selinux-" });
+  try {
+    const fc = [
+      "/.*\tsystem_u:object_r:default_t:s0",
+      "/usr(/.*)?\tsystem_u:object_r:usr_t:s0",
+      "/usr/bin(/.*)?\tsystem_u:object_r:bin_t:s0",
+      "/usr/bin/(ba|z)?sh\t--\tsystem_u:object_r:shell_exec_t:s0",
+      "/opt/exact\t--\tsystem_u:object_r:exact_t:s0",
+      "/opt/exa.*\t--\tsystem_u:object_r:regex_t:s0",
+      "/boot(/.*)?\tsystem_u:object_r:boot_t:s0",
+      "",
+    ].join("\n");
+    const policyDir = join(tmp, "policy");
+    await Deno.mkdir(policyDir);
+    await Deno.writeTextFile(join(policyDir, "file_contexts"), fc);
+    const layout = join(tmp, "img");
+    await buildOciImage(layout, {
+      tag: "v1",
+      layers: [[
+        { type: "dir", path: "boot" },
+        {
+          type: "file",
+          path: "etc/selinux/config",
+          content: "SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+        },
+        { type: "file", path: "etc/selinux/targeted/contexts/files/file_contexts", content: fc },
+        { type: "file", path: "usr/bin/bash", content: "#!bash" + "x".repeat(100) },
+        { type: "file", path: "usr/bin/ls", content: "ls" },
+        { type: "file", path: "opt/exact", content: "e" },
+        { type: "file", path: "opt/exactly", content: "r" },
+      ]],
+    });
+    const repo = join(tmp, "repo");
+    const out = await cfsOk(
+      repo,
+      "--json",
+      "pull",
+      ...PULL,
+      "--hook",
+      "builtin:selinux-relabel",
+      `oci:${layout}:v1`,
+    );
+    const result = JSON.parse(out.trim().split("\n").pop()!).result;
+    const files = [
+      "/usr/bin/bash",
+      "/usr/bin/ls",
+      "/opt/exact",
+      "/opt/exactly",
+      "/etc/selinux/config",
+    ];
+    const dump = await cfsOk(repo, "dump-files", result.imageId, ...files);
+    const want = await new Deno.Command("matchpathcon", {
+      args: ["-f", join(policyDir, "file_contexts"), "-m", "file", ...files],
+      stdout: "piped",
+    }).output();
+    const expected = new TextDecoder().decode(want.stdout).trim().split("\n").map((l) =>
+      l.split("\t")
+    );
+    equal(expected.length, files.length);
+    for (const [path, label] of expected) {
+      const line = dump.split("\n").find((l) => l.startsWith(path + " "));
+      ok(line, `dump-files shows ${path}:\n${dump}`);
+      ok(line!.includes(`security.selinux=${label}`), `${path}: want ${label}: ${line}`);
+    }
+    ok(dump.includes("security.selinux=system_u:object_r:exact_t:s0"), "the libselinux-only case");
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+});
