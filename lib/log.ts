@@ -683,7 +683,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     sinks.push(textSink({
       verbose: opts.verbose,
       write: opts.stderr ?? stderrLineWriter(tty),
-      verboseOnly: [PULL_FAILED, STAGE_FAILED, HOOK_FAILED],
+      verboseOnly: [PULL_FAILED, STAGE_FAILED, HOOK_FAILED, COMMAND_FAILED],
     }));
     if (tty) sinks.push(ttyProgressSink({ isTty: true }));
   }

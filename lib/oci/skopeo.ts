@@ -59,7 +59,14 @@ export async function skopeoCopyToLayout(
   }
   if (result.code !== 0) {
     const stderr = result.stderr;
-    const last = stderr.trim().split("\n").pop() ?? "";
+    let last = stderr.trim().split("\n").pop() ?? "";
+    // logrus lines (`time=... level=fatal msg="..."`): the message is what a user needs.
+    const m = /level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"/.exec(last);
+    if (m) {
+      try {
+        last = JSON.parse(`"${m[1]}"`);
+      } catch { /* keep the raw line */ }
+    }
     throw new SkopeoError(
       `'${source}': skopeo copy failed (exit ${result.code}): ${last.slice(0, 400)}`,
       stderr,

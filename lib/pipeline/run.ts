@@ -35,6 +35,7 @@ import type {
 } from "../../hooks/types.ts";
 import type { LoadedHook } from "./hooks.ts";
 import {
+  COMMAND_FAILED,
   Field,
   type Fields,
   HOOK_END,
@@ -299,6 +300,14 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       await work();
     } catch (e) {
       if (signal.aborted) throw interrupted();
+      const output = (e as { stderr?: unknown })?.stderr;
+      if (typeof output === "string" && output !== "") {
+        // An external command (skopeo) failed: its whole output goes to the log.
+        log.error(COMMAND_FAILED, `${name}: external command failed`, {
+          [Field.STAGE]: name,
+          [Field.OUTPUT]: output.slice(-65536),
+        });
+      }
       log.error(STAGE_FAILED, `${name}: ${errorMessage(e)}`, {
         [Field.STAGE]: name,
         [Field.ERROR]: errorMessage(e),
