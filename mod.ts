@@ -154,3 +154,49 @@ export {
 } from "./lib/oci/tar.ts";
 export { MountError, mountImage } from "./lib/mount.ts";
 export { seedPull, type SeedPullOptions, type SeedPullResult } from "./lib/pipeline/seed.ts";
+export {
+  DEFAULT_HOOK_TIMEOUT_MS,
+  HookFailure,
+  PipelineInterrupted,
+  type PipelineOptions,
+  type PipelineResult,
+  runPullPipeline,
+} from "./lib/pipeline/run.ts";
+export {
+  HookLoadError,
+  type HookSources,
+  type LoadedHook,
+  loadHook,
+  loadHooks,
+} from "./lib/pipeline/hooks.ts";
+export type {
+  Hook,
+  HookContext,
+  HookDocument,
+  HookFunction,
+  HookLayer,
+  HookLogger,
+  HookPhase,
+  HookRepository,
+  StageName,
+} from "./hooks/types.ts";
+export {
+  createLogger,
+  Field,
+  type Fields,
+  type FieldValue,
+  type LogEvent,
+  Logger,
+  type LoggerOptions,
+  type LogLevel,
+  type LogSink,
+  MESSAGE_IDS,
+  type Progress,
+} from "./lib/log.ts";
+export {
+  type CfsConfig,
+  ConfigError,
+  loadConfig,
+  parseConfig,
+  type RegistryConfig,
+} from "./lib/config.ts";
