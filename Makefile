@@ -17,7 +17,7 @@ APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-syst
                 linux-image-amd64 busybox-static cpio zstd time libarchive-tools \
                 skopeo umoci docker-registry selinux-utils tmux
 
-.PHONY: setup deno apt cfsctl demo test vm-test bench binary fmt lint check clean
+.PHONY: setup deno apt cfsctl demo test vm-test bench binary binary-all fmt lint check clean
 
 setup: deno apt
 
@@ -52,12 +52,27 @@ vm-test: setup
 bench: setup cfsctl
 	$(DENO) run --allow-all --quiet bench/bench.ts
 
+# `make binary` builds for this machine's architecture; `make binary TARGETS="..."` for others
+# (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu): dist/cfs-<target> each. deno compile
+# downloads the denort runtime of each target; where it cannot, DENORT_BIN names a local one
+# (one runtime, so one target per run).
+TARGETS ?=
 binary: deno
 	mkdir -p dist
-	$(DENO) compile --allow-all $(CFS_V8_FLAGS) --output dist/cfs cli.ts || { \
-	  echo "make binary: deno compile failed; it needs the denort runtime, which it downloads." >&2; \
-	  echo "Where that is impossible, set DENORT_BIN to a local denort $(DENO_VERSION) (DENORT_BIN=$${DENORT_BIN:-unset})." >&2; \
-	  exit 1; }
+	@if [ -z "$(TARGETS)" ]; then \
+	  $(DENO) compile --allow-all $(CFS_V8_FLAGS) --output dist/cfs cli.ts || { \
+	    echo "make binary: deno compile failed; it needs the denort runtime, which it downloads." >&2; \
+	    echo "Where that is impossible, set DENORT_BIN to a local denort $(DENO_VERSION) (DENORT_BIN=$${DENORT_BIN:-unset})." >&2; \
+	    exit 1; }; \
+	else for t in $(TARGETS); do \
+	  $(DENO) compile --allow-all $(CFS_V8_FLAGS) --target $$t --output dist/cfs-$$t cli.ts || { \
+	    echo "make binary: deno compile --target $$t failed; it needs that target's denort runtime, which it downloads." >&2; \
+	    echo "Where that is impossible, set DENORT_BIN to a local denort $(DENO_VERSION) for $$t (DENORT_BIN=$${DENORT_BIN:-unset})." >&2; \
+	    exit 1; }; \
+	done; fi
+
+binary-all:
+	$(MAKE) binary TARGETS="x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu"
 
 fmt: deno
 	$(DENO) fmt
