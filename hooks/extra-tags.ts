@@ -17,21 +17,12 @@
  * @module
  */
 import type { Hook, HookContext } from "./types.ts";
-// A hook is loaded from a data: URL, where deno.json's import map does not apply: the full
-// specifier (the version deno.json pins) resolves without it.
-// deno-lint-ignore no-import-prefix
-import { z } from "npm:zod@4.6.7";
+import { parseHookOptions, z } from "./options.ts";
 
 const Options = z.strictObject({ tags: z.array(z.string().min(1)).optional() });
 
 function parseOptions(options: Record<string, unknown>): z.infer<typeof Options> {
-  const result = Options.safeParse(options);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const key = issue.path.map((p) => typeof p === "number" ? `[${p}]` : `.${String(p)}`);
-    return `options${key.join("")}: ${issue.message}`;
-  });
-  throw new Error(problems.join("; "));
+  return parseHookOptions(Options, options);
 }
 
 function expand(tag: string, ctx: HookContext): string {

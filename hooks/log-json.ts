@@ -15,10 +15,7 @@
  * @module
  */
 import type { Hook, HookContext, HookFunction, StageName } from "./types.ts";
-// A hook is loaded from a data: URL, where deno.json's import map does not apply: the full
-// specifier (the version deno.json pins) resolves without it.
-// deno-lint-ignore no-import-prefix
-import { z } from "npm:zod@4.6.7";
+import { parseHookOptions, z } from "./options.ts";
 
 // The stage list is spelled out here (types.ts may only be imported for types); the
 // `satisfies` makes the type checker fail when a stage is added to StageName.
@@ -36,15 +33,7 @@ const STAGES = Object.keys(STAGE_SET) as StageName[];
 const Options = z.strictObject({ path: z.string().min(1).optional() });
 
 function logPath(options: Record<string, unknown>): string {
-  const result = Options.safeParse(options);
-  if (!result.success) {
-    const problems = result.error.issues.map((issue) => {
-      const key = issue.path.map((p) => typeof p === "number" ? `[${p}]` : `.${String(p)}`);
-      return `options${key.join("")}: ${issue.message}`;
-    });
-    throw new Error(problems.join("; "));
-  }
-  const path = result.data.path ?? Deno.env.get("CFS_HOOK_LOG");
+  const path = parseHookOptions(Options, options).path ?? Deno.env.get("CFS_HOOK_LOG");
   if (!path) throw new Error("no log file: set options.path or $CFS_HOOK_LOG");
   return path;
 }

@@ -16,10 +16,7 @@
  * @module
  */
 import type { Hook } from "./types.ts";
-// A hook is loaded from a data: URL, where deno.json's import map does not apply: the full
-// specifier (the version deno.json pins) resolves without it.
-// deno-lint-ignore no-import-prefix
-import { z } from "npm:zod@4.6.7";
+import { parseHookOptions, z } from "./options.ts";
 
 const Options = z.strictObject({
   allow: z.array(z.string()).optional(),
@@ -27,13 +24,7 @@ const Options = z.strictObject({
 });
 
 function parseOptions(options: Record<string, unknown>): z.infer<typeof Options> {
-  const result = Options.safeParse(options);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const key = issue.path.map((p) => typeof p === "number" ? `[${p}]` : `.${String(p)}`);
-    return `options${key.join("")}: ${issue.message}`;
-  });
-  throw new Error(problems.join("; "));
+  return parseHookOptions(Options, options);
 }
 
 /** `sha256:<hex>` in lower case, or undefined when `text` is no sha256 digest. */

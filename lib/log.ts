@@ -22,6 +22,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { $ } from "dax";
 import { UnixDatagramSender } from "./sys/unix_datagram.ts";
 
@@ -585,13 +586,7 @@ export function journalEntry(e: LogEvent, identifier = "cfs", maxValue = Infinit
     if (["MESSAGE", "MESSAGE_ID", "PRIORITY", "SYSLOG_IDENTIFIER"].includes(key)) continue;
     add(key, String(v));
   }
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /**

@@ -82,3 +82,14 @@ export async function cfsOk(repo: string, ...args: string[]): Promise<string> {
   if (r.code !== 0) throw new Error(`cfs ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
   return r.text;
 }
+
+/** Whether something (a symlink too) exists at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}

@@ -19,7 +19,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { runCfs, type RunResult } from "./cfs.ts";
+import { pathExists, runCfs, type RunResult } from "./cfs.ts";
 import { addToIndexJson, buildOciImage, type BuiltImage } from "./fixtures/oci.ts";
 
 // --- helpers ------------------------------------------------------------------------------------
@@ -44,16 +44,6 @@ async function newRepo(tmp: string, name: string): Promise<string> {
   const r = await runCfs(["init", "--insecure", "--algorithm", "fsverity-sha256-12", repo]);
   equal(r.code, 0, `init: ${r.stderr}`);
   return repo;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /**
@@ -85,10 +75,10 @@ async function assertNothingStored(repo: string, digests: string[], what: string
   const images = await runCfs(["--repo", repo, "--json", "oci", "images"]);
   equal(images.code, 0, `${what}: oci images: ${images.stderr}`);
   deepEqual(JSON.parse(images.text), [], `${what}: a tag was written: ${images.text}`);
-  ok(!(await exists(join(repo, "streams", "refs", "oci", TAG))), `${what}: tag ref exists`);
+  ok(!(await pathExists(join(repo, "streams", "refs", "oci", TAG))), `${what}: tag ref exists`);
   for (const d of digests) {
     const hex = d.replace(/^sha256:/, "");
-    ok(!(await exists(join(repo, "streams", hex))), `${what}: stream for ${d} was written`);
+    ok(!(await pathExists(join(repo, "streams", hex))), `${what}: stream for ${d} was written`);
   }
 }
 
@@ -610,7 +600,7 @@ Deno.test({
       /** Nothing named `marker` anywhere a hostile entry could have aimed at. */
       const assertNoEscape = async (what: string) => {
         for (const p of ["/", "/etc", "/tmp", tmp, join(tmp, ".."), outside]) {
-          ok(!(await exists(join(p, marker))), `${what}: ${join(p, marker)} was written`);
+          ok(!(await pathExists(join(p, marker))), `${what}: ${join(p, marker)} was written`);
         }
         deepEqual((await Deno.readDir(outside)[Symbol.asyncIterator]().next()).done, true);
         const now = await Deno.stat("/etc/passwd");
@@ -823,7 +813,7 @@ Deno.test("hostile repository: not a repository, not writable: one line naming t
       const path = join(tmp, "missing", "repo");
       const r = await runCfs(["--repo", path, "oci", "pull", ref, TAG]);
       assertOneLineError(r, [path], "missing repository");
-      ok(!(await exists(path)));
+      ok(!(await pathExists(path)));
     });
 
     await t.step("a repository that is not writable", async () => {

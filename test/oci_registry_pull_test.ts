@@ -11,7 +11,7 @@
  */
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cfsOk, requireTool, run, runCfs } from "./cfs.ts";
+import { cfsOk, pathExists, requireTool, run, runCfs } from "./cfs.ts";
 import { buildOciImage, buildOciIndex, SAMPLE_LAYERS, skopeoInspect } from "./fixtures/oci.ts";
 import { pushToRegistry, REGISTRY_BINARY, startRegistry } from "./fixtures/registry.ts";
 
@@ -291,8 +291,8 @@ Deno.test("oci mount shows the merged image through the kernel's EROFS and overl
     mounted = true;
     equal(await Deno.readTextFile(join(mnt, "etc/hostname")), "two\n");
     equal(await Deno.readTextFile(join(mnt, "opq/new")), "new\n");
-    ok(!(await exists(join(mnt, "etc/gone"))));
-    ok(!(await exists(join(mnt, "opq/old1"))));
+    ok(!(await pathExists(join(mnt, "etc/gone"))));
+    ok(!(await pathExists(join(mnt, "opq/old1"))));
     equal(
       (await Deno.stat(join(mnt, "usr/bin/tool2"))).ino,
       (await Deno.stat(join(mnt, "usr/bin/tool"))).ino,
@@ -303,12 +303,3 @@ Deno.test("oci mount shows the merged image through the kernel's EROFS and overl
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 });
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -13,7 +13,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cfsOk, requireTool, runCfs } from "./cfs.ts";
+import { cfsOk, pathExists, requireTool, runCfs } from "./cfs.ts";
 import { buildOciImage, SAMPLE_LAYERS } from "./fixtures/oci.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -237,7 +237,7 @@ Deno.test("failing, hanging, malformed and missing hooks: one line, exit 3, no t
       equal(errLines.length, 1, `${file}: ${r.stderr}`);
       ok(want.test(errLines[0]), `${file}: ${errLines[0]}`);
       ok(!r.stderr.includes("    at "), `${file}: no stack trace: ${r.stderr}`);
-      if (await exists(join(repo, "meta.json"))) {
+      if (await pathExists(join(repo, "meta.json"))) {
         deepEqual(await tagsOf(repo), [], `${file}: no tag written`);
         equal((await runCfs(["--repo", repo, "fsck"])).code, 0, `${file}: fsck`);
       }
@@ -448,15 +448,6 @@ Deno.test("SIGINT mid-layer: exit 130, consistent repository; the same pull then
 Deno.test("SIGKILL mid-layer: consistent repository; the same pull then completes", async () => {
   await interruptMidLayer("SIGKILL");
 });
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function tmux(args: string[]): Promise<string> {
   const out = await new Deno.Command("tmux", { args, stdout: "piped", stderr: "piped" }).output();

@@ -16,7 +16,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cfsOk, requireTool, run, runCfs } from "./cfs.ts";
+import { cfsOk, pathExists, requireTool, run, runCfs } from "./cfs.ts";
 import { buildBootableImage } from "./fixtures/bootable.ts";
 import { buildOciImage } from "./fixtures/oci.ts";
 import { pushToRegistry, REGISTRY_BINARY, startRegistry } from "./fixtures/registry.ts";
@@ -56,7 +56,7 @@ Deno.test("cfs pull: registry -> new repository -> bootc tag, bootable image, bo
     const refused = await runCfs(["--repo", repo, "pull", "--tls-verify=false", ref]);
     equal(refused.code, 1);
     equal(errorLines(refused.stderr).length, 1, refused.stderr);
-    ok(!(await exists(join(tmp, "new"))), "no repository directory left behind");
+    ok(!(await pathExists(join(tmp, "new"))), "no repository directory left behind");
 
     const r = pullResult(
       await cfsOk(repo, "--json", "pull", "--tls-verify=false", "--allow-missing-fsverity", ref),
@@ -132,12 +132,3 @@ Deno.test("cfs pull: registry -> new repository -> bootc tag, bootable image, bo
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 });
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -21,6 +21,7 @@
  * @module
  */
 import { readTar } from "./tar.ts";
+import { concatBytes } from "../bytes.ts";
 import { parseSha256 } from "./import.ts";
 import { parseSplitStream, type SplitStreamReader } from "../splitstream.ts";
 import { Repository, RepositoryError } from "../repository.ts";
@@ -74,22 +75,12 @@ export async function openConfig(
   const { sha256, reader } = openStream(repo, name);
   const parts: Uint8Array[] = [];
   for await (const chunk of reader.cat((id) => repo.readObject(id))) parts.push(chunk);
-  const bytes = concat(parts);
+  const bytes = concatBytes(parts);
   try {
     return { config: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)), reader };
   } catch (e) {
     throw new OciImageError(`config stream ${sha256} is not a JSON image config`, { cause: e });
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** glibc makedev(): the dev_t encoding composefs stores for device nodes. */

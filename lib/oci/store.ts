@@ -24,6 +24,7 @@ import { OCI_CONFIG_IMAGE_REF, Repository, RepositoryError } from "../repository
 import { parseSplitStream, type SplitStreamReader } from "../splitstream.ts";
 import { type DigestMapEntry, SplitStreamWriter } from "../splitstream.ts";
 import { fromHex, toHex } from "../fsverity/digest.ts";
+import { concatBytes } from "../bytes.ts";
 
 export { OCI_CONFIG_IMAGE_REF };
 
@@ -156,13 +157,7 @@ export async function readStoredStream(repo: Repository, name: string): Promise<
       throw new RepositoryError(`stream ${sha256} is over 4 MiB: not a JSON document`);
     }
   }
-  const content = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    content.set(p, off);
-    off += p.length;
-  }
-  return { sha256, id, reader, content };
+  return { sha256, id, reader, content: concatBytes(parts) };
 }
 
 /** A pulled image found by name. */

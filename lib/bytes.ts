@@ -1,0 +1,16 @@
+/**
+ * Small byte-array helpers shared by the formats.
+ *
+ * @module
+ */
+
+/** The parts one after the other, in one new array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
