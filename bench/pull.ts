@@ -270,7 +270,8 @@ async function ensureImage(rootfs: string, layerCount: number): Promise<BenchIma
     layerCount,
     dir,
     tag: TAG,
-    layerBlobs: built.layers.map((l) => l.path),
+    // From the digest, not the recorded path: the cache may have been built in another checkout.
+    layerBlobs: built.layers.map((l) => join(dir, "blobs", "sha256", l.digest.slice(7))),
     layerBytes: built.layers.reduce((s, l) => s + l.size, 0),
     layerSizes: built.layers.map((l) => l.size),
   };
@@ -302,10 +303,10 @@ async function skopeoUmoci(ref: string): Promise<Sample[]> {
 async function gunzipFloor(image: BenchImage): Promise<Sample[]> {
   return [
     await timed([
-      "sh",
+      "bash",
       "-c",
-      'for f in "$@"; do gzip -dc -- "$f"; done | sha512sum > /dev/null',
-      "sh",
+      'set -o pipefail; for f in "$@"; do gzip -dc -- "$f" || exit 1; done | sha512sum > /dev/null',
+      "bash",
       ...image.layerBlobs,
     ]),
   ];
