@@ -152,6 +152,51 @@ function changedWhileReading(
   );
 }
 
+/** How {@link Repository.storeLocalFile} made an object. */
+export type ObjectStoreMethod = "reflinked" | "hardlinked" | "copied" | "present";
+
+/** A file outside the repository, open for reading, whose content is an object's. */
+export interface LocalObjectSource {
+  /** Its path (for link(2) and messages). */
+  path: Uint8Array | string;
+  /** A read-only descriptor of it (FICLONE source, fs-verity, identity checks). */
+  fd: number;
+  /** Its status when opened, before its content was read. */
+  stat: sys.FileStat;
+}
+
+/**
+ * What one import learns while it stores local files: the device pairs where FICLONE failed
+ * (not tried again, as composefs-rs `ImportContext`), and the files that were copied.
+ */
+export class LocalStoreContext {
+  /** `major:minor` of source devices where reflinking into this repository failed: why. */
+  readonly reflinkUnsupported: Map<string, string> = new Map();
+  /** Files copied instead of linked, with the reason. */
+  readonly copied: Array<{ path: string; reason: string }> = [];
+}
+
+/**
+ * Why a file must not be hard-linked into `objects/` (shared inode: the object would keep
+ * its mode, owner and xattrs), or undefined when it may be: setuid/setgid and file
+ * capabilities never; in an insecure repository (no fs-verity to freeze the content) only
+ * root-owned files without group/other write permission.
+ */
+export function hardlinkRefusal(source: LocalObjectSource, secure: boolean): string | undefined {
+  const { mode, uid } = source.stat;
+  if ((mode & sys.S_IFMT) !== sys.S_IFREG) return "not a regular file";
+  if (mode & 0o6000) return "setuid/setgid file (would become reachable under objects/)";
+  if (
+    sys.listXattrs(source.path).some(([name]) => sys.lossyString(name) === "security.capability")
+  ) {
+    return "file capabilities (would become reachable under objects/)";
+  }
+  if (!secure && (uid !== 0 || (mode & 0o022) !== 0)) {
+    return "writable by a non-root user, and no fs-verity to freeze it";
+  }
+  return undefined;
+}
+
 /** What `fsck` found: every problem names the entry. */
 export interface FsckReport {
   /** True when there are no problems (warnings do not count). */
@@ -586,6 +631,127 @@ export class Repository {
     Deno.mkdirSync(join(dir, toHex(digest).slice(0, 2)), { recursive: true });
     this.commitTemp(tmp, digest);
     return digest;
+  }
+
+  /**
+   * Makes `digest` an object from a file outside the repository whose content is the
+   * object's content (a containers-storage layer file), without copying its data where the
+   * file systems allow, as composefs-rs `ensure_object_from_file` does: a reflink (FICLONE
+   * into a temporary file, committed like any object), else a hard link of the file itself,
+   * else (unless `zerocopy`) a copy. The caller computed `digest` from the bytes it read
+   * through `source.fd`; `source.stat` was taken before that read, and a file whose status
+   * changed since (a write moves ctime) is refused rather than stored under a wrong name.
+   *
+   * A hard link shares the inode, so the object keeps the file's mode, owner and xattrs and
+   * stays writable by whoever could write the file. It is only made when that is harmless
+   * ({@link hardlinkRefusal}): never for setuid/setgid or file-capability files (they would
+   * become reachable under `objects/`), and in an insecure repository only for root-owned
+   * files no one else can write (a secure one enables fs-verity on the file first, which
+   * makes it immutable, as composefs-rs does). Refused files are copied, in `zerocopy` mode
+   * too: `zerocopy` fails only when the file systems cannot do without a copy (neither
+   * FICLONE nor link(2) works), and then names both paths.
+   */
+  storeLocalFile(
+    source: LocalObjectSource,
+    digest: Uint8Array,
+    options: { zerocopy?: boolean; data?: Uint8Array; context?: LocalStoreContext } = {},
+  ): ObjectStoreMethod {
+    this.requireWritable();
+    this.checkDigestSize(digest);
+    if (this.hasObject(digest)) return "present";
+    const context = options.context ?? new LocalStoreContext();
+    const final = this.objectPath(digest);
+    const dir = join(final, "..");
+    Deno.mkdirSync(dir, { recursive: true });
+    const display = sys.displayPath(source.path);
+    const unchanged = () => {
+      const now = sys.fstat(source.fd, source.path);
+      if (
+        now.ctimeSec !== source.stat.ctimeSec || now.ctimeNsec !== source.stat.ctimeNsec ||
+        now.size !== source.stat.size
+      ) {
+        throw new RepositoryError(`${display}: changed while being imported; not stored`);
+      }
+    };
+    const devPair = `${source.stat.devMajor}:${source.stat.devMinor}`;
+    let reflinkError = context.reflinkUnsupported.get(devPair) ?? "";
+    if (!context.reflinkUnsupported.has(devPair)) {
+      const tmp = join(dir, `${TMP_PREFIX}${randomSuffix()}`);
+      const fd = sys.openCreateExclusive(tmp);
+      let cloned = false;
+      try {
+        sys.ficlone(fd, source.fd, tmp);
+        cloned = true;
+      } catch (e) {
+        const errno = e instanceof sys.SysError ? e.errno : -1;
+        if (![sys.Errno.EOPNOTSUPP, sys.Errno.EXDEV, sys.Errno.EINVAL].includes(errno as 95)) {
+          sys.close(fd);
+          Deno.removeSync(tmp);
+          throw e;
+        }
+        reflinkError = (e as Error).message;
+        context.reflinkUnsupported.set(devPair, reflinkError);
+      }
+      sys.close(fd);
+      if (cloned) {
+        try {
+          unchanged();
+        } catch (e) {
+          Deno.removeSync(tmp);
+          throw e;
+        }
+        this.commitTemp(tmp, digest);
+        return "reflinked";
+      }
+      Deno.removeSync(tmp);
+    }
+    let linkError: string;
+    const refusal = hardlinkRefusal(source, this.secure);
+    if (refusal === undefined) {
+      unchanged();
+      try {
+        if (this.secure) {
+          enableVerity(source.fd, this.algorithm, display);
+          const measured = measureVerity(source.fd, this.algorithm, display);
+          if (measured === null || toHex(measured) !== toHex(digest)) {
+            throw new RepositoryError(
+              `${display}: measured fs-verity digest does not match the computed one`,
+            );
+          }
+        }
+        sys.link(source.path, final);
+        const linked = sys.lstat(final);
+        const src = sys.fstat(source.fd, source.path);
+        if (
+          linked.ino !== src.ino || linked.devMajor !== src.devMajor ||
+          linked.devMinor !== src.devMinor
+        ) {
+          Deno.removeSync(final);
+          throw new RepositoryError(`${display}: replaced while being imported; not stored`);
+        }
+        return "hardlinked";
+      } catch (e) {
+        if (e instanceof sys.SysError && e.errno === sys.Errno.EEXIST) return "present";
+        if (e instanceof RepositoryError) throw e;
+        linkError = (e as Error).message;
+      }
+    } else {
+      linkError = refusal;
+    }
+    if (options.zerocopy && refusal === undefined) {
+      throw new RepositoryError(
+        `zerocopy: cannot reflink or hardlink ${display} to ${final} (reflink: ${reflinkError}; ` +
+          `hardlink: ${linkError}); are both on one file system? --local-fetch=auto copies`,
+      );
+    }
+    const stored = options.data !== undefined
+      ? this.storeBytes(options.data)
+      : this.storeFile(source.path, source.stat.size);
+    if (toHex(stored) !== toHex(digest)) {
+      throw new RepositoryError(`${display}: changed while being imported; not stored`);
+    }
+    context.copied.push({ path: display, reason: linkError });
+    return "copied";
   }
 
   /**

@@ -19,6 +19,7 @@ import { parseSplitStream } from "../splitstream.ts";
 import { readTar } from "../oci/tar.ts";
 import { toHex } from "../fsverity/digest.ts";
 import { pullImage } from "../oci/pull.ts";
+import type { LocalFetchMode } from "../oci/source.ts";
 import { imageFilesystem, imageId } from "../oci/image.ts";
 import { findImage } from "../oci/store.ts";
 import { parsePlatform } from "../oci/layout.ts";
@@ -49,7 +50,15 @@ options:
   --tls-verify=false    plain HTTP to the registry (a local registry)
   --platform OS/ARCH[/VARIANT]
                         the image to take from an image index (default: this host's)
-  --authfile FILE       registry credentials (default: the containers auth.json files)`;
+  --authfile FILE       registry credentials (default: the containers auth.json files)
+  --local-fetch=disabled|auto|zerocopy
+                        containers-storage: sources: disabled reads through skopeo; auto
+                        (default) reads the store directly and reflinks, else hard-links,
+                        else copies each file into objects/; zerocopy fails instead of
+                        copying (e.g. store and repository on different file systems)
+  --storage-root DIR    containers-storage: the store (default: storage.conf's graphroot)
+
+Prints the objects reflinked/hardlinked/copied on stderr (in --json: localFetch).`;
 
 const IMAGE_NAME_HELP =
   `IMAGE: a tag, the manifest's or config's digest (sha256:HEX or HEX), or refs/NAME.`;
@@ -197,13 +206,34 @@ export const FETCH_OPTIONS = {
   "tls-verify": { type: "string" },
   platform: { type: "string" },
   authfile: { type: "string" },
+  "local-fetch": { type: "string" },
+  "storage-root": { type: "string" },
 } as const;
 
 /** The source options the fetch flags select. */
 export function sourceOptions(
-  values: { "tls-verify"?: string; platform?: string; authfile?: string },
+  values: {
+    "tls-verify"?: string;
+    platform?: string;
+    authfile?: string;
+    "local-fetch"?: string;
+    "storage-root"?: string;
+  },
   usage: string,
-): { tlsVerify: boolean; platform?: ReturnType<typeof parsePlatform>; authFile?: string } {
+): {
+  tlsVerify: boolean;
+  platform?: ReturnType<typeof parsePlatform>;
+  authFile?: string;
+  localFetch?: LocalFetchMode;
+  storageRoot?: string;
+} {
+  const localFetch = values["local-fetch"];
+  if (localFetch !== undefined && !["disabled", "auto", "zerocopy"].includes(localFetch)) {
+    throw new UsageError(
+      `--local-fetch takes disabled, auto or zerocopy, not '${localFetch}'`,
+      usage,
+    );
+  }
   const tls = values["tls-verify"];
   if (tls !== undefined && tls !== "true" && tls !== "false") {
     throw new UsageError(`--tls-verify takes true or false, not '${tls}'`, usage);
@@ -216,7 +246,13 @@ export function sourceOptions(
       throw new UsageError((e as Error).message, usage);
     }
   }
-  return { tlsVerify: tls !== "false", platform, authFile: values.authfile };
+  return {
+    tlsVerify: tls !== "false",
+    platform,
+    authFile: values.authfile,
+    localFetch: localFetch as LocalFetchMode | undefined,
+    storageRoot: values["storage-root"],
+  };
 }
 
 /** Progress on stderr while layers are imported, when stderr is a terminal. */
@@ -248,6 +284,10 @@ export function layerProgress(
   };
 }
 
+function printErr(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+}
+
 const pullCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
@@ -263,7 +303,15 @@ const pullCommand: CommandHandler = async (args, globals) => {
       ...opts,
       tag: positionals[1],
       onLayer: layerProgress(globals),
+      onFallback: (m) => printErr(`cfs: ${m}`),
     });
+    if (r.localFetch && !globals.json) {
+      const st = r.localFetch.stats;
+      printErr(
+        `objects: ${st.reflinked.objects} reflinked, ${st.hardlinked.objects} hardlinked, ` +
+          `${st.copied.objects} copied (${st.copied.bytes} bytes), ${st.present.objects} present`,
+      );
+    }
     if (globals.json) {
       println(JSON.stringify({
         manifest: r.manifestDigest,
@@ -275,6 +323,7 @@ const pullCommand: CommandHandler = async (args, globals) => {
         layersImported: r.layersImported,
         existing: r.existing,
         tag: positionals[1] ?? null,
+        localFetch: r.localFetch ?? null,
       }));
     } else {
       println(`sha256 ${toHex(r.configSha256)}`);

@@ -21,9 +21,15 @@
  * @module
  */
 import { normalizeEntryPath, readTar, type TarInput } from "./tar.ts";
-import { Repository, RepositoryError } from "../repository.ts";
+import {
+  type LocalObjectSource,
+  LocalStoreContext,
+  type ObjectStoreMethod,
+  Repository,
+  RepositoryError,
+} from "../repository.ts";
 import { SplitStreamWriter } from "../splitstream.ts";
-import { fromHex, toHex } from "../fsverity/digest.ts";
+import { fromHex, fsverityDigest, FsVerityHasher, toHex } from "../fsverity/digest.ts";
 
 /** Bodies larger than this are streamed into the object store instead of read whole. */
 export const IN_MEMORY_BODY_MAX = 1 << 20;
@@ -36,6 +42,46 @@ export interface ImportLayerOptions {
   contentSha256?: Uint8Array;
   /** Named ref `streams/refs/<name>` to point at the stream. */
   name?: string;
+  /**
+   * Regular-file bodies that exist as files (a containers-storage layer's diff directory):
+   * their objects are reflinked or hard-linked from those files instead of written
+   * ({@link Repository.storeLocalFile}). The tar still streams every byte (it is hashed for
+   * the diff_id and the object names), so the stream is the one a plain import writes.
+   */
+  local?: LocalFetch;
+}
+
+/**
+ * Where an import can find bodies as files: `take` is asked, once per regular-file body of
+ * more than {@link INLINE_BODY_MAX} bytes and in tar order, for the open file holding the
+ * body of entry `path` (byte string) of `size` bytes; undefined when it has none.
+ */
+export interface LocalBodies {
+  take(path: string, size: number): LocalObjectSource | undefined;
+}
+
+/** Local bodies and how to use them (composefs-rs `LocalFetchOpt` auto / zerocopy). */
+export interface LocalFetch {
+  bodies: LocalBodies;
+  /** Fail instead of copying when neither reflink nor hard link works. */
+  zerocopy: boolean;
+  /** Shared by all layers of one pull; counts what was done. */
+  context: LocalStoreContext;
+  /** Objects per method and their bytes, summed over layers. */
+  stats: LocalFetchStats;
+}
+
+/** What a local fetch did with each object. */
+export type LocalFetchStats = Record<ObjectStoreMethod, { objects: number; bytes: number }>;
+
+/** Zeroed {@link LocalFetchStats}. */
+export function newLocalFetchStats(): LocalFetchStats {
+  return {
+    reflinked: { objects: 0, bytes: 0 },
+    hardlinked: { objects: 0, bytes: 0 },
+    copied: { objects: 0, bytes: 0 },
+    present: { objects: 0, bytes: 0 },
+  };
 }
 
 /** What {@link importLayer} did. */
@@ -98,7 +144,31 @@ export async function importLayer(
       const { typeflag, size } = entry.meta;
       if ((typeflag === "0" || typeflag === "\0") && size > INLINE_BODY_MAX) {
         let id: Uint8Array;
-        if (size <= IN_MEMORY_BODY_MAX) {
+        const local = opts.local?.bodies.take(entry.meta.path, size);
+        if (local && opts.local) {
+          // The bytes still stream through (sha256 of the layer, object name); only the
+          // object's data is linked instead of written.
+          let data: Uint8Array | undefined;
+          if (size <= IN_MEMORY_BODY_MAX) {
+            data = await entry.readBody();
+            writer.hashExternal(data);
+            id = fsverityDigest(data, repo.algorithm);
+          } else {
+            const hasher = new FsVerityHasher(repo.algorithm);
+            for await (const chunk of entry.body) {
+              writer.hashExternal(chunk);
+              hasher.update(chunk);
+            }
+            id = hasher.digest();
+          }
+          const method = repo.storeLocalFile(local, id, {
+            zerocopy: opts.local.zerocopy,
+            data,
+            context: opts.local.context,
+          });
+          opts.local.stats[method].objects++;
+          opts.local.stats[method].bytes += size;
+        } else if (size <= IN_MEMORY_BODY_MAX) {
           const body = await entry.readBody();
           writer.hashExternal(body);
           id = repo.storeBytes(body);

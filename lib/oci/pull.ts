@@ -19,10 +19,16 @@
  */
 import { type ImageSource, openImageSource, type SourceOptions } from "./source.ts";
 import type { TarInput } from "./tar.ts";
-import { importLayer, parseSha256 } from "./import.ts";
+import {
+  importLayer,
+  type LocalBodies,
+  type LocalFetchStats,
+  newLocalFetchStats,
+  parseSha256,
+} from "./import.ts";
 import { tagImage, writeManifestStream } from "./store.ts";
 import { type DigestMapEntry, SplitStreamWriter } from "../splitstream.ts";
-import { Repository, RepositoryError } from "../repository.ts";
+import { LocalStoreContext, Repository, RepositoryError } from "../repository.ts";
 import { toHex } from "../fsverity/digest.ts";
 
 /** Options of {@link pullImage}. */
@@ -87,6 +93,15 @@ export interface PullResult {
   layers: PulledLayer[];
   /** How many layers were imported (0 when everything was present). */
   layersImported: number;
+  /**
+   * For a source with local bodies (containers-storage read directly): objects per method
+   * (reflinked, hardlinked, copied, present) and the files copied instead of linked, why.
+   */
+  localFetch?: {
+    mode: "auto" | "zerocopy";
+    stats: LocalFetchStats;
+    copied: Array<{ path: string; reason: string }>;
+  };
   /** True when the config stream already existed. */
   existing: boolean;
 }
@@ -144,6 +159,13 @@ export async function pullFromSource(
   let layersImported = 0;
   let configStreamId = repo.hasStream(configSha256);
   const existing = configStreamId !== undefined;
+  const localMode = options.localFetch === "zerocopy" ? "zerocopy" : "auto";
+  const local = options.localFetch === "disabled" ? undefined : {
+    zerocopy: localMode === "zerocopy",
+    context: new LocalStoreContext(),
+    stats: newLocalFetchStats(),
+  };
+  let usedLocal = false;
   for (const [index, layer] of image.layers.entries()) {
     const diffId = parseSha256(layer.diffId);
     const event = {
@@ -163,8 +185,15 @@ export async function pullFromSource(
         layer,
         onBytes ? (n) => onBytes(index, n) : undefined,
       );
+      const bodies = typeof (tar as Partial<LocalBodies>).take === "function"
+        ? tar as unknown as LocalBodies
+        : undefined;
       if (options.signal) tar = abortable(tar, options.signal);
-      const r = await importLayer(repo, tar, { contentSha256: diffId });
+      if (bodies && local) usedLocal = true;
+      const r = await importLayer(repo, tar, {
+        contentSha256: diffId,
+        local: bodies && local ? { bodies, ...local } : undefined,
+      });
       streamId = r.streamId;
       imported = !r.existing;
       if (imported) layersImported++;
@@ -213,5 +242,8 @@ export async function pullFromSource(
     layers,
     layersImported,
     existing,
+    localFetch: usedLocal && local
+      ? { mode: localMode, stats: local.stats, copied: local.context.copied }
+      : undefined,
   };
 }

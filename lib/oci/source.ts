@@ -8,8 +8,13 @@
  * - `oci-archive:FILE[:TAG]`: the archive is unpacked into a temporary directory (with
  *   `tar`, which refuses `..` and absolute member names) and read as a layout.
  * - `docker://...`: the native registry client (registry.ts), no skopeo needed.
- * - `containers-storage:` and every other containers-image transport: `skopeo copy` into a
- *   temporary layout (skopeo.ts), then read as a layout.
+ * - `containers-storage:[SPEC]NAME`: read straight from the store (cstorage.ts: metadata,
+ *   tar-split data and the layer files; no podman or skopeo), so bodies can be reflinked or
+ *   hard-linked into the repository. With `localFetch: "disabled"`, or in `auto` mode when
+ *   there is no store cfs can read there (another driver, no such directory), through
+ *   `skopeo copy` like the transports below.
+ * - every other containers-image transport: `skopeo copy` into a temporary layout
+ *   (skopeo.ts), then read as a layout.
  *
  * Temporary directories are made next to nothing of the repository's and removed by
  * {@link ImageSource.close}, also when the pull fails.
@@ -17,11 +22,20 @@
  * @module
  */
 import $ from "dax";
+import { join } from "node:path";
 import { formatImageReference, type ImageReference, parseImageReference } from "./reference.ts";
 import { type LayerDescriptor, OciLayout, type Platform, type ResolvedImage } from "./layout.ts";
 import { RegistryClient } from "./registry.ts";
 import { skopeoCopyToLayout } from "./skopeo.ts";
 import type { TarInput } from "./tar.ts";
+import { ContainersStorageError, openStorageSource, parseStorageReference } from "./cstorage.ts";
+
+/**
+ * composefs-rs `LocalFetchOpt` for `containers-storage:` sources: `disabled` reads through
+ * skopeo (a copy); `auto` reads the store directly and reflinks, hard-links or copies each
+ * object; `zerocopy` too, but fails when an object can be neither reflinked nor hard-linked.
+ */
+export type LocalFetchMode = "disabled" | "auto" | "zerocopy";
 
 /** Options for {@link openImageSource}. */
 export interface SourceOptions {
@@ -31,6 +45,12 @@ export interface SourceOptions {
   tlsVerify?: boolean;
   /** An auth file to use instead of the containers defaults. */
   authFile?: string;
+  /** `containers-storage:` only: how to read the store; default `auto`. */
+  localFetch?: LocalFetchMode;
+  /** `containers-storage:` only: the store's root (else the reference's, else the default). */
+  storageRoot?: string;
+  /** Hears why a `containers-storage:` source falls back to skopeo (auto mode). */
+  onFallback?: (message: string) => void;
 }
 
 /** A resolved image and a way to stream its layers. */
@@ -122,12 +142,37 @@ export async function openImageSource(
         close: async () => {},
       };
     }
-    case "containers-storage":
+    case "containers-storage": {
+      const mode = options.localFetch ?? "auto";
+      if (mode !== "disabled") {
+        try {
+          return openStorageSource(reference, parsed.name, { storageRoot: options.storageRoot });
+        } catch (e) {
+          if (!(e instanceof ContainersStorageError && e.unavailable && mode === "auto")) throw e;
+          options.onFallback?.(`${e.message}; reading it through skopeo`);
+        }
+      }
+      const dir = await Deno.makeTempDir({ prefix: "cfs-skopeo-" });
+      let source = `containers-storage:${parsed.name}`;
+      if (options.storageRoot !== undefined) {
+        const spec = parseStorageReference(parsed.name);
+        source =
+          `containers-storage:[${spec.driver ?? "overlay"}@${options.storageRoot}+${dir}/run]` +
+          spec.name;
+      }
+      try {
+        await skopeoCopyToLayout(source, join(dir, "layout"), TEMP_TAG, {
+          platform: options.platform,
+        });
+      } catch (e) {
+        await removeDir(dir)();
+        throw e;
+      }
+      return await layoutSource(reference, join(dir, "layout"), TEMP_TAG, options, removeDir(dir));
+    }
     case "other": {
       const dir = await Deno.makeTempDir({ prefix: "cfs-skopeo-" });
-      const source = parsed.transport === "other"
-        ? `${parsed.name}:${parsed.reference}`
-        : `containers-storage:${parsed.name}`;
+      const source = `${parsed.name}:${parsed.reference}`;
       try {
         await skopeoCopyToLayout(source, dir, TEMP_TAG, {
           tlsVerify: options.tlsVerify,

@@ -36,6 +36,7 @@ const ERRNO_NAMES: Record<number, string> = {
   61: "ENODATA (no data available)",
   74: "EBADMSG (bad message)",
   75: "EOVERFLOW (value too large)",
+  18: "EXDEV (invalid cross-device link)",
   95: "EOPNOTSUPP (operation not supported)",
 };
 
@@ -44,6 +45,7 @@ export const Errno = {
   EPERM: 1,
   ENOENT: 2,
   EEXIST: 17,
+  EXDEV: 18,
   ENOTDIR: 20,
   EINVAL: 22,
   ENOTTY: 25,
@@ -83,6 +85,7 @@ const symbols = {
   chmod: { parameters: ["buffer", "u32"], result: "i32" },
   utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "i64"], result: "i32" },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof symbols>["symbols"];
@@ -182,6 +185,9 @@ export interface FileStat {
   rdev: bigint;
   devMajor: number;
   devMinor: number;
+  /** Status change time: any write, chmod, chown or link count change moves it. */
+  ctimeSec: number;
+  ctimeNsec: number;
 }
 
 /** glibc makedev(): the dev_t encoding that composefs stores for device nodes. */
@@ -212,6 +218,19 @@ export function lstat(path: BytePath): FileStat {
     libc().statx(AT_FDCWD, cString(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf),
     path,
   );
+  return decodeStatx();
+}
+
+const AT_EMPTY_PATH = 0x1000;
+const EMPTY_PATH = new Uint8Array(1);
+
+/** fstat(2) semantics, via statx with AT_EMPTY_PATH; `path` only names the file in errors. */
+export function fstat(fd: number, path?: BytePath): FileStat {
+  check("statx", libc().statx(fd, EMPTY_PATH, AT_EMPTY_PATH, STATX_BASIC_STATS, statxBuf), path);
+  return decodeStatx();
+}
+
+function decodeStatx(): FileStat {
   const v = statxView;
   return {
     nlink: v.getUint32(16, true),
@@ -225,6 +244,8 @@ export function lstat(path: BytePath): FileStat {
     rdev: makedev(v.getUint32(128, true), v.getUint32(132, true)),
     devMajor: v.getUint32(136, true),
     devMinor: v.getUint32(140, true),
+    ctimeSec: Number(v.getBigInt64(96, true)),
+    ctimeNsec: v.getUint32(104, true),
   };
 }
 
@@ -266,6 +287,19 @@ export const O_CLOEXEC = 0o2000000;
 /** open(2) read-only without following a final symlink; returns the fd. */
 export function openRead(path: BytePath): number {
   return check("open", libc().open(cString(path), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0), path);
+}
+
+const O_WRONLY = 0o1;
+const O_CREAT = 0o100;
+const O_EXCL = 0o200;
+
+/** open(2) of a new file for writing (O_CREAT|O_EXCL, never an existing one); returns the fd. */
+export function openCreateExclusive(path: BytePath, mode = 0o644): number {
+  return check(
+    "open",
+    libc().open(cString(path), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode),
+    path,
+  );
 }
 
 /** read(2) into `buf`; returns the count (0 at end of file). */
@@ -439,6 +473,18 @@ export function ioctl(
   path?: BytePath,
 ): number {
   return check("ioctl", libc().ioctl(fd, request, arg), path);
+}
+
+/** FICLONE: _IOW(0x94, 9, int). */
+const FICLONE = 0x40049409n;
+
+/**
+ * ioctl(dest, FICLONE, src): makes `destFd`'s file share all of `srcFd`'s extents (a
+ * reflink; btrfs, XFS with reflink=1). Throws a {@link SysError}: EOPNOTSUPP where the file
+ * system cannot, EXDEV across file systems, EINVAL on some file systems that cannot either.
+ */
+export function ficlone(destFd: number, srcFd: number, path?: BytePath): void {
+  check("ioctl(FICLONE)", libc().ioctl_int(destFd, FICLONE, BigInt(srcFd)), path);
 }
 
 /** Decodes bytes as UTF-8 for display, replacing invalid sequences. */
