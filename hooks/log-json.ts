@@ -21,8 +21,10 @@ import { parseHookOptions, z } from "./options.ts";
 // `satisfies` makes the type checker fail when a stage is added to StageName.
 const STAGE_SET = {
   open: true,
+  storage: true,
   fetch: true,
   import: true,
+  "label-storage": true,
   tag: true,
   label: true,
   image: true,

@@ -24,14 +24,28 @@
 import type { FileSystem } from "../lib/tree.ts";
 import type { BootEntry } from "../lib/boot/entries.ts";
 
-/** The stages of `cfs pull`, in the order they run. */
-export type StageName = "open" | "fetch" | "import" | "tag" | "label" | "image" | "boot";
+/**
+ * The stages of `cfs pull`, in the order they run. `storage` (the image into cfs's own
+ * containers-storage) and `label-storage` (its SELinux labels) run only with `--unified`.
+ */
+export type StageName =
+  | "open"
+  | "storage"
+  | "fetch"
+  | "import"
+  | "label-storage"
+  | "tag"
+  | "label"
+  | "image"
+  | "boot";
 
 /** The stages of `cfs pull`, in order. */
 export const STAGES: readonly StageName[] = [
   "open",
+  "storage",
   "fetch",
   "import",
+  "label-storage",
   "tag",
   "label",
   "image",

@@ -72,6 +72,11 @@ export const TAG_ADDED = "8fedc4712dbca883a41e00451ccd68b7";
 /** An EROFS image was written. Fields: CFS_IMAGE_ID, CFS_BOOTABLE, CFS_CONFIG_DIGEST. */
 export const IMAGE_WRITTEN = "4810d287a9a0a3bba6459f88ac99c694";
 
+/** `--unified`: the image is in cfs's containers-storage. Fields: CFS_STORAGE, CFS_DURATION_MS. */
+export const STORAGE_PULLED = "e27141108aea5370fb21e0b92724a8da";
+/** `--unified`: the storage's SELinux labels were set, or why not. Fields: CFS_STORAGE. */
+export const STORAGE_LABELED = "986ca0d89b41d40007a281315aa493ed";
+
 /** Every message ID by name, for lookups and documentation. */
 export const MESSAGE_IDS = {
   PULL_START,
@@ -91,6 +96,8 @@ export const MESSAGE_IDS = {
   COMMAND_FAILED,
   TAG_ADDED,
   IMAGE_WRITTEN,
+  STORAGE_PULLED,
+  STORAGE_LABELED,
 } as const;
 
 // ---------------------------------------------------------------------------------------
@@ -126,7 +133,9 @@ export const Field = {
   TAG: "CFS_TAG",
   /** The repository path. */
   REPO: "CFS_REPO",
-  /** A pipeline stage: open, fetch, import, tag, label, image, boot. */
+  /** The containers-storage `--unified` pulls into. */
+  STORAGE: "CFS_STORAGE",
+  /** A pipeline stage: open, storage, fetch, import, label-storage, tag, label, image, boot. */
   STAGE: "CFS_STAGE",
   /** `before` or `after`. */
   PHASE: "CFS_PHASE",

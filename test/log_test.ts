@@ -28,6 +28,8 @@ import {
   STAGE_END,
   STAGE_FAILED,
   STAGE_START,
+  STORAGE_LABELED,
+  STORAGE_PULLED,
   TAG_ADDED,
   textSink,
   ttyProgressSink,
@@ -59,6 +61,8 @@ Deno.test("message IDs are frozen: each equals the value journal queries depend 
     COMMAND_FAILED: "e9fd004d5fa08e36fc23146dd335d1ee",
     TAG_ADDED: "8fedc4712dbca883a41e00451ccd68b7",
     IMAGE_WRITTEN: "4810d287a9a0a3bba6459f88ac99c694",
+    STORAGE_PULLED: "e27141108aea5370fb21e0b92724a8da",
+    STORAGE_LABELED: "986ca0d89b41d40007a281315aa493ed",
   };
   const exported = {
     PULL_START,
@@ -78,6 +82,8 @@ Deno.test("message IDs are frozen: each equals the value journal queries depend 
     COMMAND_FAILED,
     TAG_ADDED,
     IMAGE_WRITTEN,
+    STORAGE_PULLED,
+    STORAGE_LABELED,
   };
   assert.deepEqual(exported, frozen);
   assert.deepEqual({ ...MESSAGE_IDS }, frozen);

@@ -18,14 +18,19 @@ import { toHex } from "../fsverity/digest.ts";
 
 const PULL_USAGE = `usage: cfs pull [OPTIONS] IMAGE
 
-What bootc does with a composefs repository, as a pipeline of stages (open, fetch, import,
-tag, label, image, boot) that hooks can wrap: open the repository (created when missing,
+What bootc does with a composefs repository, as a pipeline of stages (open, [storage], fetch,
+import, [label-storage], tag, label, image, boot) that hooks can wrap: open the repository (created when missing,
 upgraded when old), pull IMAGE (see 'cfs oci pull --help' for the forms), write the
 bootable EROFS image, find its boot entries, and tag it localhost/bootc-<manifest digest>
 (tags are written last). Exit codes: 1 error, 2 usage, 3 a hook failed, 130 interrupted.
 With --json, stdout has one JSON object per line: events, then {"result": ...}.
 
 options:
+  --unified                bootc's unified storage: podman pulls IMAGE into <repo>/bootc/storage
+                           (containers-storage:NAME is copied from the host's storage), then
+                           it is imported from there, zero-copy (stages storage, label-storage)
+  --local-fetch=MODE       disabled, auto or zerocopy (default with --unified: zerocopy)
+  --storage-root DIR       containers-storage: sources: the store to read
   --tls-verify=false       plain HTTP to the registry
   --platform OS/ARCH[/V]   the image to take from an image index
   --authfile FILE          registry credentials
@@ -69,6 +74,7 @@ export const pullCommand: CommandHandler = async (args, globals) => {
     hook: { type: "string", multiple: true },
     "hooks-dir": { type: "string", multiple: true },
     "no-default-hooks": { type: "boolean" },
+    unified: { type: "boolean" },
   }, PULL_USAGE);
   if (values.help) {
     println(PULL_USAGE);
@@ -121,6 +127,7 @@ export const pullCommand: CommandHandler = async (args, globals) => {
       hookOptions: config.hooks,
       log,
       signal: controller.signal,
+      unified: values.unified ?? false,
     });
   } finally {
     Deno.removeSignalListener("SIGINT", onSigint);
@@ -140,6 +147,7 @@ export const pullCommand: CommandHandler = async (args, globals) => {
         configVerity: toHex(r.pull.configStreamId),
         layers: r.pull.layers.map((l) => ({ ...l, verity: toHex(l.verity) })),
         layersImported: r.pull.layersImported,
+        localFetch: r.pull.localFetch ?? null,
         tag,
         tags: r.tags,
         imageId: r.imageId,

@@ -4,8 +4,11 @@
  * | stage    | does                                                                   |
  * | -------- | ---------------------------------------------------------------------- |
  * | `open`   | opens the repository, creating it when missing (seed.ts openOrCreate)  |
+ * | `storage`| `--unified` only: the image into `<repo>/bootc/storage` (unified.ts)   |
  * | `fetch`  | opens the source: manifest, config and layer list, digests checked     |
  * | `import` | layers, config and manifest into the repository (oci/pull.ts)          |
+ * | `label-storage` | `--unified` only: SELinux labels on that storage (a no-op    |
+ * |          | without a policy in the image), after the import as bootc does         |
  * | `tag`    | decides the tags: `localhost/bootc-<manifest digest>`, plus hooks'     |
  * | `label`  | merged tree; boot entries found; boot transform with SELinux labels    |
  * | `image`  | the bootable EROFS from the (possibly hook-changed) tree               |
@@ -54,6 +57,8 @@ import {
   STAGE_END,
   STAGE_FAILED,
   STAGE_START,
+  STORAGE_LABELED,
+  STORAGE_PULLED,
   TAG_ADDED,
 } from "../log.ts";
 import { openOrCreate } from "./seed.ts";
@@ -67,6 +72,8 @@ import { transformForBoot } from "../boot/transform.ts";
 import { mkfsErofs } from "../erofs/writer.ts";
 import { fromHex, toHex } from "../fsverity/digest.ts";
 import type { FileSystem } from "../tree.ts";
+import { loadImagePolicy } from "../boot/selinux.ts";
+import { ensureBootcLink, labelStorage, pullIntoStorage, unifiedStoragePath } from "./unified.ts";
 
 /** Default time one hook call may take (ms). */
 export const DEFAULT_HOOK_TIMEOUT_MS = 60_000;
@@ -120,6 +127,11 @@ export interface PipelineOptions extends SourceOptions {
   log: Logger;
   /** Interrupts the pull. */
   signal?: AbortSignal;
+  /**
+   * bootc's unified storage: pull into the repository's own containers-storage first, then
+   * import from there (`localFetch` default `zerocopy`, as bootc).
+   */
+  unified?: boolean;
 }
 
 /** What {@link runPullPipeline} produced. */
@@ -332,8 +344,32 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       created = r.created;
       state.repository = repositoryView(repo);
     });
+    let sourceRef = opts.reference;
+    let sourceOpts: SourceOptions = opts;
+    const storage = unifiedStoragePath(opts.repoPath);
+    if (opts.unified) {
+      await stage("storage", async () => {
+        ensureBootcLink(opts.repoPath);
+        const t = performance.now();
+        const id = await pullIntoStorage(opts.reference, storage, {
+          tlsVerify: opts.tlsVerify,
+          authFile: opts.authFile,
+          signal,
+        });
+        log.info(STORAGE_PULLED, `${opts.reference} in ${storage} as ${id.slice(0, 12)}`, {
+          [Field.STORAGE]: storage,
+          [Field.DURATION_MS]: Math.round(performance.now() - t),
+        });
+        sourceRef = `containers-storage:${id}`;
+        sourceOpts = {
+          ...opts,
+          storageRoot: storage,
+          localFetch: opts.localFetch ?? "zerocopy",
+        };
+      });
+    }
     await stage("fetch", async () => {
-      source = await openImageSource(opts.reference, opts);
+      source = await openImageSource(sourceRef, sourceOpts);
       const image = source.image;
       state.manifest = {
         digest: image.manifestDescriptor.digest,
@@ -363,6 +399,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
           totalBytes: total,
         });
       pull = await pullFromSource(repo!, source!, {
+        localFetch: sourceOpts.localFetch,
         signal,
         onBytes: (i, n) => {
           done[i] += n;
@@ -396,12 +433,31 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
         state.layers![i].imported = l.imported;
       });
     });
+    let merged: FileSystem | undefined;
+    if (opts.unified) {
+      await stage("label-storage", async () => {
+        merged = await createFilesystem(repo!, toHex(pull!.configSha256));
+        const policy = loadImagePolicy(merged, (c) => repo!.readObject(c.digest));
+        if (!policy) {
+          log.info(
+            STORAGE_LABELED,
+            `${storage}: not labelled: the image has no SELinux policy (no /etc/selinux/config)`,
+            { [Field.STORAGE]: storage },
+          );
+          return;
+        }
+        const n = labelStorage(storage, policy);
+        log.info(STORAGE_LABELED, `${storage}: ${n} inodes labelled`, {
+          [Field.STORAGE]: storage,
+        });
+      });
+    }
     await stage("tag", () => {
       const bootc = bootcTag(pull!.manifestDigest);
       if (!state.tags.includes(bootc)) state.tags.unshift(bootc);
     });
     await stage("label", async () => {
-      const fs = await createFilesystem(repo!, toHex(pull!.configSha256));
+      const fs = merged ?? await createFilesystem(repo!, toHex(pull!.configSha256));
       const read = (c: { digest: Uint8Array }) => repo!.readObject(c.digest);
       entries = findBootEntries(fs, read);
       transformForBoot(fs, read);

@@ -1,0 +1,193 @@
+/**
+ * The seed's unified storage (bootc `pull_composefs_unified`): the image first lands in a
+ * containers-storage owned by cfs next to the repository, so `podman run` finds it from the
+ * first boot, and is then imported from there (oci/cstorage.ts, zero-copy).
+ *
+ * - The storage is `<repo>/bootc/storage` (`/sysroot/composefs/bootc/storage`), with the
+ *   compatibility link `<repo>/../ostree/bootc -> ../<repo name>/bootc` that bootc creates.
+ * - Stage 1 runs podman with `--root` that storage and a temporary `--runroot`, inside a
+ *   private mount namespace (`unshare --mount`, as bootc's `bind_storage_roots`): the
+ *   overlay driver bind-mounts `<storage>/overlay` onto itself, and that mount must not
+ *   outlive podman, or link(2) from the storage into the repository fails with EXDEV.
+ *   `containers-storage:NAME` is copied from the host's default storage
+ *   (`podman image push NAME containers-storage:[overlay@STORAGE+RUN]NAME`, as bootc's
+ *   `pull_from_host_storage`); every other reference is `podman pull`ed.
+ * - The storage is labelled for SELinux from the pulled image's own policy, each path as
+ *   if it were under /var/lib/containers/storage (bootc's `ensure_labeled`), once: a
+ *   `.cfs_labeled` stamp marks it done. Without a policy in the image it does nothing.
+ *
+ * @module
+ */
+import $, { KillController } from "dax";
+import { basename, dirname, join, resolve } from "node:path";
+import { type FileContexts } from "../boot/selinux.ts";
+import * as sys from "../sys/libc.ts";
+
+/** A podman (or other external) command failed; `stderr` holds its whole output. */
+export class StorageCommandError extends Error {
+  /** The failing command's message and its output (for the log). */
+  constructor(message: string, readonly stderr: string) {
+    super(message);
+    this.name = "StorageCommandError";
+  }
+}
+
+/** The containers-storage of the repository at `repoPath`: `<repo>/bootc/storage`. */
+export function unifiedStoragePath(repoPath: string): string {
+  return resolve(repoPath, "bootc", "storage");
+}
+
+/**
+ * Creates `<repo>/bootc` and the compatibility link `<repo>/../ostree/bootc ->
+ * ../<repo name>/bootc` when missing (an existing `ostree/bootc` is left alone). Returns
+ * the link's path.
+ */
+export function ensureBootcLink(repoPath: string): string {
+  Deno.mkdirSync(join(repoPath, "bootc"), { recursive: true, mode: 0o700 });
+  const ostree = join(dirname(repoPath), "ostree");
+  Deno.mkdirSync(ostree, { recursive: true });
+  const link = join(ostree, "bootc");
+  try {
+    Deno.lstatSync(link);
+  } catch {
+    Deno.symlinkSync(`../${basename(repoPath)}/bootc`, link);
+  }
+  return link;
+}
+
+/** Options of {@link pullIntoStorage}. */
+export interface StoragePullOptions {
+  /** `--tls-verify=false` for podman. */
+  tlsVerify?: boolean;
+  /** Registry credentials file. */
+  authFile?: string;
+  /** Stops podman. */
+  signal?: AbortSignal;
+}
+
+async function podman(args: string[], signal?: AbortSignal): Promise<string> {
+  const kill = new KillController();
+  const onAbort = () => kill.kill("SIGTERM");
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let r;
+  try {
+    r = await $`unshare --mount --propagation private podman ${args}`
+      .stdin("null").stdout("piped").stderr("piped").noThrow().signal(kill.signal);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (r.code !== 0) {
+    const last = r.stderr.trim().split("\n").pop() ?? "";
+    throw new StorageCommandError(
+      `podman ${args.join(" ")} failed (exit ${r.code}): ${last.slice(0, 300)}`,
+      `${r.stdout}${r.stderr}`,
+    );
+  }
+  return r.stdout;
+}
+
+/**
+ * Stage 1: gets `reference` into the storage at `storage`; returns the image id (the
+ * config digest's hex) there. See the module documentation for how.
+ */
+export async function pullIntoStorage(
+  reference: string,
+  storage: string,
+  options: StoragePullOptions = {},
+): Promise<string> {
+  Deno.mkdirSync(storage, { recursive: true, mode: 0o700 });
+  const runroot = await Deno.makeTempDir({ prefix: "cfs-storage-run-" });
+  const store = ["--root", storage, "--runroot", runroot, "--storage-driver", "overlay"];
+  try {
+    if (reference.startsWith("containers-storage:")) {
+      const name = reference.slice("containers-storage:".length);
+      if (name.startsWith("[")) {
+        throw new StorageCommandError(
+          `${reference}: --unified copies from the host's default storage; name the image ` +
+            "without a [store] spec",
+          "",
+        );
+      }
+      await podman([
+        "image",
+        "push",
+        "--remove-signatures",
+        name,
+        `containers-storage:[overlay@${storage}+${runroot}]${name}`,
+      ], options.signal);
+      const out = await podman([...store, "image", "inspect", "--format", "{{.Id}}", name]);
+      return out.trim().split("\n").pop()!.trim();
+    }
+    const args = [...store, "pull", "--quiet"];
+    if (options.tlsVerify === false) args.push("--tls-verify=false");
+    if (options.authFile) args.push("--authfile", options.authFile);
+    args.push(reference);
+    const out = await podman(args, options.signal);
+    const id = out.trim().split("\n").pop()!.trim();
+    if (!/^[0-9a-f]{64}$/.test(id)) {
+      throw new StorageCommandError(`podman pull ${reference}: no image id in its output`, out);
+    }
+    return id;
+  } finally {
+    await Deno.remove(runroot, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The stamp that marks a labelled storage. */
+export const LABELED_STAMP = ".cfs_labeled";
+/** The path the storage is labelled as (bootc's `SYS_CSTOR_PATH`). */
+export const SYSTEM_STORAGE_PATH = "/var/lib/containers/storage";
+
+function typeLetter(mode: number): string {
+  switch (mode & sys.S_IFMT) {
+    case sys.S_IFDIR:
+      return "d";
+    case sys.S_IFLNK:
+      return "l";
+    case sys.S_IFCHR:
+      return "c";
+    case sys.S_IFBLK:
+      return "b";
+    case sys.S_IFIFO:
+      return "p";
+    case sys.S_IFSOCK:
+      return "s";
+    default:
+      return "-";
+  }
+}
+
+/**
+ * Labels every inode of the storage from `policy` (libselinux precedence) as if the storage
+ * were at /var/lib/containers/storage, then writes the stamp. Returns how many inodes were
+ * labelled; 0 when the stamp says it was done before. Hard-linked objects share their
+ * inode with the storage's files, so they get the same label (composefs mounts take labels
+ * from the image, not from objects).
+ */
+export function labelStorage(storage: string, policy: FileContexts): number {
+  try {
+    Deno.lstatSync(join(storage, LABELED_STAMP));
+    return 0;
+  } catch { /* not labelled yet */ }
+  const rules = policy.withLibselinuxPrecedence();
+  const enc = new TextEncoder();
+  let count = 0;
+  const visit = (path: string, as: string) => {
+    const st = sys.lstat(path);
+    const label = rules.lookup(as, typeLetter(st.mode));
+    if (label !== undefined) {
+      sys.setXattr(path, "security.selinux", enc.encode(label + "\0"));
+      count++;
+    }
+    if ((st.mode & sys.S_IFMT) !== sys.S_IFDIR) return;
+    for (const e of Deno.readDirSync(path)) visit(join(path, e.name), `${as}/${e.name}`);
+  };
+  visit(storage, SYSTEM_STORAGE_PATH);
+  sys.syncFilesystem(storage);
+  Deno.writeFileSync(join(storage, LABELED_STAMP), new Uint8Array());
+  const stampLabel = rules.lookup(`${SYSTEM_STORAGE_PATH}/${LABELED_STAMP}`, "-");
+  if (stampLabel !== undefined) {
+    sys.setXattr(join(storage, LABELED_STAMP), "security.selinux", enc.encode(stampLabel + "\0"));
+  }
+  return count;
+}
