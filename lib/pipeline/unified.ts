@@ -5,7 +5,8 @@
  *
  * - The storage is `<repo>/bootc/storage` (`/sysroot/composefs/bootc/storage`), with the
  *   compatibility link `<repo>/../ostree/bootc -> ../<repo name>/bootc` that bootc creates.
- * - Stage 1 runs podman with `--root` that storage and a temporary `--runroot`, inside a
+ * - Stage 1 runs podman with `--root` that storage and `--runroot /run/cfs/storage/<hash of
+ *   the storage path>` (podman keeps the runroot in its database), inside a
  *   private mount namespace (`unshare --mount`, as bootc's `bind_storage_roots`): the
  *   overlay driver bind-mounts `<storage>/overlay` onto itself, and that mount must not
  *   outlive podman, or link(2) from the storage into the repository fails with EXDEV.
@@ -20,6 +21,7 @@
  */
 import $, { KillController } from "dax";
 import { basename, dirname, join, resolve } from "node:path";
+import { createHash } from "node:crypto";
 import { type FileContexts } from "../boot/selinux.ts";
 import * as sys from "../sys/libc.ts";
 
@@ -96,42 +98,47 @@ export async function pullIntoStorage(
   options: StoragePullOptions = {},
 ): Promise<string> {
   Deno.mkdirSync(storage, { recursive: true, mode: 0o700 });
-  const runroot = await Deno.makeTempDir({ prefix: "cfs-storage-run-" });
+  // podman records the runroot in the storage's database and refuses another one later:
+  // one per storage, under /run (bootc: /run/bootc/storage).
+  const runroot = join(
+    RUNROOT_BASE,
+    createHash("sha256").update(storage).digest("hex").slice(0, 16),
+  );
+  Deno.mkdirSync(runroot, { recursive: true, mode: 0o700 });
   const store = ["--root", storage, "--runroot", runroot, "--storage-driver", "overlay"];
-  try {
-    if (reference.startsWith("containers-storage:")) {
-      const name = reference.slice("containers-storage:".length);
-      if (name.startsWith("[")) {
-        throw new StorageCommandError(
-          `${reference}: --unified copies from the host's default storage; name the image ` +
-            "without a [store] spec",
-          "",
-        );
-      }
-      await podman([
-        "image",
-        "push",
-        "--remove-signatures",
-        name,
-        `containers-storage:[overlay@${storage}+${runroot}]${name}`,
-      ], options.signal);
-      const out = await podman([...store, "image", "inspect", "--format", "{{.Id}}", name]);
-      return out.trim().split("\n").pop()!.trim();
+  if (reference.startsWith("containers-storage:")) {
+    const name = reference.slice("containers-storage:".length);
+    if (name.startsWith("[")) {
+      throw new StorageCommandError(
+        `${reference}: --unified copies from the host's default storage; name the image ` +
+          "without a [store] spec",
+        "",
+      );
     }
-    const args = [...store, "pull", "--quiet"];
-    if (options.tlsVerify === false) args.push("--tls-verify=false");
-    if (options.authFile) args.push("--authfile", options.authFile);
-    args.push(reference);
-    const out = await podman(args, options.signal);
-    const id = out.trim().split("\n").pop()!.trim();
-    if (!/^[0-9a-f]{64}$/.test(id)) {
-      throw new StorageCommandError(`podman pull ${reference}: no image id in its output`, out);
-    }
-    return id;
-  } finally {
-    await Deno.remove(runroot, { recursive: true }).catch(() => {});
+    await podman([
+      "image",
+      "push",
+      "--remove-signatures",
+      name,
+      `containers-storage:[overlay@${storage}+${runroot}]${name}`,
+    ], options.signal);
+    const out = await podman([...store, "image", "inspect", "--format", "{{.Id}}", name]);
+    return out.trim().split("\n").pop()!.trim();
   }
+  const args = [...store, "pull", "--quiet"];
+  if (options.tlsVerify === false) args.push("--tls-verify=false");
+  if (options.authFile) args.push("--authfile", options.authFile);
+  args.push(reference);
+  const out = await podman(args, options.signal);
+  const id = out.trim().split("\n").pop()!.trim();
+  if (!/^[0-9a-f]{64}$/.test(id)) {
+    throw new StorageCommandError(`podman pull ${reference}: no image id in its output`, out);
+  }
+  return id;
 }
+
+/** Where each storage's podman runroot is (transient state; bootc's is /run/bootc/storage). */
+export const RUNROOT_BASE = "/run/cfs/storage";
 
 /** The stamp that marks a labelled storage. */
 export const LABELED_STAMP = ".cfs_labeled";
