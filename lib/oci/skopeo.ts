@@ -53,7 +53,12 @@ export async function skopeoCopyToLayout(
   args.push(source, `oci:${dir}:${tag}`);
   let result;
   try {
-    result = await $`skopeo ${args}`.stdout("null").stderr("piped").noThrow();
+    // containers-storage's overlay driver bind-mounts `<store>/overlay` onto itself; in a
+    // private mount namespace (as bootc runs podman) that mount ends with skopeo.
+    const cmd = source.startsWith("containers-storage:")
+      ? $`unshare --mount --propagation private skopeo ${args}`
+      : $`skopeo ${args}`;
+    result = await cmd.stdout("null").stderr("piped").noThrow();
   } catch (e) {
     throw new SkopeoError(`'${source}': cannot run skopeo: ${(e as Error).message}`);
   }
