@@ -15,7 +15,7 @@ CFS_V8_FLAGS := --v8-flags=--max-semi-space-size=1
 # rootfs, the QEMU guest that runs cfsctl where fs-verity is enabled, xattr tools.
 APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-system-x86 \
                 linux-image-amd64 busybox-static cpio zstd time libarchive-tools \
-                skopeo umoci docker-registry selinux-utils tmux
+                skopeo umoci docker-registry selinux-utils tmux podman xfsprogs
 
 .PHONY: setup deno apt cfsctl demo test vm-test bench binary binary-all fmt lint check clean
 
