@@ -37,7 +37,17 @@ const dec = new TextDecoder();
 
 const MANIFEST = "sha256:" + "ab12cd34ef56".repeat(5) + "0123";
 const CONFIG = "sha256:" + "9".repeat(64);
-const STAGES: StageName[] = ["open", "fetch", "import", "tag", "label", "image", "boot"];
+const STAGES: StageName[] = [
+  "open",
+  "storage",
+  "fetch",
+  "import",
+  "label-storage",
+  "tag",
+  "label",
+  "image",
+  "boot",
+];
 
 // --- a hand-built context ----------------------------------------------------------------------
 
