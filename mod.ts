@@ -48,9 +48,13 @@ export {
   fsverityDigestFileSync,
 } from "./lib/fsverity/file.ts";
 export { enableVerity, measureVerity, VerityError } from "./lib/fsverity/ioctl.ts";
+export type { BytePath, FileStat } from "./lib/sys/libc.ts";
 export {
   type FsckReport,
   type GcReport,
+  type LocalObjectSource,
+  LocalStoreContext,
+  type ObjectStoreMethod,
   type OpenOptions,
   REPO_FORMAT_VERSION,
   type RepoAlgorithm,
@@ -101,7 +105,12 @@ export {
   type ResolveOptions,
 } from "./lib/oci/layout.ts";
 export { type Credentials } from "./lib/oci/auth.ts";
-export { type ImageSource, openImageSource, type SourceOptions } from "./lib/oci/source.ts";
+export {
+  type ImageSource,
+  type LocalFetchMode,
+  openImageSource,
+  type SourceOptions,
+} from "./lib/oci/source.ts";
 export {
   type LayerEvent,
   type PulledLayer,
@@ -114,6 +123,9 @@ export {
   type ImportLayerOptions,
   type ImportLayerResult,
   LayerDigestError,
+  type LocalBodies,
+  type LocalFetch,
+  type LocalFetchStats,
 } from "./lib/oci/import.ts";
 export {
   bootcTag,

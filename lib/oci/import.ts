@@ -57,11 +57,13 @@ export interface ImportLayerOptions {
  * body of entry `path` (byte string) of `size` bytes; undefined when it has none.
  */
 export interface LocalBodies {
+  /** The open file with the body of entry `path` (`size` bytes), or undefined. */
   take(path: string, size: number): LocalObjectSource | undefined;
 }
 
 /** Local bodies and how to use them (composefs-rs `LocalFetchOpt` auto / zerocopy). */
 export interface LocalFetch {
+  /** Where the bodies are. */
   bodies: LocalBodies;
   /** Fail instead of copying when neither reflink nor hard link works. */
   zerocopy: boolean;

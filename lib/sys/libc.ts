@@ -173,20 +173,31 @@ export const S_IFIFO = 0o010000;
 
 /** What statx tells about one inode, as cfs uses it. */
 export interface FileStat {
+  /** st_mode: type and permission bits. */
   mode: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /** Hard link count. */
   nlink: number;
+  /** Inode number. */
   ino: bigint;
+  /** Size in bytes. */
   size: number;
+  /** Modification time, seconds. */
   mtimeSec: number;
+  /** Modification time, nanoseconds. */
   mtimeNsec: number;
   /** glibc's makedev(rdev_major, rdev_minor) */
   rdev: bigint;
+  /** Major number of the device holding the file. */
   devMajor: number;
+  /** Minor number of the device holding the file. */
   devMinor: number;
   /** Status change time: any write, chmod, chown or link count change moves it. */
   ctimeSec: number;
+  /** Status change time, nanoseconds. */
   ctimeNsec: number;
 }
 
