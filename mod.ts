@@ -14,6 +14,7 @@ export {
 export {
   digestAlgorithmId,
   mkfsErofs,
+  type MkfsOptions,
   objectPathname,
   overlayMetacopy,
 } from "./lib/erofs/writer.ts";

@@ -12,7 +12,8 @@
  * 5. mount the EROFS image (loop device) and an overlay with `objects/` as its data-only lower
  *    layer (`lowerdir=IMAGE::OBJECTS`, metacopy, redirect_dir, `verity=require` where the
  *    kernel knows it); on kernels that refuse those options (before Linux 6.5 / 6.6) it falls
- *    back to `lowerdir=IMAGE:OBJECTS` without `verity=`, as libcomposefs does;
+ *    back to `lowerdir=IMAGE:OBJECTS` without `verity=`, as libcomposefs does, over an image
+ *    derived for it ({@link fallbackImage}, below);
  * 6. move the old sysroot to `<new root>/sysroot` (when the image has that directory) and the
  *    new root onto the sysroot. The initramfs's PID 1 then runs `switch_root SYSROOT INIT`
  *    (a process other than PID 1 cannot switch the root of the whole system).
@@ -21,11 +22,25 @@
  * no `verity=require` (Linux 6.1, Debian 12's kernel): with fs-verity enabled on each object
  * and its digest equal to its name, a later change of an object's bytes fails the read (EIO).
  *
+ * The fallback overlay makes `objects/` an ordinary lower layer, so its directories `00`..`ff`
+ * would show through in `/`. libcomposefs's images hide them with whiteouts in the root
+ * directory; images in cfsctl 0.3.0's format (ours) have none. So on that path setup-root
+ * mounts a derived image instead of the repository's: the verified image's bytes, read back
+ * into a tree (lib/erofs/reader.ts), plus what libcomposefs adds, written again
+ * (lib/erofs/writer.ts) to a file on /run (a tmpfs) that is loop-mounted and then unlinked.
+ * The trust chain holds: the image file has fs-verity enabled and its measured digest equals
+ * the `composefs=` id before it is read (a file with fs-verity cannot change, and reads are
+ * checked against its Merkle tree), and the derived image is a pure function of those bytes
+ * ({@link fallbackImage}; for a valid image `mkfsErofs(readErofs(img))` is `img` again). The
+ * objects are checked as before.
+ *
  * @module
  */
 import $ from "dax";
 import { join } from "node:path";
 import { collectObjects, readErofs } from "./erofs/reader.ts";
+import { mkfsErofs } from "./erofs/writer.ts";
+import { bytesToName, type Inode, type Leaf, type Xattr } from "./tree.ts";
 import { toHex, type VerityAlgorithm } from "./fsverity/digest.ts";
 import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
 import * as sys from "./sys/libc.ts";
@@ -112,6 +127,11 @@ export interface SetupRootOptions {
   mountpoint?: string;
   /** Progress lines (one per step). */
   log?: (line: string) => void;
+  /**
+   * Skip the data-only overlay and use the fallback (with its derived image) even where the
+   * kernel has data-only lower layers: for tests of that path on new kernels.
+   */
+  forceFallback?: boolean;
 }
 
 /** What {@link setupRoot} did. */
@@ -126,6 +146,10 @@ export interface SetupRootResult {
   overlay: "data-only" | "fallback";
   /** The overlay's mount options. */
   overlayOptions: string;
+  /** With the fallback overlay: whiteouts added to the root of the derived image. */
+  whiteouts?: number;
+  /** With the fallback overlay: root directories `00`..`ff` of the image marked opaque. */
+  opaque?: string[];
   /** Where the composed root is mounted now. */
   root: string;
 }
@@ -174,6 +198,78 @@ function sealAndMeasure(
   } finally {
     sys.close(fd);
   }
+}
+
+/** The names of a repository's object directories, `00`..`ff`. */
+export const OBJECT_DIRS: readonly string[] = Array.from(
+  { length: 256 },
+  (_, i) => i.toString(16).padStart(2, "0"),
+);
+
+const enc = new TextEncoder();
+const SELINUX = "security.selinux";
+
+/** What {@link fallbackImage} made. */
+export interface FallbackImage {
+  /** The derived EROFS image. */
+  image: Uint8Array;
+  /** Whiteouts added to its root (names of `00`..`ff` the image's root lacks). */
+  whiteouts: number;
+  /** Root directories named `00`..`ff` that the image has, marked opaque. */
+  opaque: string[];
+}
+
+/**
+ * The image to mount with the fallback overlay `lowerdir=IMAGE:OBJECTS`, derived from the
+ * (verified) bytes of a composefs image; pure.
+ *
+ * As libcomposefs does for its images, each of `00`..`ff` that the root lacks gets an overlay
+ * whiteout: a character device 0:0, mode 0644, owner, group and mtime of the root, and the
+ * root's `security.selinux` if it has one; nothing else marks it. A name the root has stays
+ * as it is (libcomposefs skips it too): a non-directory, or a whiteout already there, hides
+ * the object directory by itself. A directory would be merged with the object directory
+ * below, so unlike libcomposefs this also marks it opaque (`trusted.overlay.opaque=y`,
+ * unescaped: the writer's `overlayXattrs`).
+ *
+ * The redirects still resolve: a metacopy file's `trusted.overlay.redirect` is absolute
+ * (`/XX/REST`), and overlayfs looks an absolute redirect up from the root of the layers below
+ * the one holding the file, component by component in each layer alone; the whiteouts and
+ * opaque marks live in the image layer above and are never consulted for it.
+ *
+ * @throws {ErofsError} when the image is malformed.
+ */
+export function fallbackImage(verified: Uint8Array): FallbackImage {
+  const fs = readErofs(verified);
+  const root = fs.root;
+  const selinux = root.stat.xattrs.filter((x) => bytesToName(x.name) === SELINUX);
+  const overlayXattrs = new Map<Inode, Xattr[]>();
+  const opaque: string[] = [];
+  let whiteouts = 0;
+  for (const name of OBJECT_DIRS) {
+    const have = root.entries.get(name);
+    if (have === undefined) {
+      const whiteout: Leaf = {
+        kind: "leaf",
+        stat: {
+          mode: 0o644,
+          uid: root.stat.uid,
+          gid: root.stat.gid,
+          mtime: root.stat.mtime,
+          xattrs: selinux.map((x) => ({ name: x.name, value: x.value })),
+        },
+        content: { type: "chardev", rdev: 0n },
+      };
+      root.entries.set(name, whiteout);
+      whiteouts++;
+    } else if (have.kind === "dir") {
+      overlayXattrs.set(have, [{
+        name: enc.encode("trusted.overlay.opaque"),
+        value: enc.encode("y"),
+      }]);
+      opaque.push(name);
+    }
+  }
+  return { image: mkfsErofs(fs, undefined, { overlayXattrs }), whiteouts, opaque };
 }
 
 function exists(path: string): boolean {
@@ -263,42 +359,74 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
 
   // EROFS + overlay.
   const work = "/run/cfs-setup-root";
-  const lower = join(work, `erofs-${image.id.slice(0, 16)}`);
-  const root = o.mountpoint ?? join(work, `root-${image.id.slice(0, 16)}`);
+  const tag = image.id.slice(0, 16);
+  const lower = join(work, `erofs-${tag}`);
+  const root = o.mountpoint ?? join(work, `root-${tag}`);
   await Deno.mkdir(lower, { recursive: true });
   await Deno.mkdir(root, { recursive: true });
-  await mount(["-t", "erofs", "-o", "loop,ro", imageFile, lower], `cannot mount image ${image.id}`);
   const objectsDir = join(repo, "objects");
   const base = ["ro", "metacopy=on", "redirect_dir=on"];
-  const attempts: Array<{ overlay: "data-only" | "fallback"; options: string[] }> = [
-    {
-      overlay: "data-only",
-      options: [
+  const overlay = (options: string[], what: string) =>
+    mount(["-t", "overlay", "-o", options.join(","), `composefs:${image.id}`, root], what);
+  let used: { overlay: "data-only" | "fallback"; options: string[] } | undefined;
+  let derived: FallbackImage | undefined;
+  const errors: string[] = [];
+  try {
+    if (!o.forceFallback) {
+      await mount(
+        ["-t", "erofs", "-o", "loop,ro", imageFile, lower],
+        `cannot mount image ${image.id}`,
+      );
+      const options = [
         ...base,
         `lowerdir=${lower}::${objectsDir}`,
         ...(image.insecure ? [] : ["verity=require"]),
-      ],
-    },
-    { overlay: "fallback", options: [...base, `lowerdir=${lower}:${objectsDir}`] },
-  ];
-  let used: (typeof attempts)[number] | undefined;
-  const errors: string[] = [];
-  for (const a of attempts) {
-    try {
-      await mount(
-        ["-t", "overlay", "-o", a.options.join(","), `composefs:${image.id}`, root],
-        `overlay (${a.overlay})`,
-      );
-      used = a;
-      break;
-    } catch (e) {
-      errors.push((e as Error).message);
-      log(`${(e as Error).message}; trying the next form`);
+      ];
+      try {
+        await overlay(options, "overlay (data-only)");
+        used = { overlay: "data-only", options };
+      } catch (e) {
+        errors.push((e as Error).message);
+        log(`${(e as Error).message}; trying the fallback`);
+        await $`umount ${lower}`.stdout("null").stderr("null").noThrow();
+      }
     }
+    if (!used) {
+      // The fallback: the derived image (whiteouts for 00..ff) from the verified bytes.
+      try {
+        derived = fallbackImage(bytes);
+      } catch (e) {
+        throw new SetupRootError(`image ${image.id}: ${(e as Error).message}`, { cause: e });
+      }
+      const file = join(work, `fallback-${tag}.erofs`);
+      await Deno.writeFile(file, derived.image, { mode: 0o400 });
+      try {
+        await mount(
+          ["-t", "erofs", "-o", "loop,ro", file, lower],
+          `cannot mount the fallback image of ${image.id}`,
+        );
+      } finally {
+        // The loop device holds the file; nothing else needs its name.
+        await Deno.remove(file).catch(() => {});
+      }
+      log(
+        `fallback image: ${derived.whiteouts} whiteouts for 00..ff added to /${
+          derived.opaque.length ? `, opaque: ${derived.opaque.join(" ")}` : ""
+        } (${derived.image.length} bytes)`,
+      );
+      const options = [...base, `lowerdir=${lower}:${objectsDir}`];
+      try {
+        await overlay(options, "overlay (fallback)");
+        used = { overlay: "fallback", options };
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+  } finally {
+    // The overlay holds the EROFS mount; detach it so that nothing else refers to it.
+    await $`umount -l ${lower}`.stdout("null").stderr("null").noThrow();
+    await Deno.remove(lower).catch(() => {});
   }
-  // The overlay holds the EROFS mount; detach it so that nothing else refers to it.
-  await $`umount -l ${lower}`.stdout("null").stderr("null").noThrow();
-  await Deno.remove(lower).catch(() => {});
   if (!used) throw new SetupRootError(`cannot mount image ${image.id}: ${errors.join("; ")}`);
   log(`mounted image ${image.id} on ${root} (${used.overlay}: ${used.options.join(",")})`);
 
@@ -319,6 +447,7 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
     verityEnabled,
     overlay: used.overlay,
     overlayOptions: used.options.join(","),
+    ...(derived ? { whiteouts: derived.whiteouts, opaque: derived.opaque } : {}),
     root: o.mountpoint ?? sysroot,
   };
 }

@@ -15,8 +15,8 @@ the kernel command line (composefs=?<id>: no fs-verity checks), open the reposit
 <SYSROOT>/composefs (or --repo), enable fs-verity on the image and on every object it uses
 where missing and compare each measured digest with its name, mount the EROFS image with
 overlayfs over objects/ (data-only lower layer with verity=require; on kernels without those,
-lowerdir=IMAGE:OBJECTS), move the old sysroot to <new root>/sysroot and the new root onto
-SYSROOT. The initramfs's PID 1 then runs 'switch_root SYSROOT /sbin/init'.
+lowerdir=IMAGE:OBJECTS over a copy of the verified image made in /run with whiteouts for
+00..ff in its root), move the old sysroot to <new root>/sysroot and the new root onto SYSROOT. The initramfs's PID 1 then runs 'switch_root SYSROOT /sbin/init'.
 
 options:
   --cmdline TEXT       the kernel command line to read (default: /proc/cmdline)

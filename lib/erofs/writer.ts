@@ -23,11 +23,13 @@ import {
   type Directory,
   ensureRootStat,
   type FileSystem,
+  type Inode,
   type Leaf,
   type LeafContent,
   nameToBytes,
   sortedEntries,
   type Stat,
+  type Xattr,
 } from "../tree.ts";
 import * as F from "./format.ts";
 
@@ -152,14 +154,19 @@ const S_IF: Record<number, number> = {
 class InodeCollector {
   readonly inodes: InodeRec[] = [];
   private readonly hardlinks = new Map<Leaf, number>();
-  constructor(private readonly links: Map<Leaf, number>) {}
+  constructor(
+    private readonly links: Map<Leaf, number>,
+    private readonly overlayXattrs: ReadonlyMap<Inode, readonly Xattr[]>,
+  ) {}
 
-  private push(stat: Stat, fileType: number, content?: LeafContent): number {
+  private push(inode: Inode, stat: Stat, fileType: number, content?: LeafContent): number {
     const rec: InodeRec = { stat, fileType, shared: [], local: [], filter: 0 };
     if (content?.type === "external") {
       addXattr(rec, METACOPY, overlayMetacopy(content.digest));
       addXattr(rec, REDIRECT, enc.encode(`/${objectPathname(content.digest)}`));
     }
+    // Written as given, for overlayfs itself (not escaped like the tree's own xattrs).
+    for (const x of this.overlayXattrs.get(inode) ?? []) addXattr(rec, x.name, x.value);
     for (const x of stat.xattrs) {
       if (startsWith(x.name, OVERLAY_PREFIX)) {
         const escaped = new Uint8Array(
@@ -182,7 +189,7 @@ class InodeCollector {
       const seen = this.hardlinks.get(leaf);
       if (seen !== undefined) return seen;
     }
-    const idx = this.push(leaf.stat, leafFileType(leaf.content), leaf.content);
+    const idx = this.push(leaf, leaf.stat, leafFileType(leaf.content), leaf.content);
     this.inodes[idx].leaf = { content: leaf.content, nlink };
     if (nlink > 1) this.hardlinks.set(leaf, idx);
     return idx;
@@ -190,7 +197,7 @@ class InodeCollector {
 
   dir(dir: Directory, parent: number): number {
     // The directory's inode comes before its children's (the root must get the first nid).
-    const me = this.push(dir.stat, F.FileType.directory);
+    const me = this.push(dir, dir.stat, F.FileType.directory);
     const entries: DirEnt[] = [];
     for (const [name, inode] of sortedEntries(dir)) {
       const child = inode.kind === "dir" ? this.dir(inode, me) : this.leaf(inode as Leaf);
@@ -529,15 +536,30 @@ function writeImage(
   return notes;
 }
 
+/** Extras of {@link mkfsErofs} that are not part of a tree. */
+export interface MkfsOptions {
+  /**
+   * Xattrs added to some inodes and written as they are: a `trusted.overlay.*` name here is
+   * not escaped (the tree's own ones are, see the module documentation), so overlayfs acts on
+   * it. `cfs setup-root` marks directories opaque this way in the image it derives for the
+   * fallback overlay; composefs images themselves carry none.
+   */
+  overlayXattrs?: ReadonlyMap<Inode, readonly Xattr[]>;
+}
+
 /**
  * The composefs EROFS image of `fs`. Like the reference, a synthetic root first gets the
  * newest mtime in the tree ({@link ensureRootStat}); that mutates `fs`.
  *
  * @param links how many entries refer to each leaf; computed when not given.
  */
-export function mkfsErofs(fs: FileSystem, links: Map<Leaf, number> = countLinks(fs)): Uint8Array {
+export function mkfsErofs(
+  fs: FileSystem,
+  links: Map<Leaf, number> = countLinks(fs),
+  options: MkfsOptions = {},
+): Uint8Array {
   ensureRootStat(fs);
-  const collector = new InodeCollector(links);
+  const collector = new InodeCollector(links, options.overlayXattrs ?? new Map());
   collector.dir(fs.root, 0);
   const inodes = collector.inodes;
   const shared = shareXattrs(inodes);
