@@ -18,7 +18,9 @@ import { importLayer, parseSha256 } from "../oci/import.ts";
 import { parseSplitStream } from "../splitstream.ts";
 import { readTar } from "../oci/tar.ts";
 import { toHex } from "../fsverity/digest.ts";
-import { pullImage } from "../oci/pull.ts";
+import { pullImage, type PullOptions } from "../oci/pull.ts";
+import { type CfsConfig, loadConfig } from "../config.ts";
+import { createLogger, Field, LAYER_DONE, LAYER_PRESENT, type Logger } from "../log.ts";
 import type { LocalFetchMode } from "../oci/source.ts";
 import { imageFilesystem, imageId } from "../oci/image.ts";
 import { findImage } from "../oci/store.ts";
@@ -220,6 +222,8 @@ export function sourceOptions(
     "storage-root"?: string;
   },
   usage: string,
+  config: CfsConfig = {},
+  reference?: string,
 ): {
   tlsVerify: boolean;
   platform?: ReturnType<typeof parsePlatform>;
@@ -246,41 +250,55 @@ export function sourceOptions(
       throw new UsageError((e as Error).message, usage);
     }
   }
+  // The configuration's settings for this registry apply where no option was given.
+  const host = reference === undefined ? undefined : /^docker:\/\/([^/]+)\//.exec(reference)?.[1];
+  const registry = host === undefined ? undefined : config.registries?.[host];
   return {
-    tlsVerify: tls !== "false",
+    tlsVerify: tls === undefined ? registry?.tlsVerify ?? true : tls !== "false",
     platform,
-    authFile: values.authfile,
+    authFile: values.authfile ?? registry?.authFile,
     localFetch: localFetch as LocalFetchMode | undefined,
     storageRoot: values["storage-root"],
   };
 }
 
-/** Progress on stderr while layers are imported, when stderr is a terminal. */
-export function layerProgress(
-  globals: { json: boolean },
-): ((e: import("../oci/pull.ts").LayerEvent) => void) | undefined {
-  if (globals.json || !Deno.stderr.isTerminal()) return undefined;
-  const enc = new TextEncoder();
-  let started = 0;
-  return (e) => {
-    const what = `layer ${e.index + 1}/${e.count} ${e.digest.slice(0, 19)} (${
-      (e.size / 1e6).toFixed(1)
-    } MB)`;
-    if (e.state === "start") {
-      started = performance.now();
-      Deno.stderr.writeSync(enc.encode(`\r\x1b[K${what}: importing`));
-    } else if (e.state === "done") {
-      const s = (performance.now() - started) / 1000;
-      Deno.stderr.writeSync(
-        enc.encode(
-          `\r\x1b[K${what}: imported in ${s.toFixed(1)} s (${
-            (e.size / 1e6 / s).toFixed(1)
-          } MB/s)\n`,
-        ),
-      );
-    } else {
-      Deno.stderr.writeSync(enc.encode(`\r\x1b[K${what}: present\n`));
-    }
+/**
+ * Progress of `oci pull` through the shared logger (lib/log.ts): on a terminal, dax's
+ * progress display (layer, bytes, rate, ETA) and a line per layer; nothing in --json.
+ */
+function pullProgress(log: Logger): Pick<PullOptions, "onLayer" | "onBytes"> {
+  let sizes: number[] = [];
+  let done: number[] = [];
+  const show = () =>
+    log.progress({
+      label: "import",
+      layer: Math.min(sizes.length, done.filter((d, i) => d >= sizes[i]).length + 1),
+      layers: sizes.length,
+      bytes: done.reduce((a, b) => a + b, 0),
+      totalBytes: sizes.reduce((a, b) => a + b, 0),
+    });
+  return {
+    onBytes: (i, n) => {
+      done[i] += n;
+      show();
+    },
+    onLayer: (e) => {
+      if (sizes.length === 0) {
+        // Sizes become known layer by layer; the total grows until the last one starts.
+        sizes = Array(e.count).fill(0);
+        done = sizes.map(() => 0);
+      }
+      sizes[e.index] = e.size;
+      const f = { [Field.LAYER_DIGEST]: e.digest, [Field.LAYER_INDEX]: e.index + 1 };
+      if (e.state === "done") {
+        done[e.index] = e.size;
+        log.info(LAYER_DONE, `layer ${e.index + 1}/${e.count} imported`, f);
+      } else if (e.state === "present") {
+        done[e.index] = e.size;
+        log.info(LAYER_PRESENT, `layer ${e.index + 1}/${e.count} already present`, f);
+      }
+      show();
+    },
   };
 }
 
@@ -296,15 +314,17 @@ const pullCommand: CommandHandler = async (args, globals) => {
   if (values.help) return help(PULL_USAGE);
   if (positionals.length < 1) throw new UsageError("IMAGE is required", PULL_USAGE);
   if (positionals.length > 2) throw new UsageError("too many arguments", PULL_USAGE);
-  const opts = sourceOptions(values, PULL_USAGE);
+  const opts = sourceOptions(values, PULL_USAGE, loadConfig(globals.config), positionals[0]);
   const repo = openRepo(globals);
+  // Events only for the terminal here (--json prints one result object).
+  const log = createLogger({ json: false, verbose: globals.verbose, journald: false });
   try {
     const r = await pullImage(repo, positionals[0], {
       ...opts,
       tag: positionals[1],
-      onLayer: layerProgress(globals),
+      ...(globals.json ? {} : pullProgress(log)),
       onFallback: (m) => printErr(`cfs: ${m}`),
-    });
+    }).finally(() => log.close());
     if (r.localFetch && !globals.json) {
       const st = r.localFetch.stats;
       printErr(

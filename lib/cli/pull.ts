@@ -58,12 +58,6 @@ function entryLine(e: BootEntry): string {
     (e.options ? ` options=${JSON.stringify(e.options)}` : "");
 }
 
-/** The registry host of a `docker://` reference, for per-registry configuration. */
-function registryHost(ref: string): string | undefined {
-  const m = /^docker:\/\/([^/]+)\//.exec(ref);
-  return m?.[1];
-}
-
 /** `cfs pull` */
 export const pullCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
@@ -87,12 +81,7 @@ export const pullCommand: CommandHandler = async (args, globals) => {
     throw new UsageError(`unknown algorithm '${algorithm}'`, PULL_USAGE);
   }
   const reference = positionals[0];
-  const fetch = sourceOptions(values, PULL_USAGE);
-  const registry = config.registries?.[registryHost(reference) ?? ""];
-  if (values["tls-verify"] === undefined && registry?.tlsVerify !== undefined) {
-    fetch.tlsVerify = registry.tlsVerify;
-  }
-  if (fetch.authFile === undefined && registry?.authFile) fetch.authFile = registry.authFile;
+  const fetch = sourceOptions(values, PULL_USAGE, config, reference);
 
   const hooks = await loadHooks({
     files: [...(config.hookFiles ?? []), ...(values.hook ?? [])],
