@@ -7,7 +7,9 @@
  *   one QEMU guest (cfsctl needs fs-verity, which the host lacks), plus host numbers.
  * - pull: `cfs oci pull` of the Debian rootfs as 1- and 10-layer gzip images, from an OCI
  *   layout and from a local docker-registry, vs `skopeo copy` + `umoci unpack` and a
- *   `gzip -dc | sha512sum` floor; wall time and peak RSS.
+ *   `gzip -dc | sha512sum` floor; wall time and peak RSS. Then `cfs pull` direct vs
+ *   `--unified` (podman pull into `<repo>/bootc/storage`, zero-copy import) of the same
+ *   images from the registry: wall time, stage split, disk bytes written (df, du, %O).
  *
  * @module
  */

@@ -23,6 +23,27 @@
  *
  * Targets of the issue: cfs at most 1.0x of (a), peak RSS under 256 MB.
  *
+ * Then, per image, unified vs direct `cfs pull` from the registry (both images have the
+ * /boot directory `cfs pull` needs for the bootable image), each into a fresh
+ * `<tmp>/sysroot/composefs` that the pull creates (insecure, `--allow-missing-fsverity
+ * --no-default-hooks --tls-verify=false`):
+ *
+ * - (e) `cfs pull docker://...`: direct;
+ * - (e) `cfs pull --unified docker://...`: `podman pull` into `<repo>/bootc/storage`
+ *   (stage `storage`), then the zero-copy import from it (stage `import`, hard links on
+ *   this ext4).
+ *
+ * For each: wall time and peak RSS (GNU time; podman's RSS counts, as a waited-for child),
+ * the stage durations from the `--json` stage-end events (CFS_DURATION_MS), and disk: the
+ * growth of the file system's used bytes (`df --output=used -B1`, `sync -f` before each
+ * reading; what stays on disk, temporary files excluded; it is the whole file system's, so
+ * other writers on it show up in single runs, which the median damps), `du -s -B1` of
+ * everything the pull left (repository and storage, a hard-linked inode counted once; for
+ * `--unified` also the storage alone), and the bytes the process tree dirtied (GNU time
+ * `%O` x 512, i.e. the kernel's write_bytes of cfs and its waited-for children, podman
+ * included; files written and deleted again, such as podman's blob copies in /var/tmp,
+ * count too).
+ *
  * Run alone: `deno run -A bench/pull.ts` (prints the table, then the numbers as JSON).
  *
  * @module
@@ -32,6 +53,9 @@ import { join } from "node:path";
 import { debianRootfs } from "../test/fixtures/debootstrap.ts";
 import { buildOciImage, type BuiltImage, CommandError, run } from "../test/fixtures/oci.ts";
 import { pushToRegistry, type Registry, startRegistry } from "../test/fixtures/registry.ts";
+import { createHash } from "node:crypto";
+import { RUNROOT_BASE, unifiedStoragePath } from "../lib/pipeline/unified.ts";
+import { STAGE_END } from "../lib/log.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
@@ -63,6 +87,10 @@ interface BenchImage {
 interface Sample {
   seconds: number;
   peakMB: number;
+  /** Bytes the process and its waited-for children dirtied (GNU time `%O` x 512). */
+  writtenBytes?: number;
+  /** The command's standard output. */
+  stdout?: string;
 }
 
 /** One row of the table. */
@@ -103,7 +131,7 @@ async function timed(argv: string[]): Promise<Sample> {
   const timeFile = await Deno.makeTempFile({ prefix: "cfs-bench-time-" });
   try {
     const out = await new Deno.Command(GNU_TIME, {
-      args: ["-f", "%e %M", "-o", timeFile, ...argv],
+      args: ["-f", "%e %M %O", "-o", timeFile, ...argv],
       cwd: ROOT,
       stdin: "null",
       stdout: "piped",
@@ -113,9 +141,14 @@ async function timed(argv: string[]): Promise<Sample> {
       throw new RunFailed(argv, out.code, new TextDecoder().decode(out.stderr));
     }
     const last = (await Deno.readTextFile(timeFile)).trim().split("\n").pop() ?? "";
-    const m = /^([0-9.]+) (\d+)$/.exec(last);
+    const m = /^([0-9.]+) (\d+) (\d+)$/.exec(last);
     if (!m) throw new Error(`no GNU time output for ${argv.join(" ")}: ${last}`);
-    return { seconds: Number(m[1]), peakMB: Number(m[2]) / 1024 };
+    return {
+      seconds: Number(m[1]),
+      peakMB: Number(m[2]) / 1024,
+      writtenBytes: Number(m[3]) * 512,
+      stdout: new TextDecoder().decode(out.stdout),
+    };
   } finally {
     await Deno.remove(timeFile).catch(() => {});
   }
@@ -125,7 +158,7 @@ async function timed(argv: string[]): Promise<Sample> {
  * Runs `once` (which returns one sample per phase, e.g. copy and unpack) once, and twice
  * more when the first run's total is under {@link REPEAT_UNDER_SECONDS}.
  */
-async function repeat(once: () => Promise<Sample[]>): Promise<Sample[][]> {
+async function repeat<T extends Sample>(once: () => Promise<T[]>): Promise<T[][]> {
   const first = await once();
   const runs = [first];
   if (first.reduce((s, x) => s + x.seconds, 0) < REPEAT_UNDER_SECONDS) {
@@ -343,6 +376,211 @@ async function cfsImageId(image: BenchImage): Promise<string> {
   }
 }
 
+// --- unified vs direct `cfs pull` ---------------------------------------------------------------
+
+/** One run of `cfs pull`, direct or `--unified`. */
+interface PullRun extends Sample {
+  /** Growth of the file system's used bytes (`df`), each reading after `sync -f`. */
+  dfBytes: number;
+  /** `du -s -B1` of the run's directory: repository and storage, linked inodes once. */
+  duBytes: number;
+  /** `--unified`: `du -s -B1` of `<repo>/bootc/storage` alone. */
+  storageDuBytes?: number;
+  /** Stage durations (ms), from the `--json` stage-end events. */
+  stageMs: Record<string, number>;
+}
+
+/** One row of the unified-vs-direct table: medians of the runs. */
+export interface UnifiedRow {
+  image: string;
+  tool: string;
+  /** Median wall seconds; undefined when the command failed. */
+  wallSeconds?: number;
+  /** Highest peak RSS of the runs (MB; podman's counts, as a waited-for child). */
+  peakRssMB?: number;
+  /** Every run's wall seconds. */
+  runs?: number[];
+  /** Median of stage `storage` (podman pull into `<repo>/bootc/storage`), seconds. */
+  storageSeconds?: number;
+  /** Median of stage `import` (layers into the repository), seconds. */
+  importSeconds?: number;
+  /** Median growth of the file system's used space (`df`), MB. */
+  dfMB?: number;
+  /** Median `du` of repository and storage (a hard-linked inode once), MB. */
+  duMB?: number;
+  /** `--unified`: median `du` of the storage alone, MB. */
+  storageDuMB?: number;
+  /** Median bytes dirtied by cfs and its children (GNU time `%O` x 512), MB. */
+  writtenMB?: number;
+  /** Every run's numbers (seconds, bytes, stage milliseconds). */
+  detail?: Omit<PullRun, "stdout">[];
+  /** Why there is no number. */
+  note?: string;
+}
+
+async function dfUsed(path: string): Promise<number> {
+  await run(["sync", "-f", path]);
+  return Number((await run(["df", "--output=used", "-B1", path])).trim().split("\n").pop());
+}
+
+async function duBytes(path: string): Promise<number> {
+  return Number((await run(["du", "-s", "-B1", path])).split("\t")[0]);
+}
+
+/** Stage name -> CFS_DURATION_MS of the stage-end events in `cfs --json pull`'s output. */
+function stageDurations(stdout: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  let result: { durations?: Record<string, number> } | undefined;
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const e = JSON.parse(line);
+    if (e.result) result = e.result;
+    else if (e.id === STAGE_END && typeof e.CFS_STAGE === "string") {
+      out[e.CFS_STAGE] = Number(e.CFS_DURATION_MS);
+    }
+  }
+  if (!result) throw new Error(`cfs pull printed no result: ${stdout.slice(-300)}`);
+  return Object.keys(out).length ? out : { ...result.durations };
+}
+
+/**
+ * (e) `cfs pull [--unified] REF` into a fresh `<tmp>/sysroot/composefs`, which the pull
+ * creates; the tree, and podman's runroot for its storage, are removed afterwards.
+ */
+async function cfsPullRun(ref: string, unified: boolean): Promise<PullRun[]> {
+  const tmp = await Deno.makeTempDir({ prefix: "cfs-bench-unified-" });
+  const repo = join(tmp, "sysroot", "composefs");
+  const storage = unifiedStoragePath(repo);
+  try {
+    const before = await dfUsed(tmp);
+    const sample = await timed(cfsArgv(
+      "--repo",
+      repo,
+      "--json",
+      "pull",
+      "--allow-missing-fsverity",
+      "--no-default-hooks",
+      "--tls-verify=false",
+      ...(unified ? ["--unified"] : []),
+      ref,
+    ));
+    const after = await dfUsed(tmp);
+    const { stdout, ...rest } = sample;
+    return [{
+      ...rest,
+      dfBytes: after - before,
+      duBytes: await duBytes(tmp),
+      storageDuBytes: unified ? await duBytes(storage) : undefined,
+      stageMs: stageDurations(stdout ?? ""),
+    }];
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+    const runroot = join(
+      RUNROOT_BASE,
+      createHash("sha256").update(storage).digest("hex").slice(0, 16),
+    );
+    await Deno.remove(runroot, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Unified vs direct `cfs pull` of one image from the registry; rows in table order. */
+async function benchUnified(
+  image: BenchImage,
+  registry: Registry,
+  log: (s: string) => void,
+): Promise<UnifiedRow[]> {
+  const remote = `docker://${registry.host}/bench/${image.name}:${image.tag}`;
+  const rows: UnifiedRow[] = [];
+  const mb = (b: number) => round(b / 1e6, 1);
+  const med = (runs: PullRun[], f: (r: PullRun) => number | undefined) => {
+    const xs = runs.map(f).filter((x): x is number => x !== undefined && !Number.isNaN(x));
+    return xs.length ? median(xs) : undefined;
+  };
+  for (
+    const [tool, unified] of [["(e) cfs pull", false], ["(e) cfs pull --unified", true]] as const
+  ) {
+    log(`${image.name}: ${tool}`);
+    let runs: PullRun[];
+    try {
+      runs = (await repeat(() => cfsPullRun(remote, unified))).map((r) => r[0]);
+    } catch (thrown) {
+      const e = thrown instanceof CommandError
+        ? new RunFailed(thrown.argv, thrown.code, thrown.stderr)
+        : thrown;
+      if (!(e instanceof RunFailed)) throw e;
+      rows.push({ image: image.name, tool, note: `failed: ${e.message}` });
+      log(`${image.name}: ${tool} failed: ${e.message}`);
+      continue;
+    }
+    const ms = (stage: string) => {
+      const x = med(runs, (r) => r.stageMs[stage]);
+      return x === undefined ? undefined : round(x / 1000);
+    };
+    const bytes = (f: (r: PullRun) => number | undefined) => {
+      const x = med(runs, f);
+      return x === undefined ? undefined : mb(x);
+    };
+    rows.push({
+      ...rowOf(image.name, tool, runs),
+      storageSeconds: ms("storage"),
+      importSeconds: ms("import"),
+      dfMB: bytes((r) => r.dfBytes),
+      duMB: bytes((r) => r.duBytes),
+      storageDuMB: bytes((r) => r.storageDuBytes),
+      writtenMB: bytes((r) => r.writtenBytes),
+      detail: runs,
+    });
+  }
+  return rows;
+}
+
+/** The unified-vs-direct table {@link formatPullTable} appends. */
+export function formatUnifiedTable(rows: UnifiedRow[]): string {
+  const num = (x: number | undefined, w: number, d = 2) =>
+    (x === undefined ? "-" : x.toFixed(d)).padStart(w);
+  const out = [
+    `${"tool / variant".padEnd(34)} ${"image".padEnd(15)} ${"wall s".padStart(7)} ${
+      "peak RSS MB".padStart(11)
+    } ${"storage s".padStart(9)} ${"import s".padStart(8)} ${"df MB".padStart(7)} ${
+      "du MB".padStart(7)
+    } ${"written MB".padStart(10)}   runs (s)`,
+  ];
+  for (const r of rows) {
+    if (r.wallSeconds === undefined) {
+      out.push(`${r.tool.padEnd(34)} ${r.image.padEnd(15)} ${r.note ?? ""}`);
+      continue;
+    }
+    out.push(
+      `${r.tool.padEnd(34)} ${r.image.padEnd(15)} ${num(r.wallSeconds, 7)} ${
+        num(r.peakRssMB, 11, 1)
+      } ${num(r.storageSeconds, 9)} ${num(r.importSeconds, 8)} ${num(r.dfMB, 7, 1)} ${
+        num(r.duMB, 7, 1)
+      } ${num(r.writtenMB, 10, 1)}   ${(r.runs ?? []).map((s) => s.toFixed(2)).join(" ")}`,
+    );
+  }
+  out.push("");
+  for (const u of rows.filter((r) => r.tool.endsWith("--unified") && r.wallSeconds)) {
+    const d = rows.find((r) => r.image === u.image && r.tool === "(e) cfs pull");
+    if (d?.wallSeconds === undefined) continue;
+    const ratio = (a?: number, b?: number) =>
+      a === undefined || b === undefined || b === 0 ? "-" : `${(a / b).toFixed(2)}x`;
+    out.push(
+      `  ${u.image}: unified/direct wall ${ratio(u.wallSeconds, d.wallSeconds)}, df ${
+        ratio(u.dfMB, d.dfMB)
+      }, written ${ratio(u.writtenMB, d.writtenMB)}; unified: storage (podman pull) ${
+        u.storageSeconds?.toFixed(2)
+      } s + import ${u.importSeconds?.toFixed(2)} s, the storage ${
+        u.storageDuMB?.toFixed(1)
+      } MB (du) and the repository ${
+        u.duMB !== undefined && u.storageDuMB !== undefined
+          ? (u.duMB - u.storageDuMB).toFixed(1)
+          : "-"
+      } MB on top`,
+    );
+  }
+  return out.join("\n");
+}
+
 /** Measures one image with every tool; rows in table order. */
 async function benchImage(
   image: BenchImage,
@@ -438,6 +676,18 @@ export function formatPullTable(res: Record<string, unknown>): string {
       } MB)`,
     );
   }
+  const unified = res.unified as UnifiedRow[] | undefined;
+  if (unified?.length) {
+    out.push("");
+    out.push(
+      "cfs pull (bootable image included) from docker-registry, direct vs --unified " +
+        "(podman pull into <repo>/bootc/storage, then zero-copy import); storage s / import s = " +
+        "stage durations (--json CFS_DURATION_MS); df MB = used-space growth of / (sync'd); " +
+        "du MB = repository + storage (linked inodes once); written MB = bytes dirtied by cfs " +
+        "and its children (GNU time %O x 512, incl. deleted temporaries); medians",
+    );
+    out.push(formatUnifiedTable(unified));
+  }
   const ids = res.imageIds as Record<string, string>;
   out.push(
     `image IDs (cfs oci compute-id) agree between the images: ${res.idsAgree} (${
@@ -470,6 +720,8 @@ export async function benchPull(
   }
   const rows: PullRow[] = [];
   for (const image of images) rows.push(...await benchImage(image, registry, log));
+  const unified: UnifiedRow[] = [];
+  for (const image of images) unified.push(...await benchUnified(image, registry, log));
   log("image ids");
   const imageIds: Record<string, string> = {};
   for (const image of images) imageIds[image.name] = await cfsImageId(image);
@@ -486,6 +738,7 @@ export async function benchPull(
     cpus: navigator.hardwareConcurrency,
     loadavg: { before: loadBefore, after: loadAfter },
     rows,
+    unified,
     imageIds,
     idsAgree: new Set(Object.values(imageIds)).size === 1,
     wallSeconds: round((performance.now() - t0) / 1000, 1),
