@@ -31,8 +31,8 @@
  * The trust chain holds: the image file has fs-verity enabled and its measured digest equals
  * the `composefs=` id before it is read (a file with fs-verity cannot change, and reads are
  * checked against its Merkle tree), and the derived image is a pure function of those bytes
- * ({@link fallbackImage}; for a valid image `mkfsErofs(readErofs(img))` is `img` again). The
- * objects are checked as before.
+ * ({@link fallbackImage}; for an image in cfsctl 0.3.0's format `mkfsErofs(readErofs(img))` is
+ * `img` again). The objects are checked as before.
  *
  * @module
  */
@@ -393,6 +393,7 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
     }
     if (!used) {
       // The fallback: the derived image (whiteouts for 00..ff) from the verified bytes.
+      const t0 = performance.now();
       try {
         derived = fallbackImage(bytes);
       } catch (e) {
@@ -412,7 +413,7 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
       log(
         `fallback image: ${derived.whiteouts} whiteouts for 00..ff added to /${
           derived.opaque.length ? `, opaque: ${derived.opaque.join(" ")}` : ""
-        } (${derived.image.length} bytes)`,
+        } (${derived.image.length} bytes, ${Math.round(performance.now() - t0)} ms)`,
       );
       const options = [...base, `lowerdir=${lower}:${objectsDir}`];
       try {
