@@ -14,6 +14,7 @@ import {
   createImageCommand,
   dumpFilesCommand,
   imageObjectsCommand,
+  mountCommand,
 } from "./lib/cli/image.ts";
 import { bootEntriesCommand, pullCommand } from "./lib/cli/pull.ts";
 import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
@@ -35,6 +36,7 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   },
   "image-objects": { handler: imageObjectsCommand, summary: "list the objects an image refers to" },
   "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
+  mount: { handler: mountCommand, summary: "mount an image (EROFS + overlayfs; root)" },
   cat: { handler: catCommand, summary: "write a stream's content (refs/NAME or sha256) to stdout" },
   oci: {
     handler: ociCommand,

@@ -298,6 +298,18 @@ Deno.test("oci mount shows the merged image through the kernel's EROFS and overl
       (await Deno.stat(join(mnt, "usr/bin/tool"))).ino,
     );
     equal((await Deno.stat(join(mnt, "etc/hostname"))).mode! & 0o7777, 0o600);
+    // The top-level mount takes the image by id (oci mount committed it).
+    const id =
+      JSON.parse(await cfs(repo, "--json", "oci", "inspect", "img")).images["composefs.image"];
+    ok(/^[0-9a-f]{64}$/.test(id), id);
+    const mnt2 = join(tmp, "mnt2");
+    await Deno.mkdir(mnt2);
+    await cfs(repo, "mount", id, mnt2);
+    try {
+      equal(await Deno.readTextFile(join(mnt2, "opq/new")), "new\n");
+    } finally {
+      await run("umount", [mnt2]);
+    }
   } finally {
     if (mounted) await run("umount", [mnt]).catch(() => {});
     await Deno.remove(tmp, { recursive: true }).catch(() => {});

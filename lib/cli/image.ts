@@ -18,6 +18,7 @@ import { collectObjects, readErofs } from "../erofs/reader.ts";
 import { dumpfileLine, dumpfileLines } from "../dumpfile.ts";
 import { toHex, type VerityAlgorithm } from "../fsverity/digest.ts";
 import { Repository } from "../repository.ts";
+import { mountImage } from "../mount.ts";
 import { openRepo, repoPath } from "./repo_path.ts";
 import { countLinks, lookup, utf8ToName } from "../tree.ts";
 
@@ -219,3 +220,29 @@ function help(usage: string): number {
   println(usage);
   return 0;
 }
+
+const MOUNT_USAGE = `usage: cfs mount NAME MOUNTPOINT
+
+Mounts image NAME (its id, or an image ref) with the kernel's EROFS and overlayfs over the
+repository's objects (verity=require in a secure repository). Needs root. For pulled OCI
+images see 'cfs oci mount'.`;
+
+/** `cfs mount` */
+export const mountCommand: CommandHandler = async (args, globals) => {
+  const { values, positionals } = parseCommandArgs(
+    args,
+    { help: { type: "boolean", short: "h" } },
+    MOUNT_USAGE,
+  );
+  if (values.help) return help(MOUNT_USAGE);
+  if (positionals.length !== 2) {
+    throw new UsageError("NAME and MOUNTPOINT are required", MOUNT_USAGE);
+  }
+  const repo = openRepo(globals);
+  try {
+    await mountImage(repo, repo.resolveImage(positionals[0]), positionals[1]);
+  } finally {
+    repo.close();
+  }
+  return 0;
+};
