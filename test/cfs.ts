@@ -93,3 +93,13 @@ export async function pathExists(path: string): Promise<boolean> {
     throw e;
   }
 }
+
+/**
+ * The result of `cfs pull --json`: its stdout is one JSON object per line (events), every
+ * line must parse, and the last is `{"result": ...}`.
+ */
+// deno-lint-ignore no-explicit-any
+export function pullResult(stdout: string): any {
+  const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+  return lines[lines.length - 1].result;
+}

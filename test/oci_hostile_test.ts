@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { concatBytes } from "../lib/bytes.ts";
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -267,13 +268,7 @@ function rawTar(entries: RawEntry[]): Uint8Array {
     if (body.length % 512) parts.push(new Uint8Array(512 - (body.length % 512)));
   }
   parts.push(new Uint8Array(1024));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** What {@link writeRawLayout} wrote. */

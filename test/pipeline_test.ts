@@ -13,7 +13,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cfsOk, pathExists, requireTool, runCfs } from "./cfs.ts";
+import { cfsOk, pathExists, pullResult, requireTool, runCfs } from "./cfs.ts";
 import { buildOciImage, SAMPLE_LAYERS } from "./fixtures/oci.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -122,7 +122,7 @@ export default {
     );
     const at = (phase: string, stage: string) =>
       lines.find((l) => l.phase === phase && l.stage === stage && l.hook === "first");
-    const result = JSON.parse(r.text.trim().split("\n").pop()!).result;
+    const result = pullResult(r.text);
     // The context fills in as stages complete.
     equal(at("before", "open").repo, null);
     equal(at("after", "open").repo, repo);
@@ -257,10 +257,8 @@ Deno.test("failing, hanging, malformed and missing hooks: one line, exit 3, no t
     equal(builtin.code, 3);
     ok(builtin.stderr.includes("no such built-in hook (have: extra-tags,"), builtin.stderr);
     // After all that, a clean pull works and reuses what the failed ones stored.
-    const ok1 = JSON.parse(
-      (await cfsOk(repo, "--json", "pull", ...PULL, ref)).trim().split("\n").pop()!,
-    );
-    equal(ok1.result.layersImported, 0);
+    const ok1 = pullResult(await cfsOk(repo, "--json", "pull", ...PULL, ref));
+    equal(ok1.layersImported, 0);
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
@@ -283,7 +281,7 @@ Deno.test("builtin:extra-tags with options from the configuration file adds tags
     );
     const r = await runCfs(["--config", config, "--json", "pull", "--no-default-hooks", ref]);
     equal(r.code, 0, r.stderr);
-    const result = JSON.parse(r.text.trim().split("\n").pop()!).result;
+    const result = pullResult(r.text);
     const digest = result.manifest.slice(7, 19);
     deepEqual(
       (await tagsOf(repo)).sort(),
@@ -421,16 +419,13 @@ async function interruptMidLayer(signal: Deno.Signal): Promise<void> {
       deepEqual(await tagsOf(repo), []);
       equal((await runCfs(["--repo", repo, "fsck"])).code, 0);
       // The same pull again completes, and gives the image a fresh repository gets.
-      const again = JSON.parse(
-        (await cfsOk(repo, "--json", "pull", ...PULL, "--tls-verify=false", ref)).trim().split(
-          "\n",
-        ).pop()!,
-      ).result;
+      const again = pullResult(
+        await cfsOk(repo, "--json", "pull", ...PULL, "--tls-verify=false", ref),
+      );
       ok(again.layersImported >= 1);
-      const fresh = JSON.parse(
-        (await cfsOk(join(tmp, "fresh"), "--json", "pull", ...PULL, `oci:${layout}:v1`)).trim()
-          .split("\n").pop()!,
-      ).result;
+      const fresh = pullResult(
+        await cfsOk(join(tmp, "fresh"), "--json", "pull", ...PULL, `oci:${layout}:v1`),
+      );
       equal(again.imageId, fresh.imageId);
       equal((await runCfs(["--repo", repo, "fsck"])).code, 0);
     } finally {
@@ -573,7 +568,7 @@ Deno.test("builtin:selinux-relabel: dump-files shows the labels matchpathcon giv
       "builtin:selinux-relabel",
       `oci:${layout}:v1`,
     );
-    const result = JSON.parse(out.trim().split("\n").pop()!).result;
+    const result = pullResult(out);
     const files = [
       "/usr/bin/bash",
       "/usr/bin/ls",

@@ -16,7 +16,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cfsOk, pathExists, requireTool, run, runCfs } from "./cfs.ts";
+import { cfsOk, pathExists, pullResult, requireTool, run, runCfs } from "./cfs.ts";
 import { buildBootableImage } from "./fixtures/bootable.ts";
 import { buildOciImage } from "./fixtures/oci.ts";
 import { pushToRegistry, REGISTRY_BINARY, startRegistry } from "./fixtures/registry.ts";
@@ -28,12 +28,6 @@ import { pushToRegistry, REGISTRY_BINARY, startRegistry } from "./fixtures/regis
 function errorLines(stderr: string): string[] {
   ok(!stderr.includes("    at "), `no stack trace: ${stderr}`);
   return stderr.trim().split("\n").filter((l) => l.startsWith("cfs: ") || l.startsWith("error: "));
-}
-
-/** `cfs pull --json` prints events, one JSON object per line, then `{"result": ...}`. */
-function pullResult(stdout: string) {
-  const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
-  return lines[lines.length - 1].result;
 }
 
 async function sha256(path: string): Promise<string> {

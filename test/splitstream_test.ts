@@ -2,6 +2,7 @@
  * Splitstreams (lib/splitstream.ts): writer -> reader -> cat round trips, the exact 0.3.0 layout
  * of the decompressed content, repository naming, and hostile input.
  */
+import { concatBytes } from "../lib/bytes.ts";
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
@@ -40,22 +41,10 @@ function pseudoRandom(n: number, seed: number): Uint8Array {
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 async function collect(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const c of it) parts.push(c);
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 function u64(n: number | bigint): Uint8Array {
@@ -97,7 +86,7 @@ async function roundTrip(parts: Part[]): Promise<{ bytes: Uint8Array; original: 
     }
   }
   const bytes = w.finish();
-  const want = concat(original);
+  const want = concatBytes(original);
   deepEqual(w.contentSha256, sha256(want));
   equal(w.contentLength, want.length);
   const r = parseSplitStream(bytes, { name: "t" });
@@ -120,7 +109,7 @@ Deno.test("inline only: one fragment for the whole inline run", async () => {
   const { bytes } = await roundTrip([{ inline: a }, { inline: b }]);
   deepEqual(
     new Uint8Array(zstdDecompressSync(bytes)),
-    concat([u64(0), u64(11), a, b]),
+    concatBytes([u64(0), u64(11), a, b]),
   );
   deepEqual(parseSplitStream(bytes).stats(), { inlineBytes: 11, externals: 0, fragments: 1 });
 });
@@ -132,7 +121,7 @@ Deno.test("external only, and padding becomes the next inline run", async () => 
   const id = sha256(body);
   deepEqual(
     new Uint8Array(zstdDecompressSync(bytes)),
-    concat([u64(0), u64(0), id, u64(0), id, u64(24), pad]),
+    concatBytes([u64(0), u64(0), id, u64(0), id, u64(24), pad]),
   );
   deepEqual(parseSplitStream(bytes).objectRefs(), [id, id]);
 });
@@ -313,31 +302,41 @@ Deno.test("hostile: truncated, empty and garbage zstd", async () => {
 Deno.test("hostile: digest map count absurd or past the end, unsorted map", async () => {
   await expectHostile(z(u64(2n ** 64n - 1n)), /digest map count at offset 0 is absurd/);
   await expectHostile(z(u64(1n << 40n)), /digest map count at offset 0 is \d+ \(more than/);
-  await expectHostile(z(concat([u64(3), new Uint8Array(64)])), /inside digest map entry 1 of 3/);
+  await expectHostile(
+    z(concatBytes([u64(3), new Uint8Array(64)])),
+    /inside digest map entry 1 of 3/,
+  );
   await expectHostile(z(new Uint8Array(5)), /inside digest map count/);
   const a = new Uint8Array(64).fill(2);
   const b = new Uint8Array(64).fill(1);
-  await expectHostile(z(concat([u64(2), a, b])), /entry 1 at offset 72 is out of order/);
+  await expectHostile(z(concatBytes([u64(2), a, b])), /entry 1 at offset 72 is out of order/);
 });
 
 Deno.test("hostile: fragment size past the end, absurd, short external ID, partial size", async () => {
   await expectHostile(
-    z(concat([u64(0), u64(1000), new Uint8Array(10)])),
+    z(concatBytes([u64(0), u64(1000), new Uint8Array(10)])),
     /inline fragment at offset 8 claims 1000 bytes from offset 16; the content ends after 10/,
   );
-  await expectHostile(z(concat([u64(0), u64(2n ** 60n)])), /fragment size at offset 8 is absurd/);
   await expectHostile(
-    z(concat([u64(0), u64(0), new Uint8Array(20)])),
+    z(concatBytes([u64(0), u64(2n ** 60n)])),
+    /fragment size at offset 8 is absurd/,
+  );
+  await expectHostile(
+    z(concatBytes([u64(0), u64(0), new Uint8Array(20)])),
     /external reference at offset 8/,
   );
   await expectHostile(
-    z(concat([u64(0), new Uint8Array(3)])),
+    z(concatBytes([u64(0), new Uint8Array(3)])),
     /ends at offset 11 inside fragment size \(8 bytes needed at offset 8\)/,
   );
 });
 
 Deno.test("checkZstdFrames accepts what the writer and zstdCompressSync produce", () => {
   equal(checkZstdFrames(buildSplitStream([]).bytes), 1);
-  equal(checkZstdFrames(concat([z(new Uint8Array(10)), z(new Uint8Array(100000))])), 2);
-  ok(SplitStreamReader.parse(concat([z(u64(0)), z(concat([u64(1), new Uint8Array([7])]))])));
+  equal(checkZstdFrames(concatBytes([z(new Uint8Array(10)), z(new Uint8Array(100000))])), 2);
+  ok(
+    SplitStreamReader.parse(
+      concatBytes([z(u64(0)), z(concatBytes([u64(1), new Uint8Array([7])]))]),
+    ),
+  );
 });

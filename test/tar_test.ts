@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { concatBytes } from "../lib/bytes.ts";
 import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -549,13 +550,7 @@ function header(spec: HeaderSpec): Uint8Array {
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 function padded(data: Uint8Array): Uint8Array {

@@ -22,7 +22,7 @@
  */
 import { deepEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cfsOk, requireTool, run, runCfs } from "./cfs.ts";
+import { cfsOk, pullResult, requireTool, run, runCfs } from "./cfs.ts";
 import { buildOciImage, type BuiltImage, type LayerSpec } from "./fixtures/oci.ts";
 
 const BIG = 8 << 20;
@@ -112,9 +112,7 @@ Deno.test("pull --unified equals the direct pull; podman sees the image; objects
       "--algorithm",
       "fsverity-sha256-12",
     ];
-    const a = JSON.parse(
-      (await cfsOk(direct, "--json", "pull", ...common, ref)).trim().split("\n").pop()!,
-    ).result;
+    const a = pullResult(await cfsOk(direct, "--json", "pull", ...common, ref));
 
     const repo = join(tmp, "sysroot", "composefs");
     const r = await runCfs(["--repo", repo, "--json", "pull", ...common, "--unified", ref]);
@@ -185,7 +183,7 @@ Deno.test("pull --unified equals the direct pull; podman sees the image; objects
     // The same pull again: everything present, nothing fetched.
     const again = await runCfs(["--repo", repo, "--json", "pull", ...common, "--unified", ref]);
     equal(again.code, 0, again.stderr);
-    equal(JSON.parse(again.text.trim().split("\n").pop()!).result.imageId, a.imageId);
+    equal(pullResult(again.text).imageId, a.imageId);
   } finally {
     await removeAll(tmp);
   }

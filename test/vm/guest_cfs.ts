@@ -57,6 +57,7 @@ import {
   tailFile,
 } from "./qemu.ts";
 import { buildTreesImage, findCfsctl, GUEST_MODULES, treeStats } from "./cfsctl_oracle.ts";
+import { denoElf } from "../../lib/vm/dropin.ts";
 
 /** The project checkout (shared read-only with the guest as `/src`). */
 export const PROJECT_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -135,28 +136,11 @@ export interface GuestCfsResult {
 
 /** The real Deno executable of this checkout (not the npm `.bin` symlink). */
 export function findDenoBinary(): string {
-  const candidates = [
-    path.join(PROJECT_ROOT, ".tools/node_modules/.bin/deno"),
-    Deno.execPath(),
-  ];
-  for (const c of candidates) {
-    try {
-      const real = fs.realpathSync(c);
-      const head = new Uint8Array(4);
-      const fd = fs.openSync(real, "r");
-      try {
-        fs.readSync(fd, head, 0, 4, 0);
-      } finally {
-        fs.closeSync(fd);
-      }
-      if (head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46) return real;
-    } catch {
-      // try the next one
-    }
+  try {
+    return denoElf([path.join(PROJECT_ROOT, ".tools/node_modules/.bin/deno"), Deno.execPath()]);
+  } catch (e) {
+    throw new Error(`${(e as Error).message} (run make deno)`);
   }
-  throw new Error(
-    `no Deno ELF executable found (looked at ${candidates.join(", ")}; run make deno)`,
-  );
 }
 
 /** Throws one error naming every missing host prerequisite of {@link runCfsInGuest}. */
