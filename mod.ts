@@ -138,6 +138,7 @@ export {
   type StoredImage,
   TagError,
   tagImage,
+  tagsOf,
   untagImage,
 } from "./lib/oci/store.ts";
 export {

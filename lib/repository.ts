@@ -101,6 +101,14 @@ export function verityAlgorithmOf(alg: RepoAlgorithm): VerityAlgorithm {
   return alg === "fsverity-sha512-12" ? "sha512" : "sha256";
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
@@ -323,6 +331,30 @@ export class Repository {
       });
     }
     return Repository.open(path);
+  }
+
+  /**
+   * Opens the repository at `path`, creating it when there is none (neither `meta.json` nor
+   * an old-format `objects/`). A new one needs fs-verity unless `allowInsecure`, in which
+   * case a file system without fs-verity gets an insecure repository (bootc's
+   * `--allow-missing-fsverity`).
+   */
+  static openOrCreate(
+    path: string,
+    options: { algorithm?: RepoAlgorithm; allowInsecure?: boolean } = {},
+  ): { repo: Repository; created: boolean } {
+    if (exists(join(path, META_FILE)) || isDirectory(join(path, "objects"))) {
+      return { repo: Repository.open(path), created: false };
+    }
+    try {
+      return { repo: Repository.init(path, { algorithm: options.algorithm }), created: true };
+    } catch (e) {
+      if (!(e instanceof VerityError && e.unsupported && options.allowInsecure)) throw e;
+      return {
+        repo: Repository.init(path, { algorithm: options.algorithm, insecure: true }),
+        created: true,
+      };
+    }
   }
 
   /** Opens an existing repository (shared lock held until {@link close}). */

@@ -18,9 +18,10 @@ import { importLayer, parseSha256 } from "../oci/import.ts";
 import { parseSplitStream } from "../splitstream.ts";
 import { readTar } from "../oci/tar.ts";
 import { toHex } from "../fsverity/digest.ts";
-import { pullImage, type PullOptions } from "../oci/pull.ts";
+import { pullImage } from "../oci/pull.ts";
 import { type CfsConfig, loadConfig } from "../config.ts";
-import { createLogger, Field, LAYER_DONE, LAYER_PRESENT, type Logger } from "../log.ts";
+import { createLogger } from "../log.ts";
+import { layerReporter } from "../pipeline/progress.ts";
 import type { LocalFetchMode } from "../oci/source.ts";
 import { imageFilesystem, imageId } from "../oci/image.ts";
 import { findImage } from "../oci/store.ts";
@@ -262,46 +263,6 @@ export function sourceOptions(
   };
 }
 
-/**
- * Progress of `oci pull` through the shared logger (lib/log.ts): on a terminal, dax's
- * progress display (layer, bytes, rate, ETA) and a line per layer; nothing in --json.
- */
-function pullProgress(log: Logger): Pick<PullOptions, "onLayer" | "onBytes"> {
-  let sizes: number[] = [];
-  let done: number[] = [];
-  const show = () =>
-    log.progress({
-      label: "import",
-      layer: Math.min(sizes.length, done.filter((d, i) => d >= sizes[i]).length + 1),
-      layers: sizes.length,
-      bytes: done.reduce((a, b) => a + b, 0),
-      totalBytes: sizes.reduce((a, b) => a + b, 0),
-    });
-  return {
-    onBytes: (i, n) => {
-      done[i] += n;
-      show();
-    },
-    onLayer: (e) => {
-      if (sizes.length === 0) {
-        // Sizes become known layer by layer; the total grows until the last one starts.
-        sizes = Array(e.count).fill(0);
-        done = sizes.map(() => 0);
-      }
-      sizes[e.index] = e.size;
-      const f = { [Field.LAYER_DIGEST]: e.digest, [Field.LAYER_INDEX]: e.index + 1 };
-      if (e.state === "done") {
-        done[e.index] = e.size;
-        log.info(LAYER_DONE, `layer ${e.index + 1}/${e.count} imported`, f);
-      } else if (e.state === "present") {
-        done[e.index] = e.size;
-        log.info(LAYER_PRESENT, `layer ${e.index + 1}/${e.count} already present`, f);
-      }
-      show();
-    },
-  };
-}
-
 function printErr(line: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
 }
@@ -322,7 +283,7 @@ const pullCommand: CommandHandler = async (args, globals) => {
     const r = await pullImage(repo, positionals[0], {
       ...opts,
       tag: positionals[1],
-      ...(globals.json ? {} : pullProgress(log)),
+      ...(globals.json ? {} : layerReporter(log)),
       onFallback: (m) => printErr(`cfs: ${m}`),
     }).finally(() => log.close());
     if (r.localFetch && !globals.json) {

@@ -6,7 +6,7 @@
  */
 import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
 import { openReadOnly, openRepo } from "./repo_path.ts";
-import { findImage, listTags, tagImage, untagImage } from "../oci/store.ts";
+import { findImage, listTags, tagImage, tagsOf, untagImage } from "../oci/store.ts";
 import { commitOciImage } from "../oci/image.ts";
 import { fsckAllImages, fsckImage } from "../oci/fsck.ts";
 import { mountImage } from "../mount.ts";
@@ -126,7 +126,7 @@ const inspectCommand: CommandHandler = async (args, globals) => {
         manifestVerity: img.manifestId ? toHex(img.manifestId) : null,
         config: `sha256:${img.configSha256}`,
         configVerity: toHex(img.configId),
-        tags: img.tags,
+        tags: img.manifestSha256 ? tagsOf(repo, img.manifestSha256) : [],
         platform: platformOf(img.config),
         layers: diffIds.map((d) => ({
           diffId: d,

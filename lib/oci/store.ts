@@ -129,6 +129,14 @@ export function listTags(repo: Repository): Array<{ tag: string; manifestSha256:
     .sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
 }
 
+/**
+ * The tags pointing at a manifest (sha256 hex), sorted. Reads every tag: asked for only
+ * where it is shown (`oci inspect`), not by every lookup.
+ */
+export function tagsOf(repo: Repository, manifestSha256: string): string[] {
+  return listTags(repo).filter((t) => t.manifestSha256 === manifestSha256).map((t) => t.tag);
+}
+
 /** A stored stream read whole: its name, object id, reader and content bytes. */
 export interface StoredStream {
   /** The stream's name: the sha256 hex of its content. */
@@ -174,8 +182,6 @@ export interface StoredImage {
   configId: Uint8Array;
   /** The config JSON. */
   config: Record<string, unknown>;
-  /** Tags pointing at the manifest. */
-  tags: string[];
 }
 
 function parseJsonObject(bytes: Uint8Array, what: string): Record<string, unknown> {
@@ -214,8 +220,6 @@ export async function findImage(repo: Repository, name: string): Promise<StoredI
   }
   const first = await readStoredStream(repo, streamName);
   const doc = parseJsonObject(first.content, `stream ${first.sha256}`);
-  const tagsOf = (sha: string) =>
-    listTags(repo).filter((t) => t.manifestSha256 === sha).map((t) => t.tag);
   if (typeof doc.config === "object" && Array.isArray(doc.layers)) {
     const desc = doc.config as { digest?: unknown };
     const configHex = typeof desc.digest === "string" && desc.digest.startsWith("sha256:")
@@ -238,11 +242,10 @@ export async function findImage(repo: Repository, name: string): Promise<StoredI
       configSha256: configHex,
       configId: config.id,
       config: parseJsonObject(config.content, `config ${configHex}`),
-      tags: tagsOf(first.sha256),
     };
   }
   if (typeof doc.rootfs === "object") {
-    return { configSha256: first.sha256, configId: first.id, config: doc, tags: [] };
+    return { configSha256: first.sha256, configId: first.id, config: doc };
   }
   throw new RepositoryError(`stream ${first.sha256} is neither an image manifest nor a config`);
 }

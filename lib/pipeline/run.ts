@@ -3,7 +3,7 @@
  *
  * | stage    | does                                                                   |
  * | -------- | ---------------------------------------------------------------------- |
- * | `open`   | opens the repository, creating it when missing (seed.ts openOrCreate)  |
+ * | `open`   | opens the repository, creating it when missing (Repository.openOrCreate) |
  * | `storage`| `--unified` only: the image into `<repo>/bootc/storage` (unified.ts)   |
  * | `fetch`  | opens the source: manifest, config and layer list, digests checked     |
  * | `import` | layers, config and manifest into the repository (oci/pull.ts)          |
@@ -46,9 +46,6 @@ import {
   HOOK_MESSAGE,
   HOOK_START,
   IMAGE_WRITTEN,
-  LAYER_DONE,
-  LAYER_PRESENT,
-  LAYER_START,
   type Logger,
   messageLogger,
   PULL_DONE,
@@ -61,8 +58,8 @@ import {
   STORAGE_PULLED,
   TAG_ADDED,
 } from "../log.ts";
-import { openOrCreate } from "./seed.ts";
-import type { RepoAlgorithm, Repository } from "../repository.ts";
+import { layerReporter } from "./progress.ts";
+import { type RepoAlgorithm, Repository } from "../repository.ts";
 import { type ImageSource, openImageSource, type SourceOptions } from "../oci/source.ts";
 import { pullFromSource, type PullResult } from "../oci/pull.ts";
 import { bootcTag, configImageRef, listTags, tagImage, validateTag } from "../oci/store.ts";
@@ -339,7 +336,10 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
   const t0 = performance.now();
   try {
     await stage("open", () => {
-      const r = openOrCreate(opts.repoPath, opts.algorithm, opts.allowMissingFsverity ?? false);
+      const r = Repository.openOrCreate(opts.repoPath, {
+        algorithm: opts.algorithm,
+        allowInsecure: opts.allowMissingFsverity,
+      });
       repo = r.repo;
       created = r.created;
       state.repository = repositoryView(repo);
@@ -387,42 +387,10 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       }));
     });
     await stage("import", async () => {
-      const layers = state.layers!;
-      const total = layers.reduce((n, l) => n + l.size, 0);
-      const done = layers.map(() => 0);
-      const progress = () =>
-        log.progress({
-          label: "import",
-          layer: Math.min(layers.length, done.filter((d, i) => d >= layers[i].size).length + 1),
-          layers: layers.length,
-          bytes: done.reduce((a, b) => a + b, 0),
-          totalBytes: total,
-        });
       pull = await pullFromSource(repo!, source!, {
         localFetch: sourceOpts.localFetch,
         signal,
-        onBytes: (i, n) => {
-          done[i] += n;
-          progress();
-        },
-        onLayer: (e) => {
-          const f = {
-            [Field.LAYER_DIGEST]: e.digest,
-            [Field.LAYER_DIFF_ID]: e.diffId,
-            [Field.LAYER_INDEX]: e.index + 1,
-            [Field.LAYERS]: e.count,
-            [Field.BYTES]: e.size,
-          };
-          if (e.state === "start") log.debug(LAYER_START, `layer ${e.index + 1}/${e.count}`, f);
-          else if (e.state === "done") {
-            done[e.index] = e.size;
-            log.info(LAYER_DONE, `layer ${e.index + 1}/${e.count} imported`, f);
-          } else {
-            done[e.index] = e.size;
-            log.info(LAYER_PRESENT, `layer ${e.index + 1}/${e.count} already present`, f);
-          }
-          progress();
-        },
+        ...layerReporter(log, state.layers!.map((l) => l.size)),
       });
       await source!.close();
       source = undefined;
