@@ -1,12 +1,20 @@
 # cfs build entry points. Everything a target needs is installed by the target itself:
 # a pinned Deno from npm into .tools/ (ignored by git), Debian packages with apt-get when
-# missing, and the reference CLI `cfsctl` with cargo when missing (the test oracle).
+# missing, and the reference CLIs (`cfsctl` of composefs-ctl 0.9.4 and of cfsctl 0.3.0, the test
+# oracles) with cargo when missing, each into a root of its own so both coexist.
 
 DENO_VERSION := 2.9.6
 TOOLS        := $(CURDIR)/.tools
 DENO         := $(TOOLS)/node_modules/.bin/deno
 export DENO_DIR := $(CURDIR)/.deno
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+# The conformance oracles, outside the checkout so that a fresh clone on the same machine reuses
+# them: composefs-ctl 0.9.4 (the generation bootc uses; runs on the host with --insecure) and
+# cfsctl 0.3.0 (only for reading and upgrading old repositories; needs fs-verity, so it runs in a
+# QEMU guest). Tests read these two variables and fail with an install hint when a binary is missing.
+ORACLE_ROOT ?= /opt/cfs-oracles
+export CFSCTL_0_9 ?= $(ORACLE_ROOT)/composefs-ctl-0.9.4/bin/cfsctl
+export CFSCTL_0_3 ?= $(ORACLE_ROOT)/cfsctl-0.3.0/bin/cfsctl
 # V8 settings of the shipped binary: a 1 MiB young generation keeps the peak RSS of
 # `cfs digest` on a 1 GiB file near 90 MB instead of 100 MB, at no measured speed cost.
 CFS_V8_FLAGS := --v8-flags=--max-semi-space-size=1
@@ -17,7 +25,7 @@ APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-syst
                 linux-image-amd64 busybox-static cpio zstd time libarchive-tools \
                 skopeo umoci docker-registry selinux-utils tmux podman xfsprogs
 
-.PHONY: setup deno apt cfsctl demo test vm-test bench binary binary-all fmt lint check clean
+.PHONY: setup deno apt cfsctl oracles demo test vm-test bench binary binary-all fmt lint check clean
 
 setup: deno apt
 
@@ -36,8 +44,12 @@ apt:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-cfsctl:
-	@command -v cfsctl >/dev/null 2>&1 || cargo install cfsctl --locked --version 0.3.0
+# `cargo install` builds each once (composefs-ctl 0.9.4: about 15 minutes on 2 cores).
+oracles cfsctl: $(CFSCTL_0_9) $(CFSCTL_0_3)
+$(CFSCTL_0_9):
+	cargo install composefs-ctl --locked --version 0.9.4 --root $(ORACLE_ROOT)/composefs-ctl-0.9.4
+$(CFSCTL_0_3):
+	cargo install cfsctl --locked --version 0.3.0 --root $(ORACLE_ROOT)/cfsctl-0.3.0
 
 demo: setup
 	$(DENO) run --allow-all --quiet demo.ts

@@ -10,9 +10,10 @@
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { cfsOk, requireTool, run, runCfs } from "./cfs.ts";
+import { cfsctl03 } from "./oracles.ts";
 import { buildOciImage, type Compression, FIXTURE_MTIME, SAMPLE_LAYERS } from "./fixtures/oci.ts";
 
-const CFSCTL = `${Deno.env.get("HOME")}/.cargo/bin/cfsctl`;
+const CFSCTL = cfsctl03();
 
 const LAYERS = SAMPLE_LAYERS;
 

@@ -21,8 +21,8 @@
  *
  * @module
  */
+import { cfsctl03, ORACLE_HINTS } from "../oracles.ts";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
 import { spawnSync } from "node:child_process";
@@ -84,7 +84,7 @@ export interface OracleOptions {
   timeoutMs?: number;
   /** Progress messages (phases, timings, guest progress lines). */
   log?: (s: string) => void;
-  /** cfsctl binary; default `$CFSCTL`, else `cfsctl` on PATH, else `~/.cargo/bin/cfsctl`. */
+  /** cfsctl 0.3.0 binary; default `$CFSCTL_0_3` (test/oracles.ts). */
   cfsctl?: string;
   /** Guest vCPUs; default 1 (measured faster than 2 under TCG on a 2-core host). */
   smp?: number;
@@ -159,21 +159,13 @@ job() {
 }
 `;
 
-/** Locates cfsctl like {@link OracleOptions.cfsctl} says; throws with an install hint. */
+/** Locates cfsctl 0.3.0 (`explicit`, else `$CFSCTL_0_3`, see test/oracles.ts); throws with an install hint. */
 export function findCfsctl(explicit?: string): string {
-  const hint = "cargo install cfsctl --locked --version 0.3.0";
-  const candidates = [explicit, Deno.env.get("CFSCTL")].filter(Boolean) as string[];
-  for (const c of candidates) {
-    if (!fs.existsSync(c)) throw new Error(`cfsctl not found at ${c} (${hint})`);
-    return c;
+  if (explicit) {
+    if (!fs.existsSync(explicit)) throw new Error(`cfsctl not found at ${explicit} (${ORACLE_HINTS["0.3"]})`);
+    return explicit;
   }
-  try {
-    return requireCommand("cfsctl", hint);
-  } catch (e) {
-    const home = path.join(os.homedir(), ".cargo/bin/cfsctl");
-    if (fs.existsSync(home)) return home;
-    throw e;
-  }
+  return cfsctl03();
 }
 
 /** Checks every host tool the oracle needs; throws one error naming all that are missing. */
