@@ -1,0 +1,204 @@
+/**
+ * Garbage collection with composefs-rs 0.9.4's semantics, so that cfs and cfsctl keep and
+ * remove the same things in a shared repository:
+ *
+ * 1. Roots: every ref below `images/refs/` (the image is live and so is every object it
+ *    refers to), every ref below `streams/refs/`, and the caller's extra roots (first-level
+ *    names in `images/` or `streams/`).
+ * 2. A live stream keeps its own object, the objects its content refers to, and the object
+ *    of every named reference it holds; a named reference whose object is itself a stream
+ *    (found by object id among `streams/`' links) is walked too. That is how a tag keeps its
+ *    manifest, config, layers and the config's EROFS images (`composefs.image*` refs) alive.
+ * 3. Every object below `objects/XX/` that is not live is removed. Names that cannot be an
+ *    object (not hex of this repository's length) are left alone: gc only deletes what a
+ *    composefs tool could have written. cfs's staging files (`objects/.tmp-object-*`, and
+ *    `.tmp-*` left by earlier cfs releases) and temporary links go too.
+ * 4. Links that now point nowhere are pruned: first-level entries of `images/` and
+ *    `streams/`, and refs below their `refs/`.
+ *
+ * Everything is decided before anything is deleted: a live stream or image that cannot be
+ * read stops gc with an error and nothing removed.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { exists, sortedDir, TMP_PREFIX } from "./files.ts";
+import { RepositoryError } from "./errors.ts";
+import { ObjectId } from "./object_id.ts";
+import { leftoverTemporaryLinks, walkRefs } from "./refs.ts";
+import type { RepositoryView } from "./view.ts";
+
+/** What gc removed (or would remove, with `dryRun`), counted as cfsctl counts it. */
+export interface GcReport {
+  /** True when nothing was removed: the figures say what would have been. */
+  dryRun: boolean;
+  /** Unreferenced objects removed. */
+  objectsRemoved: number;
+  /** Their total size in bytes. */
+  objectsBytes: number;
+  /** Broken links removed in `images/` (first level and refs). */
+  imagesPruned: number;
+  /** Broken links removed in `streams/` (first level and refs). */
+  streamsPruned: number;
+  /** Hex ids of the removed objects, sorted. */
+  removedObjects: string[];
+  /** Paths of temporary files and links of interrupted writes that were removed. */
+  removedTemporary: string[];
+  /** Objects kept (live). */
+  keptObjects: number;
+}
+
+/** Collects the live object set: see the module documentation, points 1 and 2. */
+export function liveObjects(repo: RepositoryView, extraRoots: readonly string[] = []): Set<string> {
+  const live = new Set<string>();
+  const streamByObject = new Map<string, string>();
+  const allStreams = repo.streams.list();
+  for (const s of allStreams) if (s.id) streamByObject.set(s.id.hex, s.contentId);
+
+  const imageRoots: ObjectId[] = [];
+  for (const r of repo.images.list().refs) {
+    if (r.id) imageRoots.push(r.id);
+  }
+  const streamRoots: string[] = repo.streams.listRefs().map((r) => r.contentId);
+  for (const root of extraRoots) {
+    const asImage = ObjectId.tryParse(root, repo.algorithm);
+    if (asImage && repo.images.has(asImage)) imageRoots.push(asImage);
+    else if (allStreams.some((s) => s.contentId === root)) streamRoots.push(root);
+    else throw new RepositoryError(`gc root '${root}' is neither an image nor a stream`);
+  }
+
+  for (const id of imageRoots) {
+    if (!repo.objects.has(id)) continue; // a dangling ref: pruned below
+    live.add(id.hex);
+    let bytes: Uint8Array;
+    try {
+      bytes = repo.objects.read(id);
+      for (const o of repo.imageObjects(bytes)) live.add(o.hex);
+    } catch (e) {
+      throw new RepositoryError(
+        `gc: live image ${id.hex} cannot be read (${(e as Error).message}); nothing removed`,
+        { cause: e },
+      );
+    }
+  }
+
+  const walked = new Set<string>();
+  const walk = (contentId: string) => {
+    if (walked.has(contentId)) return;
+    walked.add(contentId);
+    const id = repo.streams.has(contentId);
+    if (!id) return; // dangling: pruned below
+    live.add(id.hex);
+    let refs;
+    try {
+      refs = repo.streamRefs(repo.objects.read(id));
+    } catch (e) {
+      throw new RepositoryError(
+        `gc: live stream ${contentId} cannot be read (${(e as Error).message}); nothing removed`,
+        { cause: e },
+      );
+    }
+    for (const o of refs.objectRefs) live.add(o.hex);
+    for (const n of refs.namedRefs) {
+      live.add(n.id.hex);
+      const next = streamByObject.get(n.id.hex);
+      if (next !== undefined) walk(next);
+    }
+  };
+  for (const root of streamRoots) walk(root);
+  return live;
+}
+
+/** Removes what is not live; see the module documentation. The caller holds the exclusive lock. */
+export function collectGarbage(
+  repo: RepositoryView,
+  options: { dryRun?: boolean; roots?: readonly string[] } = {},
+): GcReport {
+  const dryRun = options.dryRun ?? false;
+  const live = liveObjects(repo, options.roots ?? []);
+  const report: GcReport = {
+    dryRun,
+    objectsRemoved: 0,
+    objectsBytes: 0,
+    imagesPruned: 0,
+    streamsPruned: 0,
+    removedObjects: [],
+    removedTemporary: [],
+    keptObjects: 0,
+  };
+  const hexLen = repo.algorithm === "sha512" ? 128 : 64;
+  const objectName = new RegExp(`^[0-9a-f]{${hexLen - 2}}$`);
+  const objectsDir = join(repo.path, "objects");
+  const removedSet = new Set<string>();
+  const remove = (p: string) => {
+    if (!dryRun) Deno.removeSync(p);
+  };
+  for (const sub of sortedDir(objectsDir)) {
+    const subPath = join(objectsDir, sub.name);
+    if (sub.name.startsWith(TMP_PREFIX) && sub.isFile) {
+      report.removedTemporary.push(subPath);
+      remove(subPath);
+      continue;
+    }
+    if (!sub.isDirectory || !/^[0-9a-f]{2}$/.test(sub.name)) continue;
+    for (const obj of sortedDir(subPath)) {
+      const p = join(subPath, obj.name);
+      if (obj.name.startsWith(TMP_PREFIX) && obj.isFile) {
+        report.removedTemporary.push(p);
+        remove(p);
+        continue;
+      }
+      if (!objectName.test(obj.name) || !(obj.isFile || obj.isSymlink)) continue;
+      const hex = sub.name + obj.name;
+      if (live.has(hex)) {
+        report.keptObjects++;
+        continue;
+      }
+      report.objectsBytes += Deno.lstatSync(p).size;
+      report.objectsRemoved++;
+      report.removedObjects.push(hex);
+      removedSet.add(hex);
+      remove(p);
+    }
+  }
+  for (const p of leftoverTemporaryLinks(repo.path)) {
+    report.removedTemporary.push(p);
+    remove(p);
+  }
+  // Dangling links: an entry whose object is gone (now, or in a dry run, about to be).
+  const gone = (dir: string, name: string): boolean => {
+    const p = join(dir, name);
+    try {
+      const target = Deno.readLinkSync(p);
+      const id = ObjectId.fromObjectPath(target, repo.algorithm);
+      if (id && removedSet.has(id.hex)) return true;
+      return !exists(join(dir, target));
+    } catch {
+      return false;
+    }
+  };
+  for (const category of ["images", "streams"] as const) {
+    const dir = join(repo.path, category);
+    const prunedEntries = new Set<string>();
+    for (const e of sortedDir(dir)) {
+      if (e.name === "refs" || e.name.startsWith(TMP_PREFIX) || !e.isSymlink) continue;
+      if (gone(dir, e.name)) {
+        prunedEntries.add(e.name);
+        if (category === "images") report.imagesPruned++;
+        else report.streamsPruned++;
+        remove(join(dir, e.name));
+      }
+    }
+    for (const r of walkRefs(join(dir, "refs"))) {
+      const entry = r.target.split("/").pop() ?? "";
+      const dangling = prunedEntries.has(entry) || !exists(join(r.path, "..", r.target));
+      if (dangling) {
+        if (category === "images") report.imagesPruned++;
+        else report.streamsPruned++;
+        remove(r.path);
+      }
+    }
+  }
+  report.removedObjects.sort();
+  return report;
+}

@@ -1,0 +1,35 @@
+/**
+ * The composefs repository (composefs-rs 0.9.4's layout and semantics), one concern per
+ * module: `meta.ts` (meta.json), `object_id.ts` (the id type), `objects.ts`, `streams.ts`,
+ * `images.ts`, `refs.ts`, `fsck.ts`, `gc.ts`, and the {@link Repository} facade.
+ *
+ * @module
+ */
+export { Repository } from "./repository.ts";
+export type { InitOptions, OpenOptions } from "./repository.ts";
+export { RepositoryError } from "./errors.ts";
+export { ObjectId, ObjectIdError } from "./object_id.ts";
+export {
+  type ErofsFormats,
+  type ErofsFormatVersion,
+  erofsFormatsOf,
+  FEATURE_V1_EROFS,
+  META_FILE,
+  REPO_ALGORITHMS,
+  REPO_FORMAT_VERSION,
+  type RepoAlgorithm,
+  repoAlgorithmOf,
+  type RepoMeta,
+  verityAlgorithmOf,
+} from "./meta.ts";
+export {
+  hardlinkRefusal,
+  type LocalObjectSource,
+  LocalStoreContext,
+  type ObjectStoreMethod,
+} from "./objects.ts";
+export { validateRefName } from "./refs.ts";
+export { validateContentId } from "./streams.ts";
+export { type FsckProblem, type FsckReport, formatFsckReport, formatProblem } from "./fsck.ts";
+export type { GcReport } from "./gc.ts";
+export type { RepositoryView, StreamRefs } from "./view.ts";

@@ -1,0 +1,466 @@
+/**
+ * `objects/XX/<rest>`: content named by its fs-verity digest.
+ *
+ * A new object is staged as `objects/.tmp-object-<random>` (composefs-rs 0.9.4's name for
+ * its own staging files, which its gc and fsck never look at), written while it is hashed,
+ * given fs-verity in a secure repository (enabled and measured), and renamed to its name; a
+ * killed process never leaves an object name with partial content. Objects are not fsynced
+ * one by one: {@link ObjectStore.sync} (syncfs) runs before anything that names objects is
+ * linked, as composefs-rs batches it.
+ *
+ * Reading checks the content against the name: by fs-verity measurement in a secure
+ * repository (the kernel checks every block read), by hashing in an insecure one.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { fsverityDigest, FsVerityHasher, toHex, type VerityAlgorithm } from "../fsverity/digest.ts";
+import { fsverityDigestFileSync } from "../fsverity/file.ts";
+import { enableVerity, measureVerity } from "../fsverity/ioctl.ts";
+import * as sys from "../sys/libc.ts";
+import { exists, randomSuffix, TMP_OBJECT_PREFIX } from "./files.ts";
+import { RepositoryError } from "./errors.ts";
+import { ObjectId } from "./object_id.ts";
+
+/** Files up to this size are stored from memory (one read); larger ones are streamed. */
+const STORE_IN_MEMORY_MAX = 4 << 20;
+
+/** How an object came to be: composefs-rs `ObjectStoreMethod`. */
+export type ObjectStoreMethod = "reflinked" | "hardlinked" | "copied" | "present";
+
+/** A file outside the repository, open for reading, whose content is an object's. */
+export interface LocalObjectSource {
+  /** Its path (for link(2) and messages). */
+  path: Uint8Array | string;
+  /** A read-only descriptor of it (FICLONE source, fs-verity, identity checks). */
+  fd: number;
+  /** Its status when opened, before its content was read. */
+  stat: sys.FileStat;
+}
+
+/**
+ * What one import learns while it stores local files: the device pairs where FICLONE failed
+ * (not tried again, as composefs-rs `ImportContext`), and the files that were copied.
+ */
+export class LocalStoreContext {
+  /** `major:minor` of source devices where reflinking into this repository failed: why. */
+  readonly reflinkUnsupported: Map<string, string> = new Map();
+  /** Files copied instead of linked, with the reason. */
+  readonly copied: Array<{ path: string; reason: string }> = [];
+}
+
+/**
+ * Why a file must not be hard-linked into `objects/` (shared inode: the object would keep
+ * its mode, owner and xattrs), or undefined when it may be: setuid/setgid and file
+ * capabilities never; in an insecure repository (no fs-verity to freeze the content) only
+ * root-owned files without group/other write permission.
+ */
+export function hardlinkRefusal(source: LocalObjectSource, secure: boolean): string | undefined {
+  const { mode, uid } = source.stat;
+  if ((mode & sys.S_IFMT) !== sys.S_IFREG) return "not a regular file";
+  if (mode & 0o6000) return "setuid/setgid file (would become reachable under objects/)";
+  if (
+    sys.listXattrs(source.path).some(([name]) => sys.lossyString(name) === "security.capability")
+  ) {
+    return "file capabilities (would become reachable under objects/)";
+  }
+  if (!secure && (uid !== 0 || (mode & 0o022) !== 0)) {
+    return "writable by a non-root user, and no fs-verity to freeze it";
+  }
+  return undefined;
+}
+
+function changedWhileReading(
+  source: Uint8Array | string,
+  got: number,
+  expected: number,
+): RepositoryError {
+  return new RepositoryError(
+    `${sys.displayPath(source)}: changed while being read (${got} bytes, expected ${expected})`,
+  );
+}
+
+/** The object store of one repository. */
+export class ObjectStore {
+  /** The `objects/` directory. */
+  readonly dir: string;
+
+  constructor(
+    repoPath: string,
+    /** The digest algorithm naming every object. */
+    readonly algorithm: VerityAlgorithm,
+    /** fs-verity enabled on every object (else digests are computed in user space). */
+    readonly secure: boolean,
+    /** Throws when the repository may not be written. */
+    private readonly requireWritable: () => void,
+  ) {
+    this.dir = join(repoPath, "objects");
+  }
+
+  /** Absolute path of an object. */
+  path(id: ObjectId): string {
+    return join(this.dir, id.objectPath);
+  }
+
+  /** An id of this repository's algorithm made from digest bytes (size checked). */
+  idOf(digest: Uint8Array | ObjectId): ObjectId {
+    const id = digest instanceof ObjectId ? digest : ObjectId.fromBytes(digest);
+    if (id.algorithm !== this.algorithm) {
+      throw new RepositoryError(
+        `object id ${id.hex.slice(0, 16)}... is ${id.algorithm}; this repository uses ${this.algorithm}`,
+      );
+    }
+    return id;
+  }
+
+  /** Whether the object exists. */
+  has(id: ObjectId): boolean {
+    return exists(this.path(id));
+  }
+
+  /** Opens a new staging file `objects/.tmp-object-<random>`. */
+  private openTemp(): { path: string; file: Deno.FsFile } {
+    this.requireWritable();
+    Deno.mkdirSync(this.dir, { recursive: true });
+    const path = join(this.dir, `${TMP_OBJECT_PREFIX}${randomSuffix()}`);
+    return { path, file: Deno.openSync(path, { write: true, createNew: true, mode: 0o644 }) };
+  }
+
+  /**
+   * Moves a finished staging file to its object name (or drops it when the object exists):
+   * in a secure repository verity is enabled and measured first.
+   */
+  private commitTemp(tmp: string, id: ObjectId): void {
+    const final = this.path(id);
+    try {
+      if (exists(final)) {
+        Deno.removeSync(tmp);
+        return;
+      }
+      if (this.secure) {
+        const fd = sys.openRead(tmp);
+        try {
+          enableVerity(fd, this.algorithm, tmp);
+          const measured = measureVerity(fd, this.algorithm, tmp);
+          if (measured === null || toHex(measured) !== id.hex) {
+            throw new RepositoryError(
+              `${final}: measured fs-verity digest does not match the computed one`,
+            );
+          }
+        } finally {
+          sys.close(fd);
+        }
+      }
+      Deno.mkdirSync(join(final, ".."), { recursive: true });
+      Deno.renameSync(tmp, final);
+    } catch (e) {
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* already gone */ }
+      throw e;
+    }
+  }
+
+  /** Stores bytes as an object; returns its id. An existing object is reused. */
+  storeBytes(data: Uint8Array): ObjectId {
+    const id = ObjectId.fromBytes(fsverityDigest(data, this.algorithm));
+    if (this.has(id)) return id;
+    const { path, file } = this.openTemp();
+    try {
+      let off = 0;
+      while (off < data.length) off += file.writeSync(data.subarray(off));
+    } catch (e) {
+      file.close();
+      Deno.removeSync(path);
+      throw e;
+    }
+    file.close();
+    this.commitTemp(path, id);
+    return id;
+  }
+
+  /**
+   * Stores a file (byte path) as an object. Small files are read once into memory. Large
+   * ones are hashed in a first streaming pass, and only when the object is new copied in a
+   * second pass (from the page cache) that hashes again, so a file that changes in between
+   * is refused instead of being stored under the wrong name. Constant memory for any size.
+   */
+  storeFile(source: Uint8Array | string, expectedSize?: number): ObjectId {
+    this.requireWritable();
+    const size = expectedSize ?? sys.lstat(source).size;
+    if (size <= STORE_IN_MEMORY_MAX) {
+      const data = sys.readFileBytes(source, size + 1);
+      if (data.length !== size) throw changedWhileReading(source, data.length, size);
+      return this.storeBytes(data);
+    }
+    const id = ObjectId.fromBytes(fsverityDigestFileSync(source, this.algorithm));
+    if (this.has(id)) return id;
+    const { path: tmp, file: out } = this.openTemp();
+    const hasher = new FsVerityHasher(this.algorithm);
+    let total = 0;
+    try {
+      const fd = sys.openRead(source);
+      try {
+        const buf = new Uint8Array(1 << 20);
+        for (;;) {
+          const n = sys.read(fd, buf, source);
+          if (n === 0) break;
+          const chunk = buf.subarray(0, n);
+          hasher.update(chunk);
+          let off = 0;
+          while (off < n) off += out.writeSync(chunk.subarray(off));
+          total += n;
+        }
+      } finally {
+        sys.close(fd);
+      }
+      out.close();
+    } catch (e) {
+      out.close();
+      Deno.removeSync(tmp);
+      throw e;
+    }
+    if (total !== size || toHex(hasher.digest()) !== id.hex) {
+      Deno.removeSync(tmp);
+      throw changedWhileReading(source, total, size);
+    }
+    this.commitTemp(tmp, id);
+    return id;
+  }
+
+  /**
+   * Stores an object from chunks that arrive over time (a tar body as it streams), in
+   * constant memory: written to a staging file while hashed, then committed. With `size`, a
+   * different length fails and nothing is stored. The chunks are not kept.
+   */
+  async storeStream(chunks: AsyncIterable<Uint8Array>, size?: number): Promise<ObjectId> {
+    const { path: tmp, file } = this.openTemp();
+    const hasher = new FsVerityHasher(this.algorithm);
+    let total = 0;
+    try {
+      for await (const chunk of chunks) {
+        hasher.update(chunk);
+        let off = 0;
+        while (off < chunk.length) off += file.writeSync(chunk.subarray(off));
+        total += chunk.length;
+      }
+      if (size !== undefined && total !== size) {
+        throw new RepositoryError(`object stream of ${total} bytes, expected ${size}`);
+      }
+    } catch (e) {
+      file.close();
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* already gone */ }
+      throw e;
+    }
+    file.close();
+    const id = ObjectId.fromBytes(hasher.digest());
+    this.commitTemp(tmp, id);
+    return id;
+  }
+
+  /**
+   * Makes `id` an object from a file outside the repository whose content is the object's
+   * (a containers-storage layer file) without copying its data where the file systems allow,
+   * as composefs-rs `ensure_object_from_file` does: a reflink (FICLONE into a staging file),
+   * else a hard link of the file itself, else (unless `zerocopy`) a copy. The caller computed
+   * `id` from the bytes it read through `source.fd`; `source.stat` was taken before that
+   * read, and a file whose status changed since (a write moves ctime) is refused rather than
+   * stored under a wrong name. Hard links only where {@link hardlinkRefusal} allows.
+   */
+  storeLocalFile(
+    source: LocalObjectSource,
+    id: ObjectId,
+    options: { zerocopy?: boolean; data?: Uint8Array; context?: LocalStoreContext } = {},
+  ): ObjectStoreMethod {
+    this.requireWritable();
+    this.idOf(id);
+    if (this.has(id)) return "present";
+    const context = options.context ?? new LocalStoreContext();
+    const final = this.path(id);
+    Deno.mkdirSync(join(final, ".."), { recursive: true });
+    const display = sys.displayPath(source.path);
+    const unchanged = () => {
+      const now = sys.fstat(source.fd, source.path);
+      if (
+        now.ctimeSec !== source.stat.ctimeSec || now.ctimeNsec !== source.stat.ctimeNsec ||
+        now.size !== source.stat.size
+      ) {
+        throw new RepositoryError(`${display}: changed while being imported; not stored`);
+      }
+    };
+    const devPair = `${source.stat.devMajor}:${source.stat.devMinor}`;
+    let reflinkError = context.reflinkUnsupported.get(devPair) ?? "";
+    if (!context.reflinkUnsupported.has(devPair)) {
+      const tmp = join(this.dir, `${TMP_OBJECT_PREFIX}${randomSuffix()}`);
+      const fd = sys.openCreateExclusive(tmp);
+      let cloned = false;
+      try {
+        sys.ficlone(fd, source.fd, tmp);
+        cloned = true;
+      } catch (e) {
+        const errno = e instanceof sys.SysError ? e.errno : -1;
+        if (![sys.Errno.EOPNOTSUPP, sys.Errno.EXDEV, sys.Errno.EINVAL].includes(errno as 95)) {
+          sys.close(fd);
+          Deno.removeSync(tmp);
+          throw e;
+        }
+        reflinkError = (e as Error).message;
+        context.reflinkUnsupported.set(devPair, reflinkError);
+      }
+      sys.close(fd);
+      if (cloned) {
+        try {
+          unchanged();
+        } catch (e) {
+          Deno.removeSync(tmp);
+          throw e;
+        }
+        this.commitTemp(tmp, id);
+        return "reflinked";
+      }
+      Deno.removeSync(tmp);
+    }
+    let linkError: string;
+    const refusal = hardlinkRefusal(source, this.secure);
+    if (refusal === undefined) {
+      unchanged();
+      try {
+        if (this.secure) {
+          enableVerity(source.fd, this.algorithm, display);
+          const measured = measureVerity(source.fd, this.algorithm, display);
+          if (measured === null || toHex(measured) !== id.hex) {
+            throw new RepositoryError(
+              `${display}: measured fs-verity digest does not match the computed one`,
+            );
+          }
+        }
+        sys.link(source.path, final);
+        const linked = sys.lstat(final);
+        const src = sys.fstat(source.fd, source.path);
+        if (
+          linked.ino !== src.ino || linked.devMajor !== src.devMajor ||
+          linked.devMinor !== src.devMinor
+        ) {
+          Deno.removeSync(final);
+          throw new RepositoryError(`${display}: replaced while being imported; not stored`);
+        }
+        return "hardlinked";
+      } catch (e) {
+        if (e instanceof sys.SysError && e.errno === sys.Errno.EEXIST) return "present";
+        if (e instanceof RepositoryError) throw e;
+        linkError = (e as Error).message;
+      }
+    } else {
+      linkError = refusal;
+    }
+    if (options.zerocopy && refusal === undefined) {
+      throw new RepositoryError(
+        `zerocopy: cannot reflink or hardlink ${display} to ${final} (reflink: ${reflinkError}; ` +
+          `hardlink: ${linkError}); are both on one file system? --local-fetch=auto copies`,
+      );
+    }
+    const stored = options.data !== undefined
+      ? this.storeBytes(options.data)
+      : this.storeFile(source.path, source.stat.size);
+    if (!stored.equals(id)) {
+      throw new RepositoryError(`${display}: changed while being imported; not stored`);
+    }
+    context.copied.push({ path: display, reason: linkError });
+    return "copied";
+  }
+
+  /** Reads an object whole, checking it against its id. */
+  read(id: ObjectId): Uint8Array {
+    this.idOf(id);
+    const path = this.path(id);
+    let data: Uint8Array;
+    try {
+      data = Deno.readFileSync(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new RepositoryError(`object ${id.hex} is missing from ${join(this.dir, "..")}`, {
+          cause: e,
+        });
+      }
+      const hint = this.secure
+        ? " (with fs-verity, an I/O error means the data on disk is corrupt)"
+        : "";
+      throw new RepositoryError(`${path}: cannot read object: ${(e as Error).message}${hint}`, {
+        cause: e,
+      });
+    }
+    this.verify(path, id, data);
+    return data;
+  }
+
+  /**
+   * Checks an object read from `path` against its name: secure repositories by fs-verity
+   * measurement (the kernel checked the data as it was read), others by hashing `data`.
+   */
+  private verify(path: string, id: ObjectId, data: Uint8Array): void {
+    if (this.secure) {
+      const fd = sys.openRead(path);
+      try {
+        const measured = measureVerity(fd, this.algorithm, path);
+        if (measured === null) {
+          throw new RepositoryError(
+            `${path}: fs-verity is not enabled on this object of a secure repository`,
+          );
+        }
+        if (toHex(measured) !== id.hex) {
+          throw new RepositoryError(
+            `${path}: fs-verity digest ${toHex(measured)} does not match its name`,
+          );
+        }
+      } finally {
+        sys.close(fd);
+      }
+    } else if (toHex(fsverityDigest(data, this.algorithm)) !== id.hex) {
+      throw new RepositoryError(`${path}: content does not match its name (corrupt object)`);
+    }
+  }
+
+  /**
+   * The hex digest of an object file's content, computed by reading all of it. In a secure
+   * repository the fs-verity measurement must match too: the measurement alone only reports
+   * the stored root hash, while reading makes the kernel check every block (EIO if corrupt).
+   */
+  measureFile(path: string): string {
+    const hasher = new FsVerityHasher(this.algorithm);
+    const f = Deno.openSync(path, { read: true });
+    try {
+      const buf = new Uint8Array(1 << 20);
+      for (;;) {
+        let n: number | null;
+        try {
+          n = f.readSync(buf);
+        } catch (e) {
+          const why = this.secure ? ": the data does not match its fs-verity digest" : "";
+          throw new Error(`read error (${(e as Error).message})${why}`);
+        }
+        if (n === null || n === 0) break;
+        hasher.update(buf.subarray(0, n));
+      }
+    } finally {
+      f.close();
+    }
+    const computed = toHex(hasher.digest());
+    if (this.secure) {
+      const fd = sys.openRead(path);
+      try {
+        const m = measureVerity(fd, this.algorithm, path);
+        if (m === null) {
+          throw new Error("fs-verity is not enabled on this object of a secure repository");
+        }
+        if (toHex(m) !== computed) {
+          throw new Error(`fs-verity measures ${toHex(m)} but the content hashes to ${computed}`);
+        }
+      } finally {
+        sys.close(fd);
+      }
+    }
+    return computed;
+  }
+}
