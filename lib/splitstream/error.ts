@@ -1,0 +1,18 @@
+/**
+ * The one error type of the splitstream modules.
+ *
+ * @module
+ */
+
+/**
+ * A malformed, truncated or unexpected splitstream, or a writer used wrongly. The message is
+ * one line and names the stream (a path or an object id, as the caller passes it) and, where
+ * it helps, the offset.
+ */
+export class SplitStreamError extends Error {
+  /** Creates the error with a one-line message. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SplitStreamError";
+  }
+}
