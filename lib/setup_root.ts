@@ -269,7 +269,7 @@ export function fallbackImage(verified: Uint8Array): FallbackImage {
       opaque.push(name);
     }
   }
-  return { image: mkfsErofs(fs, undefined, { overlayXattrs }), whiteouts, opaque };
+  return { image: mkfsErofs(fs, { overlayXattrs, version: 2 }), whiteouts, opaque };
 }
 
 function exists(path: string): boolean {

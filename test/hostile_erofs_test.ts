@@ -142,19 +142,74 @@ function diskTree(dir: string): FileSystem {
   });
 }
 
-/** Builds the test images once (the disk tree in a temp dir that is removed right away). */
+/**
+ * Whiteouts (character devices 0:0) where V0/V1 escape them: in a subdirectory, in the root
+ * under a name of the stub table (`ab`, which then has no stub), beside a directory carrying
+ * the same `user.overlay.*` xattrs the escaping adds, and a stub-like one (`cd`: mode 0644,
+ * the root's owner and mtime) that V0/V1 leave unescaped. Plus an ACL (the header flag), a
+ * `lustre.` xattr (no prefix in V0/V1), an mtime with nanoseconds and one before 1970.
+ */
+function whiteoutTree(): FileSystem {
+  const fs = newFileSystem();
+  fs.root.stat = st({ mode: 0o755, mtime: 1_700_000_100, mtimeNsec: 5 });
+  fs.haveRootStat = true;
+  const whiteout = (extra: Partial<Stat> = {}): Leaf => ({
+    kind: "leaf",
+    stat: st({ mode: 0o600, ...extra }),
+    content: { type: "chardev", rdev: 0n },
+  });
+  const layer = newDirectory(st({ mode: 0o755, xattrs: [x("user.overlay.opaque", "x")] }));
+  layer.entries.set("gone", whiteout({ xattrs: [x("user.note", "was here")] }));
+  layer.entries.set("gone-too", whiteout({ mtime: -5 }));
+  layer.entries.set("kept", {
+    kind: "leaf",
+    stat: st({ mtimeNsec: 999_999_999, xattrs: [x("lustre.lov", "stripe")] }),
+    content: { type: "inline", data: enc.encode("still here") },
+  });
+  fs.root.entries.set("layer", layer);
+  const plain = newDirectory(st({ xattrs: [x("user.overlay.whiteouts", "")] }));
+  plain.entries.set("acl", {
+    kind: "leaf",
+    stat: st({ xattrs: [x("system.posix_acl_access", Uint8Array.of(2, 0, 0, 0))] }),
+    content: { type: "inline", data: enc.encode("acl") },
+  });
+  fs.root.entries.set("plain", plain);
+  fs.root.entries.set("ab", whiteout());
+  fs.root.entries.set(
+    "cd",
+    whiteout({ mode: 0o644, mtime: 1_700_000_100, mtimeNsec: 5 }),
+  );
+  return fs;
+}
+
+/**
+ * Builds the test images once (the disk tree in a temp dir that is removed right away): the
+ * V2 images (extended inodes only) for crafted damage at known offsets, and V1/V0 images
+ * (compact inodes, the stub table, escaping) for the readers of those.
+ */
 function validImages(): Array<{ name: string; bytes: Uint8Array }> {
   const tmp = Deno.makeTempDirSync({ prefix: "cfs-hostile-erofs-" });
   try {
     return [
-      { name: "small", bytes: mkfsErofs(smallTree()) },
-      { name: "disk", bytes: mkfsErofs(diskTree(tmp)) },
-      { name: "bigdir", bytes: mkfsErofs(bigDirTree()) },
-      { name: "empty-root", bytes: mkfsErofs(newFileSystem()) },
+      { name: "small", bytes: mkfsErofs(smallTree(), { version: 2 }) },
+      { name: "disk", bytes: mkfsErofs(diskTree(tmp), { version: 2 }) },
+      { name: "bigdir", bytes: mkfsErofs(bigDirTree(), { version: 2 }) },
+      { name: "empty-root", bytes: mkfsErofs(newFileSystem(), { version: 2 }) },
+      { name: "small-v1", bytes: mkfsErofs(smallTree(), { version: 1 }) },
+      { name: "bigdir-v1", bytes: mkfsErofs(bigDirTree(), { version: 1 }) },
+      { name: "empty-root-v1", bytes: mkfsErofs(newFileSystem(), { version: 1 }) },
+      { name: "whiteouts-v1", bytes: mkfsErofs(whiteoutTree(), { version: 1 }) },
+      { name: "whiteouts-v0", bytes: mkfsErofs(whiteoutTree(), { version: 0 }) },
+      { name: "whiteouts-v2", bytes: mkfsErofs(whiteoutTree(), { version: 2 }) },
     ];
   } finally {
     Deno.removeSync(tmp, { recursive: true });
   }
+}
+
+/** The version an image of {@link validImages} was written in, from its name. */
+function versionOf(name: string): F.ErofsVersion {
+  return name.endsWith("-v1") ? 1 : name.endsWith("-v0") ? 0 : 2;
 }
 
 const IMAGES = validImages();
@@ -167,7 +222,7 @@ function locate(img: Uint8Array): Map<string, { nid: number; off: number; inline
   const r = new ErofsReader(img);
   assertEquals(
     new DataView(img.buffer, img.byteOffset).getUint32(
-      F.SUPERBLOCK_OFFSET + F.SB.metaBlkaddr,
+      F.SUPERBLOCK_OFFSET + F.Superblock.fields.metaBlkaddr.offset,
       true,
     ),
     0,
@@ -205,12 +260,12 @@ function inlineDirents(
 ): Array<{ at: number; nid: number; nameoff: number; name: string }> {
   const v = dv(img);
   const first = v.getUint16(inlineStart + 8, true);
-  const count = first / F.DIRENT_SIZE;
+  const count = first / F.Dirent.size;
   const out = [];
   for (let i = 0; i < count; i++) {
-    const at = inlineStart + i * F.DIRENT_SIZE;
+    const at = inlineStart + i * F.Dirent.size;
     const nameoff = v.getUint16(at + 8, true);
-    const next = i + 1 < count ? v.getUint16(at + F.DIRENT_SIZE + 8, true) : nameoff + 64;
+    const next = i + 1 < count ? v.getUint16(at + F.Dirent.size + 8, true) : nameoff + 64;
     let name = img.subarray(inlineStart + nameoff, inlineStart + next);
     const nul = name.indexOf(0);
     if (nul >= 0) name = name.subarray(0, nul);
@@ -252,27 +307,41 @@ function craftDirChain(depth: number): Uint8Array {
   const nidOf = (i: number) => (base + slot * i) / F.INODE_SLOT;
   const img = new Uint8Array(base + slot * depth);
   const v = dv(img);
-  v.setUint32(F.SUPERBLOCK_OFFSET + F.SB.magic, F.EROFS_MAGIC, true);
-  img[F.SUPERBLOCK_OFFSET + F.SB.blkszbits] = F.BLOCK_BITS;
-  v.setUint16(F.SUPERBLOCK_OFFSET + F.SB.rootNid, nidOf(0), true);
-  v.setBigUint64(F.SUPERBLOCK_OFFSET + F.SB.inos, BigInt(depth), true);
+  F.encodeStruct(
+    F.ComposefsHeader,
+    {
+      magic: F.COMPOSEFS_MAGIC,
+      version: F.COMPOSEFS_HEADER_VERSION,
+      composefsVersion: 2,
+    },
+    v,
+    0,
+  );
+  v.setUint32(F.SUPERBLOCK_OFFSET + F.Superblock.fields.magic.offset, F.EROFS_MAGIC, true);
+  img[F.SUPERBLOCK_OFFSET + F.Superblock.fields.blkszbits.offset] = F.BLOCK_BITS;
+  v.setUint16(F.SUPERBLOCK_OFFSET + F.Superblock.fields.rootNid.offset, nidOf(0), true);
+  v.setBigUint64(F.SUPERBLOCK_OFFSET + F.Superblock.fields.inos.offset, BigInt(depth), true);
   for (let i = 0; i < depth; i++) {
     const entries: Array<[string, number]> = [[".", nidOf(i)], ["..", nidOf(Math.max(0, i - 1))]];
     if (i + 1 < depth) entries.push(["d", nidOf(i + 1)]);
     const off = base + slot * i;
-    const data = off + F.EXTENDED_INODE_SIZE;
-    let nameoff = entries.length * F.DIRENT_SIZE;
+    const data = off + F.ExtendedInode.size;
+    let nameoff = entries.length * F.Dirent.size;
     entries.forEach(([name, nid], j) => {
-      v.setBigUint64(data + j * F.DIRENT_SIZE, BigInt(nid), true);
-      v.setUint16(data + j * F.DIRENT_SIZE + 8, nameoff, true);
-      img[data + j * F.DIRENT_SIZE + 10] = F.FileType.directory;
+      v.setBigUint64(data + j * F.Dirent.size, BigInt(nid), true);
+      v.setUint16(data + j * F.Dirent.size + 8, nameoff, true);
+      img[data + j * F.Dirent.size + 10] = F.FileType.directory;
       img.set(enc.encode(name), data + nameoff);
       nameoff += name.length;
     });
-    v.setUint16(off + F.EI.format, F.INODE_LAYOUT_EXTENDED | F.DATALAYOUT_FLAT_INLINE, true);
-    v.setUint16(off + F.EI.mode, 0o40755, true);
-    v.setBigUint64(off + F.EI.size, BigInt(nameoff), true);
-    v.setUint32(off + F.EI.nlink, 2, true);
+    v.setUint16(
+      off + F.ExtendedInode.fields.format.offset,
+      F.INODE_LAYOUT_EXTENDED | F.DATALAYOUT_FLAT_INLINE,
+      true,
+    );
+    v.setUint16(off + F.ExtendedInode.fields.mode.offset, 0o40755, true);
+    v.setBigUint64(off + F.ExtendedInode.fields.size.offset, BigInt(nameoff), true);
+    v.setUint32(off + F.ExtendedInode.fields.nlink.offset, 2, true);
   }
   return img;
 }
@@ -281,7 +350,7 @@ function craftDirChain(depth: number): Uint8Array {
 
 Deno.test("valid images round-trip: mkfsErofs(readErofs(img)) is the same bytes", () => {
   for (const { name, bytes } of IMAGES) {
-    const again = mkfsErofs(readErofs(bytes));
+    const again = mkfsErofs(readErofs(bytes), { version: versionOf(name) });
     strictEqual(again.length, bytes.length, `${name}: length`);
     const diff = bytes.findIndex((b, i) => again[i] !== b);
     strictEqual(diff, -1, `${name}: first differing byte at ${diff}`);
@@ -320,6 +389,164 @@ Deno.test("a valid image reads back the tree: hardlinks, xattrs, external files,
   const big = readErofs(image("bigdir")).root.entries.get("big") as Directory;
   strictEqual(big.entries.size, 401);
   assert(image("bigdir").length > 4 * F.BLOCK_SIZE, "the big directory spans several blocks");
+});
+
+/** One line per inode of a tree (path, type, metadata, xattrs, content), for comparisons. */
+function listing(fs: FileSystem): string[] {
+  const hex = (b: Uint8Array) => [...b].map((c) => c.toString(16).padStart(2, "0")).join("");
+  const statLine = (s: Stat) =>
+    `${s.mode.toString(8)} ${s.uid}:${s.gid} ${s.mtime}.${s.mtimeNsec ?? 0} ` +
+    s.xattrs.map((a) => `${hex(a.name)}=${hex(a.value)}`).join(",");
+  const out: string[] = [];
+  const walk = (dir: Directory, path: string) => {
+    out.push(`${path || "/"} dir ${statLine(dir.stat)}`);
+    for (const [name, inode] of [...dir.entries].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      if (inode.kind === "dir") walk(inode, `${path}/${name}`);
+      else {
+        const c = inode.content;
+        const what = c.type === "inline"
+          ? hex(c.data)
+          : c.type === "symlink"
+          ? hex(c.target)
+          : c.type === "external"
+          ? `${hex(c.digest)}:${c.size}`
+          : c.type === "chardev" || c.type === "blockdev"
+          ? String(c.rdev)
+          : "";
+        out.push(`${path}/${name} ${c.type} ${what} ${statLine(inode.stat)}`);
+      }
+    }
+  };
+  walk(fs.root, "");
+  return out;
+}
+
+Deno.test("V0/V1 images read back the tree that was written: no stub table, whiteouts unescaped, their marks removed", () => {
+  const written = whiteoutTree();
+  // "cd" looks exactly like a stub (mode 0644, the root's owner and mtime): V0/V1 write it as
+  // one, so it reads as one. Everything else comes back.
+  written.root.entries.delete("cd");
+  for (const v of [0, 1] as const) {
+    const img = image(`whiteouts-v${v}`);
+    const r = new ErofsReader(img);
+    strictEqual(r.version, v);
+    const names = r.dirents(r.inode(r.rootNid)).map((e) => String.fromCharCode(...e.name));
+    for (const stub of F.WHITEOUT_STUB_NAMES) assert(names.includes(stub), `root lists ${stub}`);
+    const back = readErofs(img);
+    assertEquals(listing(back), listing(written), `V${v}`);
+    assertEquals(
+      (back.root.entries.get("ab") as Leaf).content,
+      { type: "chardev", rdev: 0n },
+      "a whiteout named like a stub (escaped, so not a stub) stays",
+    );
+    // On disk the whiteouts are regular files, and the inodes compact where they can be.
+    const where = locate(img);
+    const gone = r.inode(where.get("/layer/gone")!.nid);
+    strictEqual(gone.mode & F.S_IFMT, F.S_IFREG, "escaped whiteout is a regular file on disk");
+    strictEqual(r.inode(where.get("/plain")!.nid).extended, false, "compact inode");
+    const kept = r.inode(where.get("/layer/kept")!.nid);
+    assertEquals([kept.extended, kept.mtimeNsec], [true, 999_999_999], "extended for nsec");
+    strictEqual(dv(img).getUint32(8, true), F.COMPOSEFS_FLAGS_HAS_ACL, "header ACL flag");
+  }
+  // V2 escapes nothing and has no stub table: every whiteout is there as written.
+  const v2 = readErofs(image("whiteouts-v2"));
+  strictEqual(new ErofsReader(image("whiteouts-v2")).version, 2);
+  const all = whiteoutTree();
+  for (const s of [all.root.stat, ...listLeafStats(all)]) s.mtimeNsec = 0; // V2 keeps seconds
+  for (const s of [v2.root.stat, ...listLeafStats(v2)]) s.mtimeNsec = 0;
+  assertEquals(listing(v2), listing(all));
+});
+
+/** Every leaf's and subdirectory's stat (for normalising mtimes). */
+function listLeafStats(fs: FileSystem): Stat[] {
+  const out: Stat[] = [];
+  const walk = (dir: Directory) => {
+    for (const inode of dir.entries.values()) {
+      out.push(inode.stat);
+      if (inode.kind === "dir") walk(inode);
+    }
+  };
+  walk(fs.root);
+  return out;
+}
+
+Deno.test("V0/V1: an escaped whiteout with a second link, and a stub turned into a real device, are read as written", () => {
+  const img = image("whiteouts-v1");
+  const where = locate(img);
+  const gone = where.get("/layer/gone")!;
+  const linked = damaged(
+    img,
+    (_, v) => v.setUint16(gone.off + F.CompactInode.fields.nlink.offset, 2, true),
+  );
+  assertRejected(linked, /whiteout inode .* 2 links/, "escaped whiteout with nlink 2");
+  // A stub with a device number is not a stub: it is content.
+  const stub = where.get("/5a")!;
+  const device = damaged(
+    img,
+    (_, v) => v.setUint32(stub.off + F.CompactInode.fields.u.offset, 0x0103, true),
+  );
+  assertEquals(
+    (readErofs(device).root.entries.get("5a") as Leaf).content,
+    { type: "chardev", rdev: 0x0103n },
+  );
+});
+
+Deno.test("bad composefs headers are refused: magic, header version, unknown composefs_version", () => {
+  const img = image("small-v1");
+  const h = F.ComposefsHeader.fields;
+  assertRejected(
+    damaged(img, (_, v) => v.setUint32(h.magic.offset, 0, true)),
+    /composefs header magic/,
+    "no composefs header",
+  );
+  assertRejected(
+    damaged(img, (_, v) => v.setUint32(h.version.offset, 2, true)),
+    /header version/,
+    "header version 2",
+  );
+  for (const cv of [3, 0xffffffff]) {
+    assertRejected(
+      damaged(img, (_, v) => v.setUint32(h.composefsVersion.offset, cv, true)),
+      /composefs_version/,
+      `composefs_version ${cv}`,
+    );
+  }
+});
+
+Deno.test("compact inodes: impossible sizes, data blocks and shared xattr blocks outside the image are refused", () => {
+  const img = image("small-v1");
+  const where = locate(img);
+  const r = new ErofsReader(img);
+  const hello = where.get("/hello")!;
+  strictEqual(r.inode(hello.nid).extended, false, "the test image has /hello compact");
+  const ci = F.CompactInode.fields;
+  assertRejected(
+    damaged(img, (_, v) => v.setUint32(hello.off + ci.size.offset, 0xffffffff, true)),
+    /more than the image|outside/,
+    "compact size 2^32-1",
+  );
+  assertRejected(
+    damaged(img, (_, v) => {
+      v.setUint16(hello.off, F.DATALAYOUT_FLAT_PLAIN, true);
+      v.setUint32(hello.off + ci.u.offset, 0xffffffff, true);
+    }),
+    /outside/,
+    "compact data block 2^32-1",
+  );
+  assert(r.inode(hello.nid).xattrs.length > 0);
+  assertRejected(
+    damaged(
+      img,
+      (_, v) =>
+        v.setUint32(
+          F.SUPERBLOCK_OFFSET + F.Superblock.fields.xattrBlkaddr.offset,
+          0x00ffffff,
+          true,
+        ),
+    ),
+    /shared xattr .*outside|outside/,
+    "xattr_blkaddr far outside",
+  );
 });
 
 Deno.test("a valid image where one file has 2000 hardlinks (more entries than 4x the inode count) reads back", () => {
@@ -378,23 +605,34 @@ Deno.test("bad superblocks are refused: too short, bad magic, block size, incomp
   );
   for (const bits of [0, 9, 11, 13, 16, 255]) {
     assertRejected(
-      damaged(img, (b) => b[F.SUPERBLOCK_OFFSET + F.SB.blkszbits] = bits),
+      damaged(img, (b) => b[F.SUPERBLOCK_OFFSET + F.Superblock.fields.blkszbits.offset] = bits),
       /block size/,
       `block size 2^${bits}`,
     );
   }
   assertRejected(
-    damaged(img, (_, v) => v.setUint32(F.SUPERBLOCK_OFFSET + F.SB.featureIncompat, 1, true)),
+    damaged(
+      img,
+      (_, v) =>
+        v.setUint32(F.SUPERBLOCK_OFFSET + F.Superblock.fields.featureIncompat.offset, 1, true),
+    ),
     /incompatible/,
     "incompat feature",
   );
   assertRejected(
-    damaged(img, (_, v) => v.setUint16(F.SUPERBLOCK_OFFSET + F.SB.rootNid, 0xffff, true)),
+    damaged(
+      img,
+      (_, v) => v.setUint16(F.SUPERBLOCK_OFFSET + F.Superblock.fields.rootNid.offset, 0xffff, true),
+    ),
     /outside/,
     "root nid outside",
   );
   assertRejected(
-    damaged(img, (_, v) => v.setUint32(F.SUPERBLOCK_OFFSET + F.SB.metaBlkaddr, 0xffffffff, true)),
+    damaged(
+      img,
+      (_, v) =>
+        v.setUint32(F.SUPERBLOCK_OFFSET + F.Superblock.fields.metaBlkaddr.offset, 0xffffffff, true),
+    ),
     /outside/,
     "meta_blkaddr outside",
   );
@@ -495,7 +733,10 @@ Deno.test("huge or impossible sizes are refused", () => {
   const img = image("small");
   const where = locate(img);
   const size = (path: string, n: bigint) =>
-    damaged(img, (_, v) => v.setBigUint64(where.get(path)!.off + F.EI.size, n, true));
+    damaged(
+      img,
+      (_, v) => v.setBigUint64(where.get(path)!.off + F.ExtendedInode.fields.size.offset, n, true),
+    );
   assertRejected(
     size("/hello", 0xffffffffffffffffn),
     /impossible size|more than the image/,
@@ -524,7 +765,7 @@ Deno.test("huge or impossible sizes are refused", () => {
   const off = where.get("/sub/deeper/f")!.off;
   const plain = damaged(img, (_, v) => {
     v.setUint16(off, F.INODE_LAYOUT_EXTENDED | F.DATALAYOUT_FLAT_PLAIN, true);
-    v.setUint32(off + F.EI.u, 0xffffffff, true);
+    v.setUint32(off + F.ExtendedInode.fields.u.offset, 0xffffffff, true);
   });
   assertRejected(plain, /outside/, "data block 2^32-1");
 });
@@ -532,18 +773,18 @@ Deno.test("huge or impossible sizes are refused", () => {
 Deno.test("bad xattrs are refused: shared ids out of range, shared count too large, unknown prefix, overlong entry", () => {
   const img = image("small");
   const off = locate(img).get("/hello")!.off;
-  const xStart = off + F.EXTENDED_INODE_SIZE;
+  const xStart = off + F.ExtendedInode.size;
   const shared = img[xStart + 4];
   assert(shared > 0, "the test image has a shared xattr on /hello");
   for (const id of [0xffffffff, 0x80000000, img.length / 4]) {
     assertRejected(
-      damaged(img, (_, v) => v.setUint32(xStart + F.XATTR_INODE_HEADER_SIZE, id, true)),
+      damaged(img, (_, v) => v.setUint32(xStart + F.InodeXattrHeader.size, id, true)),
       /shared xattr .*outside|outside/,
       `shared xattr id ${id}`,
     );
   }
   assertRejected(damaged(img, (b) => b[xStart + 4] = 255), /shared xattrs/, "shared count 255");
-  const firstLocal = xStart + F.XATTR_INODE_HEADER_SIZE + 4 * shared;
+  const firstLocal = xStart + F.InodeXattrHeader.size + 4 * shared;
   assertRejected(damaged(img, (b) => b[firstLocal + 1] = 200), /prefix/, "unknown name prefix");
   assertRejected(
     damaged(img, (_, v) => v.setUint16(firstLocal + 2, 0xffff, true)),
@@ -556,7 +797,10 @@ Deno.test("bad xattrs are refused: shared ids out of range, shared count too lar
     "name longer than the xattr area",
   );
   assertRejected(
-    damaged(img, (_, v) => v.setUint16(off + F.EI.xattrIcount, 0xffff, true)),
+    damaged(
+      img,
+      (_, v) => v.setUint16(off + F.ExtendedInode.fields.xattrIcount.offset, 0xffff, true),
+    ),
     /outside|runs past|prefix|shared/,
     "xattr icount 65535",
   );
@@ -566,7 +810,10 @@ Deno.test("inodes of the wrong kind are refused: root not a directory, no file t
   const img = image("small");
   const where = locate(img);
   const mode = (path: string, m: number) =>
-    damaged(img, (_, v) => v.setUint16(where.get(path)!.off + F.EI.mode, m, true));
+    damaged(
+      img,
+      (_, v) => v.setUint16(where.get(path)!.off + F.ExtendedInode.fields.mode.offset, m, true),
+    );
   assertRejected(mode("/", 0o100644), /root inode is not a directory/, "root is a regular file");
   assertRejected(mode("/sub/fifo", 0o000644), /invalid mode/, "no file type");
   assertRejected(mode("/sub/fifo", 0o170644), /invalid mode/, "file type 0o17");
@@ -824,7 +1071,8 @@ Deno.test("cfs dump-files on a committed image that is not valid EROFS prints on
       r.writeImage(
         damaged(
           image("small"),
-          (_, v) => v.setUint16(F.SUPERBLOCK_OFFSET + F.SB.rootNid, 0xffff, true),
+          (_, v) =>
+            v.setUint16(F.SUPERBLOCK_OFFSET + F.Superblock.fields.rootNid.offset, 0xffff, true),
         ),
         "bad-root",
       );

@@ -1,99 +1,378 @@
 /**
- * The composefs EROFS on-disk format as plain declarations: constants, struct sizes and
- * field offsets. The writer and the reader both work from these; nothing here does I/O.
+ * The composefs EROFS on-disk format, declared once for the writer and the reader: constants,
+ * the three format versions, and every on-disk struct as a table of fields (name, offset,
+ * width) with one table-driven encoder and decoder. Nothing here does I/O.
  *
- * All integers are little-endian. Facts from the Linux EROFS format (fs/erofs/erofs_fs.h)
- * and the composefs header that precedes the superblock.
+ * All integers are little-endian. Facts from the Linux EROFS format (fs/erofs/erofs_fs.h),
+ * the composefs header that precedes the superblock, and composefs-rs 0.9.4
+ * (`composefs/src/erofs/format.rs`), whose three format versions cfs writes and reads.
  *
  * @module
  */
 
+// --- format versions ------------------------------------------------------------------------
+
+/**
+ * The composefs image format versions of composefs-rs 0.9.4:
+ *
+ * - **0**: libcomposefs's plain `mkcomposefs` layout: compact inodes where they fit, inodes
+ *   in breadth-first order, the 256 overlay whiteout stubs `/00`..`/ff` in the root,
+ *   whiteout and overlay-xattr escaping, `build_time` = the oldest mtime, shared xattrs
+ *   ordered by full name; header `composefs_version` 0.
+ * - **1**: the same layout with header `composefs_version` 1 (`mkcomposefs --min-version=1`),
+ *   whose directories with whiteouts are also marked opaque. composefs-rs 0.9.4's default.
+ * - **2**: composefs-rs's original layout: extended inodes only, depth-first order, no stub
+ *   table, no whiteout escaping, `build_time` 0; header `composefs_version` 2.
+ */
+export type ErofsVersion = 0 | 1 | 2;
+
+/** The version written when none is asked for: 1, as composefs-rs 0.9.4 (`cfsctl init`). */
+export const DEFAULT_EROFS_VERSION: ErofsVersion = 1;
+
+/** Every version, oldest first. */
+export const EROFS_VERSIONS: readonly ErofsVersion[] = [0, 1, 2];
+
+/**
+ * Whether `version` uses libcomposefs's layout (V0 and V1, "epoch 1" in composefs-rs) rather
+ * than composefs-rs's original one (V2). The two differ in nearly every layout decision;
+ * V0 and V1 differ only in the header and in marking whiteout directories opaque.
+ */
+export function isCompactLayout(version: ErofsVersion): boolean {
+  return version !== 2;
+}
+
+/** Parses "0", "1" or "2"; undefined for anything else. */
+export function parseErofsVersion(text: string): ErofsVersion | undefined {
+  return text === "0" ? 0 : text === "1" ? 1 : text === "2" ? 2 : undefined;
+}
+
+// --- structs --------------------------------------------------------------------------------
+
+/** How one field is stored: an unsigned integer of 1, 2, 4 or 8 bytes, or raw bytes. */
+export type FieldKind = "u8" | "u16" | "u32" | "u64" | { bytes: number };
+
+/** One field of a {@link Struct}: where it lives and how wide it is. */
+export interface Field {
+  /** Byte offset from the start of the struct. */
+  readonly offset: number;
+  /** Width in bytes. */
+  readonly size: number;
+  /** Storage kind. */
+  readonly kind: FieldKind;
+}
+
+type FieldValue<K> = K extends "u64" ? bigint : K extends "u8" | "u16" | "u32" ? number
+: Uint8Array;
+
+/** Decoded values of a struct with field list `S`: numbers, bigints for u64, bytes. */
+export type StructValues<S extends readonly (readonly [string, FieldKind])[]> = {
+  [E in S[number] as E[0]]: FieldValue<E[1]>;
+};
+
+/** A packed on-disk struct: its name, total size and fields in declaration order. */
+export interface Struct<S extends readonly (readonly [string, FieldKind])[]> {
+  /** The struct's name, for messages. */
+  readonly name: string;
+  /** Total size in bytes (the sum of the field widths: these structs have no padding). */
+  readonly size: number;
+  /** Each field by name. */
+  readonly fields: { readonly [E in S[number] as E[0]]: Field };
+  /** Field names with their layout, in order (what encode and decode walk). */
+  readonly order: ReadonlyArray<readonly [string, Field]>;
+}
+
+function widthOf(kind: FieldKind): number {
+  return kind === "u8"
+    ? 1
+    : kind === "u16"
+    ? 2
+    : kind === "u32"
+    ? 4
+    : kind === "u64"
+    ? 8
+    : kind.bytes;
+}
+
+/**
+ * Declares a packed struct from its fields in order; offsets follow from the widths, and the
+ * total must equal `size` (a check on the declaration itself).
+ */
+export function defineStruct<const S extends readonly (readonly [string, FieldKind])[]>(
+  name: string,
+  size: number,
+  spec: S,
+): Struct<S> {
+  const fields: Record<string, Field> = {};
+  const order: Array<readonly [string, Field]> = [];
+  let offset = 0;
+  for (const [field, kind] of spec) {
+    const f: Field = { offset, size: widthOf(kind), kind };
+    fields[field] = f;
+    order.push([field, f]);
+    offset += f.size;
+  }
+  if (offset !== size) throw new Error(`struct ${name} is ${offset} bytes, declared ${size}`);
+  return { name, size, fields: fields as Struct<S>["fields"], order };
+}
+
+/**
+ * Writes `values` as struct `s` at `offset` of `view`; fields not given are left as they are
+ * (callers encode into zeroed buffers, so they are zero). Integers are stored modulo their
+ * width, as a C cast would: callers check ranges before encoding (see `limits.ts`).
+ */
+export function encodeStruct<S extends readonly (readonly [string, FieldKind])[]>(
+  s: Struct<S>,
+  values: Partial<StructValues<S>>,
+  view: DataView,
+  offset: number,
+): void {
+  const v = values as Record<string, number | bigint | Uint8Array | undefined>;
+  for (const [name, f] of s.order) {
+    const x = v[name];
+    if (x === undefined) continue;
+    const at = offset + f.offset;
+    switch (f.kind) {
+      case "u8":
+        view.setUint8(at, (x as number) & 0xff);
+        break;
+      case "u16":
+        view.setUint16(at, (x as number) & 0xffff, true);
+        break;
+      case "u32":
+        view.setUint32(at, (x as number) >>> 0, true);
+        break;
+      case "u64":
+        view.setBigUint64(at, BigInt.asUintN(64, x as bigint), true);
+        break;
+      default: {
+        const b = x as Uint8Array;
+        new Uint8Array(view.buffer, view.byteOffset + at, f.size).set(b.subarray(0, f.size));
+      }
+    }
+  }
+}
+
+/** Reads struct `s` at `offset` of `view`; the caller has checked that it lies inside. */
+export function decodeStruct<S extends readonly (readonly [string, FieldKind])[]>(
+  s: Struct<S>,
+  view: DataView,
+  offset: number,
+): StructValues<S> {
+  const out: Record<string, number | bigint | Uint8Array> = {};
+  for (const [name, f] of s.order) {
+    const at = offset + f.offset;
+    switch (f.kind) {
+      case "u8":
+        out[name] = view.getUint8(at);
+        break;
+      case "u16":
+        out[name] = view.getUint16(at, true);
+        break;
+      case "u32":
+        out[name] = view.getUint32(at, true);
+        break;
+      case "u64":
+        out[name] = view.getBigUint64(at, true);
+        break;
+      default:
+        out[name] = new Uint8Array(view.buffer, view.byteOffset + at, f.size);
+    }
+  }
+  return out as StructValues<S>;
+}
+
+// --- blocks ---------------------------------------------------------------------------------
+
+/** composefs images use 4 KiB blocks. */
 export const BLOCK_BITS = 12;
+/** 4096. */
 export const BLOCK_SIZE = 1 << BLOCK_BITS;
 
-/** The composefs header at offset 0: magic, version, flags, composefs_version, 4 unused u32. */
+// --- the composefs header -------------------------------------------------------------------
+
+/** The composefs header at offset 0, before the EROFS superblock. */
+export const ComposefsHeader = defineStruct(
+  "composefs header",
+  32,
+  [
+    ["magic", "u32"],
+    /** The header's own version: always {@link COMPOSEFS_HEADER_VERSION}. */
+    ["version", "u32"],
+    /** {@link COMPOSEFS_FLAGS_HAS_ACL} or 0. */
+    ["flags", "u32"],
+    /** 0, 1 or 2: the {@link ErofsVersion} (V0 may also say 1, see the writer). */
+    ["composefsVersion", "u32"],
+    ["unused", { bytes: 16 }],
+  ] as const,
+);
+
+/** `magic` of the composefs header. */
 export const COMPOSEFS_MAGIC = 0xd078629a;
+/** `version` of the composefs header. */
 export const COMPOSEFS_HEADER_VERSION = 1;
-export const COMPOSEFS_VERSION = 2;
-export const COMPOSEFS_HEADER_SIZE = 32;
+/** Header flag: some inode carries a POSIX ACL xattr (set by V0 and V1 only). */
+export const COMPOSEFS_FLAGS_HAS_ACL = 1;
+
+/** The header's `composefs_version` for each format version. */
+export function composefsVersionOf(version: ErofsVersion): number {
+  return version;
+}
+
+// --- the superblock -------------------------------------------------------------------------
 
 /** The EROFS superblock lives at byte 1024. */
 export const SUPERBLOCK_OFFSET = 1024;
-export const SUPERBLOCK_SIZE = 128;
+
+/** The EROFS superblock (`struct erofs_super_block`). */
+export const Superblock = defineStruct(
+  "superblock",
+  128,
+  [
+    ["magic", "u32"],
+    ["checksum", "u32"],
+    ["featureCompat", "u32"],
+    ["blkszbits", "u8"],
+    ["extslots", "u8"],
+    ["rootNid", "u16"],
+    ["inos", "u64"],
+    /** Seconds: V0/V1 put the oldest mtime here; compact inodes take their mtime from it. */
+    ["buildTime", "u64"],
+    ["buildTimeNsec", "u32"],
+    ["blocks", "u32"],
+    ["metaBlkaddr", "u32"],
+    /** Block of the shared xattr table (V0/V1); 0 in V2, whose ids count from the start. */
+    ["xattrBlkaddr", "u32"],
+    ["uuid", { bytes: 16 }],
+    ["volumeName", { bytes: 16 }],
+    ["featureIncompat", "u32"],
+    ["availableComprAlgs", "u16"],
+    ["extraDevices", "u16"],
+    ["devtSlotoff", "u16"],
+    ["dirblkbits", "u8"],
+    ["xattrPrefixCount", "u8"],
+    ["xattrPrefixStart", "u32"],
+    ["packedNid", "u64"],
+    ["xattrFilterReserved", "u8"],
+    ["reserved", { bytes: 23 }],
+  ] as const,
+);
+
+/** `magic` of the superblock. */
 export const EROFS_MAGIC = 0xe0f5e1e2;
+/** feature_compat: superblock checksum (composefs never sets it). */
+export const FEATURE_COMPAT_SB_CHKSUM = 1;
+/** feature_compat: inodes carry mtimes. */
 export const FEATURE_COMPAT_MTIME = 2;
+/** feature_compat: xattr name bloom filter in each inode. */
 export const FEATURE_COMPAT_XATTR_FILTER = 4;
 
-/** Superblock field offsets (relative to the superblock). */
-export const SB = {
-  magic: 0,
-  checksum: 4,
-  featureCompat: 8,
-  blkszbits: 12,
-  extslots: 13,
-  rootNid: 14,
-  inos: 16,
-  buildTime: 24,
-  buildTimeNsec: 32,
-  blocks: 36,
-  metaBlkaddr: 40,
-  xattrBlkaddr: 44,
-  uuid: 48,
-  volumeName: 64,
-  featureIncompat: 80,
-} as const;
+// --- inodes ---------------------------------------------------------------------------------
 
 /** Inode slots are 32 bytes: an inode's number (nid) is its byte offset / 32. */
 export const INODE_SLOT = 32;
-export const COMPACT_INODE_SIZE = 32;
-export const EXTENDED_INODE_SIZE = 64;
+
+/** The 32-byte compact inode: no mtime (the superblock's build time), 16-bit ids and links. */
+export const CompactInode = defineStruct(
+  "compact inode",
+  32,
+  [
+    ["format", "u16"],
+    ["xattrIcount", "u16"],
+    ["mode", "u16"],
+    ["nlink", "u16"],
+    ["size", "u32"],
+    ["reserved", "u32"],
+    /** First data block, device number or chunk format, by data layout. */
+    ["u", "u32"],
+    ["ino", "u32"],
+    ["uid", "u16"],
+    ["gid", "u16"],
+    ["reserved2", { bytes: 4 }],
+  ] as const,
+);
+
+/** The 64-byte extended inode. */
+export const ExtendedInode = defineStruct(
+  "extended inode",
+  64,
+  [
+    ["format", "u16"],
+    ["xattrIcount", "u16"],
+    ["mode", "u16"],
+    ["reserved", "u16"],
+    ["size", "u64"],
+    ["u", "u32"],
+    ["ino", "u32"],
+    ["uid", "u32"],
+    ["gid", "u32"],
+    ["mtime", "u64"],
+    ["mtimeNsec", "u32"],
+    ["nlink", "u32"],
+    ["reserved2", { bytes: 16 }],
+  ] as const,
+);
 
 /** i_format bit 0: compact (0) or extended (1) inode. */
 export const INODE_LAYOUT_EXTENDED = 1;
 /** i_format bits 1-3: how the data is laid out. */
 export const DATALAYOUT_MASK = 0b1110;
+/** Data in whole blocks from block `u`. */
 export const DATALAYOUT_FLAT_PLAIN = 0;
+/** Whole blocks from block `u`, the tail packed right after the inode and its xattrs. */
 export const DATALAYOUT_FLAT_INLINE = 4;
+/** Chunk indexes after the inode; composefs uses it for files whose data is elsewhere. */
 export const DATALAYOUT_CHUNK_BASED = 8;
 
-/** The `u` field of a chunk-based inode as composefs writes it (chunk format). */
-export const CHUNK_FORMAT_COMPOSEFS = 31;
-/** A chunk index that points nowhere: the data lives in the overlay's lower layer. */
-export const NULL_CHUNK = new Uint8Array([0xff, 0xff, 0xff, 0xff]);
+/** `u` of a chunk-based V2 inode: one chunk of 2^(12+31) bytes. */
+export const CHUNK_FORMAT_V2 = 31;
+/** The chunk-format bits of `u` that hold log2(chunk size) - 12. */
+export const CHUNK_FORMAT_BLKBITS_MASK = 0x1f;
 
-/** Extended inode field offsets. */
-export const EI = {
-  format: 0,
-  xattrIcount: 2,
-  mode: 4,
-  reserved: 6,
-  size: 8,
-  u: 16,
-  ino: 20,
-  uid: 24,
-  gid: 28,
-  mtime: 32,
-  mtimeNsec: 40,
-  nlink: 44,
-} as const;
+/** A chunk's block address (4 bytes each after a chunk-based inode). */
+export const ChunkAddress = defineStruct("chunk address", 4, [["blkaddr", "u32"]] as const);
+/** A chunk address that points nowhere: the data lives in overlayfs's lower layer. */
+export const NULL_CHUNK_ADDRESS = 0xffffffff;
+/** V0/V1 move chunk addresses to a data block of this many entries when they do not fit. */
+export const MAX_NONINLINE_CHUNKS = 1024;
 
-/** Compact inode field offsets. */
-export const CI = {
-  format: 0,
-  xattrIcount: 2,
-  mode: 4,
-  nlink: 6,
-  size: 8,
-  u: 16,
-  ino: 20,
-  uid: 24,
-  gid: 26,
-} as const;
+/** File type bits of `mode`. */
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o060000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
 
-/** The in-inode xattr header: name_filter u32, shared_count u8, 7 reserved bytes. */
-export const XATTR_INODE_HEADER_SIZE = 12;
-/** Each xattr entry: name_len u8, name_index u8, value_size u16, then name suffix and value. */
-export const XATTR_ENTRY_HEADER_SIZE = 4;
+// --- xattrs ---------------------------------------------------------------------------------
+
+/** The header of an inode's xattr area; the shared ids (u32 each) and entries follow. */
+export const InodeXattrHeader = defineStruct(
+  "inode xattr header",
+  12,
+  [
+    /** Bloom filter of the names, inverted: a set bit means "no xattr hashes here". */
+    ["nameFilter", "u32"],
+    ["sharedCount", "u8"],
+    ["reserved", { bytes: 7 }],
+  ] as const,
+);
+
+/** One xattr entry; the name suffix and the value follow, padded to 4 bytes. */
+export const XattrEntry = defineStruct(
+  "xattr entry",
+  4,
+  [
+    ["nameLen", "u8"],
+    ["nameIndex", "u8"],
+    ["valueSize", "u16"],
+  ] as const,
+);
+
+/** Xattr entries and shared ids are counted in 4-byte words. */
+export const XATTR_WORD = 4;
+/** Seed of the xattr name filter hash (xxh32 of the suffix, seed + prefix index). */
 export const XATTR_FILTER_SEED = 0x25bbe08f;
 
 /** Name prefixes by index, as EROFS numbers them (index 0 = no prefix). */
@@ -106,9 +385,61 @@ export const XATTR_PREFIXES: readonly string[] = [
   "lustre.",
   "security.",
 ];
+/** Prefix index of `system.posix_acl_access`: its presence sets the header's ACL flag. */
+export const XATTR_INDEX_POSIX_ACL_ACCESS = 2;
+/** Prefix index of `system.posix_acl_default`. */
+export const XATTR_INDEX_POSIX_ACL_DEFAULT = 3;
+/** Prefix index of `lustre.`, which libcomposefs (and so V0/V1) does not use. */
+export const XATTR_INDEX_LUSTRE = 5;
 
-/** Directory entry header: nid u64, nameoff u16, file_type u8, reserved u8. */
-export const DIRENT_SIZE = 12;
+/** overlayfs xattrs composefs writes, and the prefix that escapes the tree's own ones. */
+export const OVERLAY_PREFIX = "trusted.overlay.";
+export const OVERLAY_ESCAPED_PREFIX = "trusted.overlay.overlay.";
+export const OVERLAY_METACOPY = "trusted.overlay.metacopy";
+export const OVERLAY_REDIRECT = "trusted.overlay.redirect";
+/** V0/V1: the root directory is marked opaque (value "y"), unescaped. */
+export const OVERLAY_OPAQUE = "trusted.overlay.opaque";
+/** V0/V1 whiteout escaping: on each escaped whiteout (value ""), already escaped. */
+export const OVERLAY_ESCAPED_WHITEOUT = "trusted.overlay.overlay.whiteout";
+export const USER_OVERLAY_WHITEOUT = "user.overlay.whiteout";
+/** V0/V1 whiteout escaping: on the directory holding escaped whiteouts (value ""). */
+export const OVERLAY_ESCAPED_WHITEOUTS = "trusted.overlay.overlay.whiteouts";
+export const USER_OVERLAY_WHITEOUTS = "user.overlay.whiteouts";
+/** V1 whiteout escaping: that directory is also opaque (value "x"). */
+export const OVERLAY_ESCAPED_OPAQUE = "trusted.overlay.overlay.opaque";
+export const USER_OVERLAY_OPAQUE = "user.overlay.opaque";
+/** The root's SELinux label is the one xattr the whiteout stubs inherit. */
+export const SECURITY_SELINUX = "security.selinux";
+
+/**
+ * The `trusted.overlay.metacopy` value (`struct ovl_metacopy`): these four bytes, then the
+ * fs-verity digest; `len` is the whole value's length.
+ */
+export const OverlayMetacopy = defineStruct(
+  "overlay metacopy",
+  4,
+  [
+    ["version", "u8"],
+    ["len", "u8"],
+    ["flags", "u8"],
+    /** fs-verity algorithm: 1 SHA-256, 2 SHA-512. */
+    ["digestAlgo", "u8"],
+  ] as const,
+);
+
+// --- directories ----------------------------------------------------------------------------
+
+/** A directory entry header; names follow all headers of a block, unterminated. */
+export const Dirent = defineStruct(
+  "directory entry",
+  12,
+  [
+    ["nid", "u64"],
+    ["nameoff", "u16"],
+    ["fileType", "u8"],
+    ["reserved", "u8"],
+  ] as const,
+);
 
 /** Directory entry file types. */
 export const FileType = {
@@ -122,16 +453,27 @@ export const FileType = {
   symlink: 7,
 } as const;
 
+/** S_IFMT bits of each directory entry file type. */
+export const S_IF_OF_FILE_TYPE: Readonly<Record<number, number>> = {
+  [FileType.regular]: S_IFREG,
+  [FileType.directory]: S_IFDIR,
+  [FileType.chardev]: S_IFCHR,
+  [FileType.blockdev]: S_IFBLK,
+  [FileType.fifo]: S_IFIFO,
+  [FileType.socket]: S_IFSOCK,
+  [FileType.symlink]: S_IFLNK,
+};
+
 /** Directories keep at most this many bytes of entries inline after the inode. */
 export const MAX_INLINE_DIR = 2048;
 
-/** overlayfs xattrs composefs writes on external files, and the escaping prefix. */
-export const OVERLAY_PREFIX = "trusted.overlay.";
-export const OVERLAY_ESCAPED_PREFIX = "trusted.overlay.overlay.";
-export const OVERLAY_METACOPY = "trusted.overlay.metacopy";
-export const OVERLAY_REDIRECT = "trusted.overlay.redirect";
+/** V0/V1: the root holds a whiteout stub (chardev 0:0) for each of these names it lacks. */
+export const WHITEOUT_STUB_NAMES: readonly string[] = Array.from(
+  { length: 256 },
+  (_, i) => i.toString(16).padStart(2, "0"),
+);
 
-/** Rounds `n` up to a multiple of `align` (a power of two or any positive integer). */
+/** Rounds `n` up to a multiple of `align` (a positive integer). */
 export function roundUp(n: number, align: number): number {
   return Math.ceil(n / align) * align;
 }

@@ -1,12 +1,26 @@
 /**
- * Parses a composefs EROFS image back into a {@link FileSystem}. Every offset and length
- * read from the image is checked against the image's size before use, directories must form
- * a tree (no loops, no directory hardlinks), and any violation is an {@link ErofsError}
- * naming what is wrong: the image may come from anywhere.
+ * Parses a composefs EROFS image of any format version (V0, V1, V2; see {@link ErofsVersion})
+ * back into the {@link FileSystem} that was written. Every offset and length read from the
+ * image is checked against the image's size before use, directories must form a tree (no
+ * loops, no directory hardlinks), and any violation is an {@link ErofsError} naming what is
+ * wrong: the image may come from anywhere.
  *
- * External files are recognised by their `trusted.overlay.metacopy` xattr (the digest);
- * composefs's own overlay xattrs are dropped and escaped `trusted.overlay.overlay.*` names
- * are unescaped, so the tree is what was written.
+ * What the writer added is taken away again:
+ *
+ * - External files are recognised by their `trusted.overlay.metacopy` xattr (the digest);
+ *   composefs's own `trusted.overlay.*` xattrs are dropped and escaped
+ *   `trusted.overlay.overlay.*` names are unescaped.
+ * - V0/V1: the whiteout stubs (character devices 0:0 named `00`..`ff` in the root) are not
+ *   content and are left out. An escaped whiteout (an empty regular file marked
+ *   `trusted.overlay.overlay.whiteout`) is a character device 0:0 again, without the marks,
+ *   and its directory loses the marks the writer put on it (`...whiteouts`, and in V1 the
+ *   opaque ones). Unlike composefs-rs 0.9.4's reader, marks are only taken away where the
+ *   writer put them, so a tree's own `user.overlay.*` xattrs survive, and an escaped whiteout
+ *   named like a stub is kept. One thing no reader can tell apart: a whiteout in the root
+ *   that looks exactly like a stub (same name, mode 0644, the root's owner and mtime) is
+ *   read as a stub; writing the tree again gives the same bytes.
+ *
+ * Compact inodes take their mtime from the superblock's build time.
  *
  * @module
  */
@@ -41,6 +55,8 @@ export class ErofsError extends Error {
 export interface RawInode {
   /** The inode number: its slot (32 bytes each) counted from the metadata start block. */
   nid: number;
+  /** Whether the header is the 64-byte extended form. */
+  extended: boolean;
   /**
    * The data layout bits of `i_format` (masked, not shifted): flat plain, flat inline
    * (tail packed after the inode), or chunk based, which composefs uses for external files.
@@ -63,6 +79,8 @@ export interface RawInode {
   gid: number;
   /** Seconds since the epoch; compact inodes have none and take the superblock's build time. */
   mtime: number;
+  /** Nanoseconds of the mtime (the superblock's for compact inodes; V2 writes 0). */
+  mtimeNsec: number;
   /** Shared and inline xattrs in image order, names with their prefix expanded. */
   xattrs: Xattr[];
   /** Image offset just past the inode header and its xattr area: where inline data begins. */
@@ -71,44 +89,84 @@ export interface RawInode {
 
 const enc = new TextEncoder();
 const PREFIX_BYTES = F.XATTR_PREFIXES.map((p) => enc.encode(p));
-const METACOPY = bytesToName(enc.encode(F.OVERLAY_METACOPY));
-const REDIRECT = bytesToName(enc.encode(F.OVERLAY_REDIRECT));
+const METACOPY = F.OVERLAY_METACOPY;
+const REDIRECT = F.OVERLAY_REDIRECT;
 const OVERLAY = F.OVERLAY_PREFIX;
 const ESCAPED = F.OVERLAY_ESCAPED_PREFIX;
+const OVERLAY_BYTES = enc.encode(OVERLAY);
+
+/** (name, value) marks the V0/V1 writer puts on an escaped whiteout. */
+const WHITEOUT_MARKS: ReadonlyArray<readonly [string, string]> = [
+  [F.OVERLAY_ESCAPED_WHITEOUT, ""],
+  [F.USER_OVERLAY_WHITEOUT, ""],
+];
+/** (name, value) marks on a directory holding escaped whiteouts, by version. */
+const DIR_MARKS: Readonly<Record<number, ReadonlyArray<readonly [string, string]>>> = {
+  0: [[F.OVERLAY_ESCAPED_WHITEOUTS, ""], [F.USER_OVERLAY_WHITEOUTS, ""]],
+  1: [
+    [F.OVERLAY_ESCAPED_WHITEOUTS, ""],
+    [F.USER_OVERLAY_WHITEOUTS, ""],
+    [F.OVERLAY_ESCAPED_OPAQUE, "x"],
+    [F.USER_OVERLAY_OPAQUE, "x"],
+  ],
+};
+
+const DIRENT_NID = F.Dirent.fields.nid.offset;
+const DIRENT_NAMEOFF = F.Dirent.fields.nameoff.offset;
+const DIRENT_FILE_TYPE = F.Dirent.fields.fileType.offset;
 
 /** Reads images; one instance per image. */
 export class ErofsReader {
   private readonly view: DataView;
   private readonly metaBase: number;
   private readonly xattrBase: number;
+  private readonly buildTime: number;
+  private readonly buildTimeNsec: number;
+  /** The format version, from the composefs header's `composefs_version`. */
+  readonly version: F.ErofsVersion;
   /** The root directory's inode number, from the superblock. */
   readonly rootNid: number;
   /** The inode count the superblock records. */
   readonly inodeCount: number;
 
   /**
-   * Checks the superblock (magic, 4 KiB blocks, no incompatible features) of `image`.
-   * @throws {ErofsError} when the image is too short or the superblock is unusable.
+   * Checks the composefs header (magic, a known version) and the superblock (magic, 4 KiB
+   * blocks, no incompatible features) of `image`.
+   * @throws {ErofsError} when the image is too short or either is unusable.
    */
   constructor(private readonly image: Uint8Array) {
     this.view = new DataView(image.buffer, image.byteOffset, image.byteLength);
-    if (image.length < F.SUPERBLOCK_OFFSET + F.SUPERBLOCK_SIZE) {
+    if (image.length < F.SUPERBLOCK_OFFSET + F.Superblock.size) {
       throw new ErofsError(`${image.length} bytes is too short for a superblock`);
     }
-    const sb = F.SUPERBLOCK_OFFSET;
-    if (this.view.getUint32(sb + F.SB.magic, true) !== F.EROFS_MAGIC) {
-      throw new ErofsError("bad superblock magic");
+    const header = F.decodeStruct(F.ComposefsHeader, this.view, 0);
+    if (header.magic !== F.COMPOSEFS_MAGIC) {
+      throw new ErofsError("bad composefs header magic (not a composefs image)");
     }
-    const blkszbits = image[sb + F.SB.blkszbits];
-    if (blkszbits !== F.BLOCK_BITS) throw new ErofsError(`unsupported block size 2^${blkszbits}`);
-    const incompat = this.view.getUint32(sb + F.SB.featureIncompat, true);
-    if (incompat !== 0) {
-      throw new ErofsError(`unsupported incompatible features 0x${incompat.toString(16)}`);
+    if (header.version !== F.COMPOSEFS_HEADER_VERSION) {
+      throw new ErofsError(`unsupported composefs header version ${header.version}`);
     }
-    this.rootNid = this.view.getUint16(sb + F.SB.rootNid, true);
-    this.inodeCount = Number(this.view.getBigUint64(sb + F.SB.inos, true));
-    this.metaBase = this.view.getUint32(sb + F.SB.metaBlkaddr, true) * F.BLOCK_SIZE;
-    this.xattrBase = this.view.getUint32(sb + F.SB.xattrBlkaddr, true) * F.BLOCK_SIZE;
+    const cv = header.composefsVersion;
+    if (cv !== 0 && cv !== 1 && cv !== 2) {
+      throw new ErofsError(`unknown composefs_version ${cv} (0, 1 or 2)`);
+    }
+    this.version = cv;
+    const sb = F.decodeStruct(F.Superblock, this.view, F.SUPERBLOCK_OFFSET);
+    if (sb.magic !== F.EROFS_MAGIC) throw new ErofsError("bad superblock magic");
+    if (sb.blkszbits !== F.BLOCK_BITS) {
+      throw new ErofsError(`unsupported block size 2^${sb.blkszbits}`);
+    }
+    if (sb.featureIncompat !== 0) {
+      throw new ErofsError(
+        `unsupported incompatible features 0x${sb.featureIncompat.toString(16)}`,
+      );
+    }
+    this.rootNid = sb.rootNid;
+    this.inodeCount = Number(sb.inos);
+    this.metaBase = sb.metaBlkaddr * F.BLOCK_SIZE;
+    this.xattrBase = sb.xattrBlkaddr * F.BLOCK_SIZE;
+    this.buildTime = Number(BigInt.asIntN(64, sb.buildTime));
+    this.buildTimeNsec = sb.buildTimeNsec;
   }
 
   /** Throws unless `length` bytes at `offset` lie inside the image; `what` names them. */
@@ -132,9 +190,8 @@ export class ErofsReader {
   /** Reads the inode with number `nid`. */
   inode(nid: number): RawInode {
     const off = this.metaBase + nid * F.INODE_SLOT;
-    this.need(off, F.COMPACT_INODE_SIZE, `inode ${nid}`);
-    const v = this.view;
-    const format = v.getUint16(off, true);
+    this.need(off, F.CompactInode.size, `inode ${nid}`);
+    const format = this.view.getUint16(off + F.CompactInode.fields.format.offset, true);
     const extended = (format & F.INODE_LAYOUT_EXTENDED) !== 0;
     const layout = format & F.DATALAYOUT_MASK;
     if (
@@ -143,53 +200,51 @@ export class ErofsReader {
     ) {
       throw new ErofsError(`inode ${nid} has unsupported data layout ${layout >> 1}`);
     }
-    const icount = v.getUint16(off + 2, true);
-    const mode = v.getUint16(off + 4, true);
-    let size: number,
-      u: number,
-      nlink: number,
-      uid: number,
-      gid: number,
-      mtime: number,
-      headerSize: number;
+    let raw: Omit<RawInode, "xattrs" | "inlineStart">;
+    let icount: number, headerSize: number;
     if (extended) {
-      this.need(off, F.EXTENDED_INODE_SIZE, `inode ${nid}`);
-      const size64 = v.getBigUint64(off + F.EI.size, true);
-      if (size64 > BigInt(Number.MAX_SAFE_INTEGER)) {
-        throw new ErofsError(`inode ${nid} has impossible size ${size64}`);
+      this.need(off, F.ExtendedInode.size, `inode ${nid}`);
+      const h = F.decodeStruct(F.ExtendedInode, this.view, off);
+      if (h.size > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new ErofsError(`inode ${nid} has impossible size ${h.size}`);
       }
-      size = Number(size64);
-      u = v.getUint32(off + F.EI.u, true);
-      uid = v.getUint32(off + F.EI.uid, true);
-      gid = v.getUint32(off + F.EI.gid, true);
-      mtime = Number(v.getBigInt64(off + F.EI.mtime, true));
-      nlink = v.getUint32(off + F.EI.nlink, true);
-      headerSize = F.EXTENDED_INODE_SIZE;
+      raw = {
+        nid,
+        extended,
+        layout,
+        mode: h.mode,
+        size: Number(h.size),
+        u: h.u,
+        nlink: h.nlink,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: Number(BigInt.asIntN(64, h.mtime)),
+        mtimeNsec: h.mtimeNsec,
+      };
+      icount = h.xattrIcount;
+      headerSize = F.ExtendedInode.size;
     } else {
-      size = v.getUint32(off + F.CI.size, true);
-      u = v.getUint32(off + F.CI.u, true);
-      uid = v.getUint16(off + F.CI.uid, true);
-      gid = v.getUint16(off + F.CI.gid, true);
-      mtime = Number(v.getBigInt64(F.SUPERBLOCK_OFFSET + F.SB.buildTime, true));
-      nlink = v.getUint16(off + F.CI.nlink, true);
-      headerSize = F.COMPACT_INODE_SIZE;
+      const h = F.decodeStruct(F.CompactInode, this.view, off);
+      raw = {
+        nid,
+        extended,
+        layout,
+        mode: h.mode,
+        size: h.size,
+        u: h.u,
+        nlink: h.nlink,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: this.buildTime,
+        mtimeNsec: this.buildTimeNsec,
+      };
+      icount = h.xattrIcount;
+      headerSize = F.CompactInode.size;
     }
     const xattrStart = off + headerSize;
-    const xattrSize = icount === 0 ? 0 : F.XATTR_INODE_HEADER_SIZE + (icount - 1) * 4;
+    const xattrSize = icount === 0 ? 0 : F.InodeXattrHeader.size + (icount - 1) * F.XATTR_WORD;
     const xattrs = icount === 0 ? [] : this.xattrs(nid, xattrStart, xattrSize);
-    return {
-      nid,
-      layout,
-      mode,
-      size,
-      u,
-      nlink,
-      uid,
-      gid,
-      mtime,
-      xattrs,
-      inlineStart: xattrStart + xattrSize,
-    };
+    return { ...raw, xattrs, inlineStart: xattrStart + xattrSize };
   }
 
   /**
@@ -197,40 +252,38 @@ export class ErofsReader {
    * size rounded up to 4 bytes (the step to the next entry).
    */
   private xattrEntry(offset: number, end: number, what: string): [Xattr, number] {
-    this.need(offset, F.XATTR_ENTRY_HEADER_SIZE, what);
-    const nameLen = this.image[offset];
-    const index = this.image[offset + 1];
-    const valueLen = this.view.getUint16(offset + 2, true);
-    if (index >= PREFIX_BYTES.length) {
-      throw new ErofsError(`${what} has unknown name prefix ${index}`);
+    this.need(offset, F.XattrEntry.size, what);
+    const h = F.decodeStruct(F.XattrEntry, this.view, offset);
+    if (h.nameIndex >= PREFIX_BYTES.length) {
+      throw new ErofsError(`${what} has unknown name prefix ${h.nameIndex}`);
     }
-    const total = F.XATTR_ENTRY_HEADER_SIZE + nameLen + valueLen;
+    const total = F.XattrEntry.size + h.nameLen + h.valueSize;
     if (offset + total > end) throw new ErofsError(`${what} runs past the end of its xattr area`);
-    const suffix = this.bytes(offset + 4, nameLen, what);
-    const prefix = PREFIX_BYTES[index];
-    const name = new Uint8Array(prefix.length + nameLen);
+    const suffix = this.bytes(offset + F.XattrEntry.size, h.nameLen, what);
+    const prefix = PREFIX_BYTES[h.nameIndex];
+    const name = new Uint8Array(prefix.length + h.nameLen);
     name.set(prefix);
     name.set(suffix, prefix.length);
-    const value = this.bytes(offset + 4 + nameLen, valueLen, what).slice();
-    return [{ name, value }, F.roundUp(total, 4)];
+    const value = this.bytes(offset + F.XattrEntry.size + h.nameLen, h.valueSize, what).slice();
+    return [{ name, value }, F.roundUp(total, F.XATTR_WORD)];
   }
 
   /** All xattrs of inode `nid` from its xattr area (`size` bytes at `start`): shared ones first. */
   private xattrs(nid: number, start: number, size: number): Xattr[] {
     this.need(start, size, `xattrs of inode ${nid}`);
     const end = start + size;
-    const shared = this.image[start + 4];
-    if (F.XATTR_INODE_HEADER_SIZE + shared * 4 > size) {
+    const shared = F.decodeStruct(F.InodeXattrHeader, this.view, start).sharedCount;
+    if (F.InodeXattrHeader.size + shared * F.XATTR_WORD > size) {
       throw new ErofsError(`inode ${nid} claims ${shared} shared xattrs in a ${size}-byte area`);
     }
     const out: Xattr[] = [];
     for (let i = 0; i < shared; i++) {
-      const id = this.view.getUint32(start + F.XATTR_INODE_HEADER_SIZE + 4 * i, true);
-      const at = this.xattrBase + id * 4;
+      const id = this.view.getUint32(start + F.InodeXattrHeader.size + F.XATTR_WORD * i, true);
+      const at = this.xattrBase + id * F.XATTR_WORD;
       const [x] = this.xattrEntry(at, this.image.length, `shared xattr ${id} of inode ${nid}`);
       out.push(x);
     }
-    let p = start + F.XATTR_INODE_HEADER_SIZE + shared * 4;
+    let p = start + F.InodeXattrHeader.size + shared * F.XATTR_WORD;
     while (p < end) {
       const [x, len] = this.xattrEntry(p, end, `xattr of inode ${nid}`);
       out.push(x);
@@ -266,22 +319,23 @@ export class ErofsReader {
     const data = this.data(raw);
     const out: Array<{ name: Uint8Array; nid: number; fileType: number }> = [];
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const step = F.Dirent.size;
     for (let block = 0; block < data.length; block += F.BLOCK_SIZE) {
       const blockLen = Math.min(F.BLOCK_SIZE, data.length - block);
-      if (blockLen < F.DIRENT_SIZE) {
+      if (blockLen < step) {
         throw new ErofsError(`directory inode ${raw.nid} has a truncated block`);
       }
-      const first = dv.getUint16(block + 8, true);
-      if (first % F.DIRENT_SIZE !== 0 || first === 0 || first > blockLen) {
+      const first = dv.getUint16(block + DIRENT_NAMEOFF, true);
+      if (first % step !== 0 || first === 0 || first > blockLen) {
         throw new ErofsError(`directory inode ${raw.nid} has a bad first name offset ${first}`);
       }
-      const count = first / F.DIRENT_SIZE;
+      const count = first / step;
       for (let i = 0; i < count; i++) {
-        const e = block + i * F.DIRENT_SIZE;
-        const nid = Number(dv.getBigUint64(e, true));
-        const nameoff = dv.getUint16(e + 8, true);
-        const fileType = data[e + 10];
-        const nextoff = i + 1 < count ? dv.getUint16(e + F.DIRENT_SIZE + 8, true) : blockLen;
+        const e = block + i * step;
+        const nid = Number(dv.getBigUint64(e + DIRENT_NID, true));
+        const nameoff = dv.getUint16(e + DIRENT_NAMEOFF, true);
+        const fileType = data[e + DIRENT_FILE_TYPE];
+        const nextoff = i + 1 < count ? dv.getUint16(e + step + DIRENT_NAMEOFF, true) : blockLen;
         if (nameoff < first || nextoff < nameoff || nextoff > blockLen) {
           throw new ErofsError(`directory inode ${raw.nid} has bad name offsets`);
         }
@@ -304,16 +358,44 @@ export class ErofsReader {
     return out;
   }
 
+  /** Whether `raw` is a V0/V1 escaped whiteout: an empty regular file marked as one. */
+  private isEscapedWhiteout(raw: RawInode): boolean {
+    return F.isCompactLayout(this.version) && (raw.mode & F.S_IFMT) === F.S_IFREG &&
+      raw.size === 0 && raw.layout !== F.DATALAYOUT_CHUNK_BASED &&
+      raw.xattrs.some((x) => bytesToName(x.name) === F.OVERLAY_ESCAPED_WHITEOUT);
+  }
+
+  /** Whether root entry `name` (inode `raw`) is one of the V0/V1 whiteout stubs. */
+  private isStub(name: string, raw: RawInode): boolean {
+    return F.isCompactLayout(this.version) && (raw.mode & F.S_IFMT) === F.S_IFCHR &&
+      raw.u === 0 && /^[0-9a-f]{2}$/.test(name);
+  }
+
   /** The whole tree. */
   readTree(): FileSystem {
     const leaves = new Map<number, Leaf>();
     const dirsSeen = new Set<number>();
 
-    const toStat = (raw: RawInode): [Stat, Uint8Array | undefined] => {
+    /**
+     * The tree's stat of `raw`: composefs's own overlay xattrs dropped (the metacopy digest
+     * returned), escaped names unescaped, and one of each of `marks` (name, value) taken away.
+     */
+    const toStat = (
+      raw: RawInode,
+      marks: ReadonlyArray<readonly [string, string]> = [],
+    ): [Stat, Uint8Array | undefined] => {
       let metacopy: Uint8Array | undefined;
+      const pending = marks.map(([n, v]) => `${n}=${v}`);
       const xattrs: Xattr[] = [];
       for (const x of raw.xattrs) {
         const name = bytesToName(x.name);
+        if (pending.length > 0) {
+          const at = pending.indexOf(`${name}=${bytesToName(x.value)}`);
+          if (at >= 0) {
+            pending.splice(at, 1);
+            continue;
+          }
+        }
         if (name === METACOPY) {
           metacopy = x.value;
           continue;
@@ -321,7 +403,7 @@ export class ErofsReader {
         if (name === REDIRECT) continue;
         if (name.startsWith(ESCAPED)) {
           const unescaped = new Uint8Array(OVERLAY.length + x.name.length - ESCAPED.length);
-          unescaped.set(enc.encode(OVERLAY));
+          unescaped.set(OVERLAY_BYTES);
           unescaped.set(x.name.subarray(ESCAPED.length), OVERLAY.length);
           xattrs.push({ name: unescaped, value: x.value });
           continue;
@@ -334,45 +416,47 @@ export class ErofsReader {
         uid: raw.uid,
         gid: raw.gid,
         mtime: raw.mtime,
+        mtimeNsec: raw.mtimeNsec,
         xattrs: sortXattrs(xattrs),
       }, metacopy];
     };
 
     const leafContent = (raw: RawInode, metacopy: Uint8Array | undefined): LeafContent => {
-      switch (raw.mode & 0o170000) {
-        case 0o100000:
+      switch (raw.mode & F.S_IFMT) {
+        case F.S_IFREG:
           if (raw.layout === F.DATALAYOUT_CHUNK_BASED) {
-            if (
-              !metacopy || metacopy.length < 4 || metacopy[1] !== metacopy.length ||
-              metacopy.length - 4 !== (metacopy[3] === 1 ? 32 : metacopy[3] === 2 ? 64 : -1)
-            ) {
+            if (!metacopy || !validMetacopy(metacopy)) {
               throw new ErofsError(
                 `regular file inode ${raw.nid} has chunked data but no valid trusted.overlay.metacopy digest`,
               );
             }
-            return { type: "external", digest: metacopy.slice(4), size: raw.size };
+            return {
+              type: "external",
+              digest: metacopy.slice(F.OverlayMetacopy.size),
+              size: raw.size,
+            };
           }
           return { type: "inline", data: this.data(raw).slice() };
-        case 0o120000: {
+        case F.S_IFLNK: {
           if (raw.size === 0 || raw.size > 4095) {
             throw new ErofsError(`symlink inode ${raw.nid} has target length ${raw.size}`);
           }
           return { type: "symlink", target: this.data(raw).slice() };
         }
-        case 0o020000:
+        case F.S_IFCHR:
           return { type: "chardev", rdev: BigInt(raw.u) };
-        case 0o060000:
+        case F.S_IFBLK:
           return { type: "blockdev", rdev: BigInt(raw.u) };
-        case 0o010000:
+        case F.S_IFIFO:
           return { type: "fifo" };
-        case 0o140000:
+        case F.S_IFSOCK:
           return { type: "socket" };
         default:
           throw new ErofsError(`inode ${raw.nid} has invalid mode ${raw.mode.toString(8)}`);
       }
     };
 
-    const readDir = (raw: RawInode, stat: Stat, depth: number): Directory => {
+    const readDir = (raw: RawInode, depth: number): Directory => {
       if (depth > MAX_DEPTH) {
         throw new ErofsError(`directories nested deeper than ${MAX_DEPTH} levels`);
       }
@@ -382,35 +466,63 @@ export class ErofsReader {
         );
       }
       dirsSeen.add(raw.nid);
-      const dir = newDirectory(stat);
+      const isRoot = depth === 0;
+      const dir = newDirectory();
+      let escapedWhiteouts = 0;
       for (const e of this.dirents(raw)) {
         const key = bytesToName(e.name);
         if (dir.entries.has(key)) {
           throw new ErofsError(`directory inode ${raw.nid} lists ${JSON.stringify(key)} twice`);
         }
-        dir.entries.set(key, readInode(e.nid, depth + 1));
+        const known = leaves.get(e.nid);
+        if (known) {
+          dir.entries.set(key, known);
+          continue;
+        }
+        const child = this.inode(e.nid);
+        if (isRoot && this.isStub(key, child)) continue;
+        if ((child.mode & F.S_IFMT) === F.S_IFDIR) {
+          dir.entries.set(key, readDir(child, depth + 1));
+          continue;
+        }
+        let leaf: Leaf;
+        if (this.isEscapedWhiteout(child)) {
+          if (child.nlink > 1) {
+            throw new ErofsError(`whiteout inode ${child.nid} has ${child.nlink} links`);
+          }
+          escapedWhiteouts++;
+          const [stat] = toStat(child, WHITEOUT_MARKS);
+          leaf = { kind: "leaf", stat, content: { type: "chardev", rdev: 0n } };
+        } else {
+          const [stat, metacopy] = toStat(child);
+          leaf = { kind: "leaf", stat, content: leafContent(child, metacopy) };
+        }
+        leaves.set(e.nid, leaf);
+        dir.entries.set(key, leaf);
       }
+      [dir.stat] = toStat(raw, escapedWhiteouts > 0 ? DIR_MARKS[this.version] : []);
       return dir;
     };
 
-    const readInode = (nid: number, depth: number): Inode => {
-      const known = leaves.get(nid);
-      if (known) return known;
-      const raw = this.inode(nid);
-      const [stat, metacopy] = toStat(raw);
-      if ((raw.mode & 0o170000) === 0o040000) return readDir(raw, stat, depth);
-      const leaf: Leaf = { kind: "leaf", stat, content: leafContent(raw, metacopy) };
-      leaves.set(nid, leaf);
-      return leaf;
-    };
-
     const rootRaw = this.inode(this.rootNid);
-    if ((rootRaw.mode & 0o170000) !== 0o040000) {
+    if ((rootRaw.mode & F.S_IFMT) !== F.S_IFDIR) {
       throw new ErofsError("the root inode is not a directory");
     }
-    const [rootStat] = toStat(rootRaw);
-    return { root: readDir(rootRaw, rootStat, 0), haveRootStat: true };
+    return { root: readDir(rootRaw, 0), haveRootStat: true };
   }
+}
+
+/** A well-formed `trusted.overlay.metacopy` value carrying a SHA-256 or SHA-512 digest. */
+function validMetacopy(value: Uint8Array): boolean {
+  if (value.length < F.OverlayMetacopy.size) return false;
+  const m = F.decodeStruct(
+    F.OverlayMetacopy,
+    new DataView(value.buffer, value.byteOffset, value.byteLength),
+    0,
+  );
+  const digestLen = m.digestAlgo === 1 ? 32 : m.digestAlgo === 2 ? 64 : -1;
+  return m.version === 0 && m.flags === 0 && m.len === value.length &&
+    value.length - F.OverlayMetacopy.size === digestLen;
 }
 
 /** Parses a whole image into a tree. */
@@ -422,7 +534,7 @@ export function readErofs(image: Uint8Array): FileSystem {
 export function collectObjects(fs: FileSystem): Uint8Array[] {
   const seen = new Map<string, Uint8Array>();
   const walk = (dir: Directory) => {
-    for (const inode of dir.entries.values()) {
+    for (const inode of dir.entries.values() as Iterable<Inode>) {
       if (inode.kind === "dir") walk(inode);
       else if (inode.content.type === "external") {
         seen.set(bytesToName(inode.content.digest), inode.content.digest);
