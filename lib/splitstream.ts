@@ -1,6 +1,10 @@
 /**
  * composefs splitstreams, in the format composefs-rs **0.3.0** (`cfsctl` 0.3.0) writes and reads.
  *
+ * Superseded: cfs now speaks composefs-rs 0.9.4's format through `lib/splitstream/` (writer,
+ * reader, and a 0.3.0 reader for upgrades, all on public `node:zlib` APIs). This module stays
+ * only until its callers move there; it still drives libzstd through `node:zlib` internals.
+ *
  * A splitstream stores a byte stream (an OCI layer tar, a config JSON) with its large parts
  * moved out into repository objects. Decision: cfs writes the 0.3.0 format because cfsctl 0.3.0
  * (crates.io) is the only cfsctl we can install and run as an oracle. The newer format of
@@ -44,6 +48,7 @@
  * @module
  */
 import { toHex } from "./fsverity/digest.ts";
+import { SplitStreamError } from "./splitstream/error.ts";
 import * as zlib from "node:zlib";
 import { createHash, type Hash } from "node:crypto";
 
@@ -52,13 +57,8 @@ export const SHA256_SIZE = 32;
 /** Largest digest-map entry count accepted when reading (hostile input guard). */
 export const MAX_DIGEST_MAP_ENTRIES = 1 << 24;
 
-/** A malformed or truncated splitstream; names the stream and the offset. */
-export class SplitStreamError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "SplitStreamError";
-  }
-}
+/** The splitstream error type, shared with `lib/splitstream/` (one class for both). */
+export { SplitStreamError };
 
 /** One digest-map entry: the sha256 of a referenced stream's content and its object ID. */
 export interface DigestMapEntry {
