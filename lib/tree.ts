@@ -36,8 +36,14 @@ export interface Stat {
   uid: number;
   /** Owner group id. */
   gid: number;
-  /** Whole seconds since the epoch; composefs drops nanoseconds. */
+  /** Whole seconds since the epoch (may be negative). */
   mtime: number;
+  /**
+   * The nanoseconds of the mtime, 0..999999999; absent means 0. composefs-rs 0.9.4 keeps them
+   * (dumpfile `SEC.NSEC`, extended EROFS inodes of format V1); older trees and V2 images drop
+   * them.
+   */
+  mtimeNsec?: number;
   /** Sorted by name bytes (see {@link sortXattrs}); names are unique. */
   xattrs: Xattr[];
 }
@@ -83,8 +89,10 @@ export interface FileSystem {
   /** The root directory, "/" of the image. */
   root: Directory;
   /**
-   * False when the root's metadata is synthetic (cfsctl's default without --stat-root):
-   * then {@link ensureRootStat} sets its mtime to the newest mtime in the tree.
+   * False when the root's metadata is synthetic: then {@link ensureRootStat} sets its mtime to
+   * the newest mtime in the tree (cfsctl 0.3.0's default). composefs-rs 0.9.4 has no synthetic
+   * root: every tree cfs reads (directory, OCI layers, dumpfile, image) has a real root stat;
+   * only trees built by hand with {@link newFileSystem} start without one.
    */
   haveRootStat: boolean;
 }
@@ -182,7 +190,7 @@ export function dirNlink(dir: Directory): number {
   return n;
 }
 
-/** The newest mtime of a directory and everything below it. */
+/** The newest mtime (whole seconds) of a directory and everything below it. */
 export function newestMtime(dir: Directory): number {
   let newest = dir.stat.mtime;
   for (const inode of dir.entries.values()) {
@@ -192,12 +200,66 @@ export function newestMtime(dir: Directory): number {
   return newest;
 }
 
-/** Gives a synthetic root the newest mtime in the tree, once (what cfsctl does before writing). */
+/**
+ * Gives a synthetic root the newest mtime in the tree, once (cfsctl 0.3.0's rule for trees
+ * without root metadata; only hand-built trees are still synthetic, see {@link FileSystem}).
+ */
 export function ensureRootStat(fs: FileSystem): void {
   if (!fs.haveRootStat) {
     fs.root.stat.mtime = newestMtime(fs.root);
+    fs.root.stat.mtimeNsec = 0;
     fs.haveRootStat = true;
   }
+}
+
+/**
+ * Calls `fn` once for every stat of the tree: each directory's, and each leaf's once however
+ * many names link to it (a hardlinked leaf has one stat).
+ */
+export function forEachStat(fs: FileSystem, fn: (stat: Stat) => void): void {
+  const seen = new Set<Leaf>();
+  const walk = (dir: Directory) => {
+    fn(dir.stat);
+    for (const inode of dir.entries.values()) {
+      if (inode.kind === "dir") walk(inode);
+      else if (!seen.has(inode)) {
+        seen.add(inode);
+        fn(inode.stat);
+      }
+    }
+  };
+  walk(fs.root);
+}
+
+/** A copy of `stat` that shares nothing mutable with it (xattr bytes are copied too). */
+export function cloneStat(stat: Stat): Stat {
+  return {
+    ...stat,
+    xattrs: stat.xattrs.map((x) => ({ name: x.name.slice(), value: x.value.slice() })),
+  };
+}
+
+/**
+ * The subdirectory `name` of `dir`, or undefined when there is no such entry; throws a
+ * {@link TreeError} when the entry is not a directory. The messages are composefs-rs's
+ * (`Directory entry "usr" does not exist`), which cfs's users may know from cfsctl.
+ */
+export function childDirectory(dir: Directory, name: string): Directory | undefined {
+  const inode = dir.entries.get(name);
+  if (inode === undefined) return undefined;
+  if (inode.kind !== "dir") {
+    throw new TreeError(`Directory entry ${JSON.stringify(name)} is not a subdirectory`);
+  }
+  return inode;
+}
+
+/** Like {@link childDirectory}, but a missing entry is an error too. */
+export function requireDirectory(dir: Directory, name: string): Directory {
+  const child = childDirectory(dir, name);
+  if (child === undefined) {
+    throw new TreeError(`Directory entry ${JSON.stringify(name)} does not exist`);
+  }
+  return child;
 }
 
 /** Problems with paths inside a tree. */

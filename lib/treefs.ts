@@ -1,8 +1,10 @@
 /**
- * Reads a directory on disk into a {@link FileSystem}, the way cfsctl's `read_filesystem`
- * does: every entry but "." and "..", metadata from lstat, all xattrs, hardlinks found by
- * (device, inode), symlinks not followed, regular files of at most 64 bytes inline and
- * larger ones handed to a callback that stores or just hashes them and returns the digest.
+ * Reads a directory on disk into a {@link FileSystem}, the way composefs-rs 0.9.4's
+ * `read_filesystem` does: every entry but "." and "..", metadata from lstat (mtime with its
+ * nanoseconds), all xattrs, hardlinks found by (device, inode), symlinks not followed, regular
+ * files of at most 64 bytes inline and larger ones handed to a callback that stores or just
+ * hashes them and returns the digest. The root gets the directory's own metadata (0.9.4 has
+ * no synthetic root; `/usr` propagation, if wanted, comes after: lib/tree_transform.ts).
  *
  * Paths are bytes end to end (lib/sys/libc.ts), so non-UTF-8 names survive.
  *
@@ -11,7 +13,6 @@
 import * as sys from "./sys/libc.ts";
 import {
   bytesToName,
-  defaultDirStat,
   type Directory,
   type FileSystem,
   INLINE_CONTENT_MAX,
@@ -28,7 +29,10 @@ export type ExternalFileHandler = (path: Uint8Array, size: number) => Uint8Array
 
 /** Options of {@link readTree}. */
 export interface ReadTreeOptions {
-  /** Use the root directory's own metadata (cfsctl --stat-root); default: synthetic root. */
+  /**
+   * Ignored: the root always has the directory's own metadata now (this was cfsctl 0.3.0's
+   * `--stat-root`; without it, 0.3.0 made up a root).
+   */
   statRoot?: boolean;
   /** Called for each distinct large regular file (once per hardlinked inode). */
   external: ExternalFileHandler;
@@ -52,6 +56,7 @@ function statOf(st: sys.FileStat, path: Uint8Array): Stat {
     uid: st.uid,
     gid: st.gid,
     mtime: st.mtimeSec,
+    mtimeNsec: st.mtimeNsec,
     xattrs: sortXattrs(xattrs),
   };
 }
@@ -123,9 +128,9 @@ export function readTree(path: string | Uint8Array, options: ReadTreeOptions): F
     if ((rootStat.mode & sys.S_IFMT) !== sys.S_IFDIR) {
       throw new TreeReadError(`${sys.displayPath(root)}: not a directory`);
     }
-    const dir = newDirectory(options.statRoot ? statOf(rootStat, root) : defaultDirStat());
+    const dir = newDirectory(statOf(rootStat, root));
     readDir(root, dir, 0);
-    return { root: dir, haveRootStat: options.statRoot ?? false };
+    return { root: dir, haveRootStat: true };
   } catch (e) {
     if (e instanceof TreeReadError) throw e;
     if (e instanceof sys.SysError) {

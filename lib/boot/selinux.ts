@@ -1,9 +1,19 @@
 /**
- * SELinux labelling of a tree from the image's own policy, as composefs-boot 0.3.0 does
- * for bootable images: read `SELINUXTYPE` from `/etc/selinux/config`, load
+ * SELinux labelling of a tree from the image's own policy, as composefs-boot 0.9.4 does
+ * for bootable images (`selabel`): read `SELINUXTYPE` from `/etc/selinux/config`, load
  * `/etc/selinux/<type>/contexts/files/file_contexts` (+ `.local`, `.homedirs`) and the
  * `.subs`/`.subs_dist` path aliases, and set (or remove, for `<<none>>` or no match)
  * `security.selinux` on every inode. The last matching line of the spec files wins.
+ *
+ * A hardlinked file keeps the label of its first path (in the walk: directory first, then
+ * its entries in byte order); a later path that gets another label becomes a copy of the file
+ * with that label, since one inode cannot carry two labels. Without a policy (no
+ * `/etc/selinux`, no `config`, or no `SELINUXTYPE` in it) every `security.selinux` is removed
+ * instead: labels in an image come from its policy, never from the build host.
+ *
+ * The policy files come from the tree itself ({@link treePolicyFiles}) or, for a tree read
+ * from a directory and not stored anywhere, from that directory on disk
+ * ({@link diskPolicyFiles}, where symlinks are followed), as 0.9.4's `selabel_from_dir`.
  *
  * Patterns are matched against "PATH" + one type letter (`-` `d` `l` `c` `b` `p` `s`),
  * anchored at both ends, as the reference does. They are JavaScript regular expressions over
@@ -12,10 +22,12 @@
  * @module
  */
 import {
+  cloneStat,
   compareBytes,
   type Directory,
   type FileSystem,
-  type Inode,
+  forEachStat,
+  type Leaf,
   nameToBytes,
   sortedEntries,
   type Stat,
@@ -197,17 +209,38 @@ function setLabel(stat: Stat, label: string | undefined): void {
   }
 }
 
-/** Labels every inode below `dir` (whose path is `path`); hardlinked leaves get the last path's label. */
+/**
+ * Labels every inode below `root` from `policy` (module doc): the directory first, then its
+ * entries in byte order, paths through the policy's aliases. A hardlinked leaf whose later
+ * path gets another label is replaced, at that path, by a copy carrying that label.
+ */
 export function relabelTree(root: Directory, policy: FileContexts): void {
-  const visit = (inode: Inode, path: string) => {
-    setLabel(inode.stat, policy.lookup(path, typeLetter(inode)));
-    if (inode.kind !== "dir") return;
-    for (const [name, child] of sortedEntries(inode)) {
+  const committed = new Map<Leaf, string | undefined>();
+  const visit = (dir: Directory, path: string) => {
+    setLabel(dir.stat, policy.lookup(path, "d"));
+    for (const [name, child] of sortedEntries(dir)) {
       const childPath = path === "/" ? `/${name}` : `${path}/${name}`;
-      visit(child, policy.aliases.get(childPath) ?? childPath);
+      const effective = policy.aliases.get(childPath) ?? childPath;
+      if (child.kind === "dir") {
+        visit(child, effective);
+        continue;
+      }
+      const label = policy.lookup(effective, typeLetter(child));
+      let leaf = child;
+      if (committed.has(child) && committed.get(child) !== label) {
+        leaf = { kind: "leaf", stat: cloneStat(child.stat), content: child.content };
+        dir.entries.set(name, leaf);
+      }
+      setLabel(leaf.stat, label);
+      if (!committed.has(leaf)) committed.set(leaf, label);
     }
   };
   visit(root, "/");
+}
+
+/** Removes `security.selinux` from every inode (what a tree without a policy gets). */
+export function stripSelinuxLabels(fs: FileSystem): void {
+  forEachStat(fs, (stat) => setLabel(stat, undefined));
 }
 
 /**
@@ -219,12 +252,29 @@ export type ReadExternal = (
   content: { type: "external"; digest: Uint8Array; size: number },
 ) => Uint8Array;
 
-function getDir(dir: Directory, path: string[], optional: boolean): Directory | undefined {
+/**
+ * The files of an image's `/etc/selinux`: `read(["config"])`, or
+ * `read([...TYPE, "contexts", "files", NAME])`; a missing file reads as undefined, a file
+ * that cannot be read (a directory, not a regular file) is an error.
+ */
+export interface PolicyFiles {
+  /** The file's bytes as a byte string (one char per byte), or undefined when it is missing. */
+  read(path: string[]): string | undefined;
+}
+
+function bytesText(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return s;
+}
+
+function getDir(dir: Directory, path: string[]): Directory {
   let cur = dir;
   for (const name of path) {
     const next = cur.entries.get(name);
     if (next === undefined) {
-      if (optional) return undefined;
       throw new TreeError(`directory entry ${JSON.stringify(name)} does not exist`);
     }
     if (next.kind !== "dir") {
@@ -235,30 +285,70 @@ function getDir(dir: Directory, path: string[], optional: boolean): Directory | 
   return cur;
 }
 
-function readText(dir: Directory, name: string, read: ReadExternal): string | undefined {
-  const inode = dir.entries.get(name);
-  if (inode === undefined) return undefined;
-  if (inode.kind === "dir") {
-    throw new TreeError(`directory entry ${JSON.stringify(name)} is a directory`);
-  }
-  const c = inode.content;
-  if (c.type === "inline") return String.fromCharCode(...c.data);
-  if (c.type === "external") {
-    const bytes = read(c);
-    let s = "";
-    for (let i = 0; i < bytes.length; i += 8192) {
-      s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+/**
+ * The policy files of `fs`'s own `/etc/selinux`, or undefined when the tree has no such
+ * directory (an `/etc` or `/etc/selinux` that is not a directory is an error).
+ * @param read reads a file of the tree stored as an object (the policy is often larger
+ *   than the inline limit).
+ */
+export function treePolicyFiles(fs: FileSystem, read: ReadExternal): PolicyFiles | undefined {
+  let etcSelinux: Directory = fs.root;
+  for (const name of ["etc", "selinux"]) {
+    const next = etcSelinux.entries.get(name);
+    if (next === undefined) return undefined;
+    if (next.kind !== "dir") {
+      throw new TreeError(`directory entry ${JSON.stringify(name)} is not a subdirectory`);
     }
-    return s;
+    etcSelinux = next;
   }
-  throw new TreeError(`directory entry ${JSON.stringify(name)} is not a regular file`);
+  return {
+    read(path) {
+      const dir = getDir(etcSelinux, path.slice(0, -1));
+      const name = path[path.length - 1];
+      const inode = dir.entries.get(name);
+      if (inode === undefined) return undefined;
+      if (inode.kind === "dir") {
+        throw new TreeError(`directory entry ${JSON.stringify(name)} is a directory`);
+      }
+      const c = inode.content;
+      if (c.type === "inline") return bytesText(c.data);
+      if (c.type === "external") return bytesText(read(c));
+      throw new TreeError(`directory entry ${JSON.stringify(name)} is not a regular file`);
+    },
+  };
 }
 
-/** Loads the policy named by /etc/selinux/config, or undefined when the tree has none. */
-export function loadImagePolicy(fs: FileSystem, read: ReadExternal): FileContexts | undefined {
-  const etcSelinux = getDir(fs.root, ["etc", "selinux"], true);
-  if (!etcSelinux) return undefined;
-  const config = readText(etcSelinux, "config", read);
+/**
+ * The policy files below `root`/etc/selinux on disk (symlinks followed), or undefined when
+ * there is no such directory.
+ */
+export function diskPolicyFiles(root: string): PolicyFiles | undefined {
+  const base = `${root.replace(/\/+$/, "")}/etc/selinux`;
+  try {
+    if (!Deno.statSync(base).isDirectory) {
+      throw new TreeError(`${base}: not a directory`);
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  return {
+    read(path) {
+      const file = `${base}/${path.join("/")}`;
+      try {
+        return bytesText(Deno.readFileSync(file));
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) return undefined;
+        throw new SelinuxPolicyError(`cannot read ${file}: ${(e as Error).message}`);
+      }
+    },
+  };
+}
+
+/** Loads the policy named by `config` of `files`, or undefined when there is none. */
+export function loadPolicy(files: PolicyFiles | undefined): FileContexts | undefined {
+  if (files === undefined) return undefined;
+  const config = files.read(["config"]);
   if (config === undefined) return undefined;
   let type: string | undefined;
   for (const line of config.split("\n")) {
@@ -269,14 +359,10 @@ export function loadImagePolicy(fs: FileSystem, read: ReadExternal): FileContext
     }
   }
   if (type === undefined) return undefined;
-  const filesDir = getDir(etcSelinux, [
-    ...type.split("/").filter((p) => p !== ""),
-    "contexts",
-    "files",
-  ], false)!;
+  const dir = [...type.split("/").filter((p) => p !== ""), "contexts", "files"];
   const specs: Array<{ name: string; text: string }> = [];
   for (const suffix of ["", ".local", ".homedirs"]) {
-    const text = readText(filesDir, `file_contexts${suffix}`, read);
+    const text = files.read([...dir, `file_contexts${suffix}`]);
     if (text !== undefined) specs.push({ name: `file_contexts${suffix}`, text });
     else if (suffix === "") {
       throw new SelinuxPolicyError("SELinux policy is missing mandatory file_contexts file");
@@ -284,16 +370,32 @@ export function loadImagePolicy(fs: FileSystem, read: ReadExternal): FileContext
   }
   const subs: Array<{ name: string; text: string }> = [];
   for (const suffix of [".subs", ".subs_dist"]) {
-    const text = readText(filesDir, `file_contexts${suffix}`, read);
+    const text = files.read([...dir, `file_contexts${suffix}`]);
     if (text !== undefined) subs.push({ name: `file_contexts${suffix}`, text });
   }
   return new FileContexts(parseSpecFiles(specs), parseSubsFiles(subs));
 }
 
-/** Relabels `fs` from its own policy; does nothing when the tree has no policy. */
-export function relabelFromImagePolicy(fs: FileSystem, read: ReadExternal): boolean {
-  const policy = loadImagePolicy(fs, read);
-  if (!policy) return false;
+/** Loads the policy named by the tree's own /etc/selinux/config, or undefined when it has none. */
+export function loadImagePolicy(fs: FileSystem, read: ReadExternal): FileContexts | undefined {
+  return loadPolicy(treePolicyFiles(fs, read));
+}
+
+/**
+ * Relabels `fs` from the policy in `files` (0.9.4 `selabel`); without a policy, strips every
+ * label instead. Returns whether there was a policy.
+ */
+export function relabelFromPolicy(fs: FileSystem, files: PolicyFiles | undefined): boolean {
+  const policy = loadPolicy(files);
+  if (!policy) {
+    stripSelinuxLabels(fs);
+    return false;
+  }
   relabelTree(fs.root, policy);
   return true;
+}
+
+/** {@link relabelFromPolicy} with the tree's own policy files. */
+export function relabelFromImagePolicy(fs: FileSystem, read: ReadExternal): boolean {
+  return relabelFromPolicy(fs, treePolicyFiles(fs, read));
 }
