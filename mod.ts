@@ -51,10 +51,16 @@ export {
 export { enableVerity, measureVerity, VerityError } from "./lib/fsverity/ioctl.ts";
 export type { BytePath, FileStat } from "./lib/sys/libc.ts";
 export {
+  type ErofsFormats,
+  type ErofsFormatVersion,
+  type FsckProblem,
   type FsckReport,
   type GcReport,
+  type InitOptions,
   type LocalObjectSource,
   LocalStoreContext,
+  ObjectId,
+  ObjectIdError,
   type ObjectStoreMethod,
   type OpenOptions,
   REPO_FORMAT_VERSION,
@@ -62,7 +68,7 @@ export {
   type RepoMeta,
   Repository,
   RepositoryError,
-} from "./lib/repository.ts";
+} from "./lib/repository/mod.ts";
 export { computeImageId, treeFromPath, type TreeFromPathOptions } from "./lib/build.ts";
 export { BootTransformError, transformForBoot } from "./lib/boot/transform.ts";
 export {
@@ -130,24 +136,34 @@ export {
 } from "./lib/oci/import.ts";
 export {
   bootcTag,
-  configImageRef,
+  bootImageRefKey,
+  type ConfigImages,
   decodeTag,
   encodeTag,
-  findImage,
+  imageRefKey,
   listTags,
-  type StoredImage,
+  OciImage,
+  openImage,
   TagError,
   tagImage,
   tagsOf,
   untagImage,
 } from "./lib/oci/store.ts";
+export { createFilesystem, OciImageError } from "./lib/oci/image.ts";
 export {
-  commitOciImage,
-  createFilesystem,
-  imageFilesystem,
-  OciImageError,
-} from "./lib/oci/image.ts";
-export { fsckAllImages, fsckImage, type ImageFsckReport } from "./lib/oci/fsck.ts";
+  commitOciImages,
+  type CommitOciImagesOptions,
+  type CommittedImages,
+  ociFilesystem,
+  writeImages,
+} from "./lib/oci/commit.ts";
+export { needsUpgrade, upgradeRepository, type UpgradeReport } from "./lib/oci/upgrade.ts";
+export {
+  fsckOci,
+  formatOciProblem,
+  type OciFsckProblem,
+  type OciFsckReport,
+} from "./lib/oci/fsck.ts";
 export {
   type FetchedManifest,
   RegistryClient,

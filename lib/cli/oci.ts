@@ -13,43 +13,57 @@ import {
   writeStdout,
 } from "./command.ts";
 import { openReadOnly, openRepo } from "./repo_path.ts";
-import { Repository } from "../repository.ts";
-import { importLayer, parseSha256 } from "../oci/import.ts";
+import type { Repository } from "../repository/mod.ts";
+import { checkSha256Digest, importLayer } from "../oci/import.ts";
+import { SplitStreamReader } from "../splitstream/reader.ts";
+import { CONTENT_TYPE, detectSplitStreamFormat } from "../splitstream/format.ts";
 import { parseSplitStream } from "../splitstream.ts";
 import { readTar } from "../oci/tar.ts";
-import { toHex } from "../fsverity/digest.ts";
 import { pullImage } from "../oci/pull.ts";
 import { type CfsConfig, loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { layerReporter } from "../pipeline/progress.ts";
 import type { LocalFetchMode } from "../oci/source.ts";
-import { imageFilesystem, imageId } from "../oci/image.ts";
-import { findImage } from "../oci/store.ts";
+import { ociFilesystem } from "../oci/commit.ts";
+import { layerContentId, openImage } from "../oci/store.ts";
 import { parsePlatform } from "../oci/layout.ts";
 import { OCI_IMAGE_COMMANDS } from "./oci_images.ts";
 import { dumpfileLines } from "../dumpfile.ts";
+import { transformForBoot } from "../boot/transform.ts";
+import { mkfsErofs } from "../erofs/writer.ts";
+import { fsverityDigest, toHex } from "../fsverity/digest.ts";
+import { parseXattrFiltering, type XattrFiltering } from "../tree_transform.ts";
+import type { FileSystem } from "../tree.ts";
 
-const IMPORT_USAGE = `usage: cfs oci import-layer SHA256 [NAME]
+const IMPORT_USAGE = `usage: cfs oci import-layer DIGEST [NAME]
 
-Reads an uncompressed layer tar from stdin and stores it as a splitstream named by SHA256
-(checked: a mismatch imports nothing), with the ref streams/refs/NAME when given. A layer
-already present is not read again. Prints the stream object's id (ALG:HEX).`;
+Reads an uncompressed layer tar from stdin and stores it as the splitstream
+oci-layer-DIGEST (DIGEST: sha256:HEX, the tar's sha256, checked: a mismatch imports nothing),
+with the ref streams/refs/NAME when given. A layer already present is not read again. Prints
+the stream object's id (ALG:HEX), as cfsctl.`;
 
-const LS_USAGE = `usage: cfs oci ls-layer NAME
+const LS_USAGE = `usage: cfs oci ls-layer DIFF_ID
 
-Lists the entries of a layer stream (NAME: refs/NAME or the layer's sha256).`;
+Lists the entries of a layer stream, one line each (type, mode, owner, size, path).`;
 
-const PULL_USAGE = `usage: cfs oci pull [OPTIONS] IMAGE [TAG]
+const LAYER_USAGE = `usage: cfs oci layer DIFF_ID [--json|--dumpfile]
+
+The stored layer DIFF_ID (sha256:HEX): its tar on stdout (not to a terminal), or with --json
+its size, entry count and splitstream figures (cfsctl's fields), or with --dumpfile one
+dumpfile line per entry. Also \`cfs oci layer-inspect\`.`;
+
+const PULL_USAGE = `usage: cfs oci pull [OPTIONS] IMAGE [NAME]
 
 IMAGE: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://HOST[:PORT]/NAME[:TAG|@DIGEST],
 containers-storage:NAME or any other skopeo transport.
 
-Stores the layers and config as cfsctl 0.3.0 \`oci pull\` does (streams named by sha256),
-plus the manifest, and points TAG (streams/refs/oci/TAG) at it. Prints
-\`sha256 <config sha256>\`, \`verity <config stream id>\` (as cfsctl) and
-\`manifest <manifest digest>\`.
+Stores the layers, config and manifest as composefs-oci 0.9.4 does, makes the EROFS images
+(every format of the repository; the bootable ones too with --bootable), links them from the
+config and tags the image NAME (default: IMAGE itself, as cfsctl). Prints manifest, config,
+verity (of the manifest stream), tagged and objects lines, as cfsctl.
 
 options:
+  --bootable            also make the bootable images (composefs.image.boot)
   --tls-verify=false    plain HTTP to the registry (a local registry)
   --platform OS/ARCH[/VARIANT]
                         the image to take from an image index (default: this host's)
@@ -59,41 +73,40 @@ options:
                         (default) reads the store directly and reflinks, else hard-links,
                         else copies each file into objects/; zerocopy fails instead of
                         copying (e.g. store and repository on different file systems)
-  --storage-root DIR    containers-storage: the store (default: storage.conf's graphroot)
+  --storage-root DIR    containers-storage: the store (default: storage.conf's graphroot)`;
 
-Prints the objects reflinked/hardlinked/copied on stderr (in --json: localFetch).`;
+const IMAGE_NAME_HELP = `IMAGE: a tag, or @sha256:HEX (a manifest digest); also sha256:HEX or HEX.`;
 
-const IMAGE_NAME_HELP =
-  `IMAGE: a tag, the manifest's or config's digest (sha256:HEX or HEX), or refs/NAME.`;
+const COMPUTE_ID_USAGE = `usage: cfs oci compute-id [--bootable] [--xattrs MODE] IMAGE
 
-const COMPUTE_ID_USAGE = `usage: cfs oci compute-id [--bootable] IMAGE
-
-Prints the image id of a pulled image.
+Prints the image id of a pulled image in the repository's EROFS format (--erofs-version
+before the command overrides it). MODE: allowlist-only (default) or keep-user-xattrs.
 ${IMAGE_NAME_HELP}`;
 
-const DUMP_USAGE = `usage: cfs oci dump [--bootable] IMAGE
+const DUMP_USAGE = `usage: cfs oci dump [--bootable] [--xattrs MODE] IMAGE
 
-Prints the composefs dumpfile of a pulled image.
-${IMAGE_NAME_HELP}`;
+Prints the composefs dumpfile of a pulled image. ${IMAGE_NAME_HELP}`;
 
 const OCI_USAGE = `usage: cfs oci COMMAND [ARGS...]
 
 commands:
-  import-layer SHA256 [NAME]   import a layer tar from stdin
-  ls-layer NAME                list a layer stream's entries
-  pull IMAGE [TAG]             pull an image (layout, archive, registry, skopeo)
+  pull IMAGE [NAME]            pull an image (layout, archive, registry, skopeo)
   images                       list tagged images
-  inspect IMAGE                manifest, config, layers and images of a pulled image
-  tag IMAGE TAG | untag TAG    add or remove a tag (tags are gc roots)
+  inspect IMAGE                manifest, config and linked images of a pulled image
+  tag DIGEST NAME | untag NAME add or remove a tag (tags are gc roots)
   compute-id IMAGE             image id of a pulled image
   dump IMAGE                   dumpfile of a pulled image
-  create-image IMAGE           commit the image's EROFS (composefs.image)
-  mount IMAGE MOUNTPOINT       mount the image (root; commits it first when needed)
-  fsck [IMAGE]                 check tags, manifests, configs and layer streams`;
+  mount IMAGE MOUNTPOINT       mount the image's linked EROFS (root)
+  fsck [IMAGE]                 check the repository and the tagged images
+  layer DIFF_ID                a stored layer: tar, --json figures or --dumpfile
+  import-layer DIGEST [NAME]   import a layer tar from stdin
+  ls-layer DIFF_ID             list a layer stream's entries
+  create-image IMAGE           make and link the image's EROFS images`;
 
 const CAT_USAGE = `usage: cfs cat NAME
 
-Writes the content of a stream (NAME: refs/NAME or the sha256 of its content) to stdout.`;
+Writes the content of a stream (NAME: refs/NAME or its name, e.g. oci-layer-sha256:HEX) to
+stdout, as cfsctl cat.`;
 
 function help(usage: string): number {
   println(usage);
@@ -107,6 +120,7 @@ export const ociCommand: CommandHandler = async (args, globals) => {
   if (sub === "-h" || sub === "--help") return help(OCI_USAGE);
   if (sub === "import-layer") return await importLayerCommand(rest, globals);
   if (sub === "ls-layer") return await lsLayerCommand(rest, globals);
+  if (sub === "layer" || sub === "layer-inspect") return await layerCommand(rest, globals);
   if (sub === "pull") return await pullCommand(rest, globals);
   if (sub === "compute-id") return await computeIdCommand(rest, globals);
   if (sub === "dump") return await dumpCommand(rest, globals);
@@ -120,25 +134,22 @@ const importLayerCommand: CommandHandler = async (args, globals) => {
     help: { type: "boolean", short: "h" },
   }, IMPORT_USAGE);
   if (values.help) return help(IMPORT_USAGE);
-  if (positionals.length < 1) throw new UsageError("SHA256 is required", IMPORT_USAGE);
+  if (positionals.length < 1) throw new UsageError("DIGEST is required", IMPORT_USAGE);
   if (positionals.length > 2) throw new UsageError("too many arguments", IMPORT_USAGE);
-  const sha = parseSha256(positionals[0]);
+  const text = positionals[0];
+  const diffId = checkSha256Digest(/^[0-9a-f]{64}$/.test(text) ? `sha256:${text}` : text);
   const repo = openRepo(globals);
   try {
-    const r = await importLayer(repo, Deno.stdin.readable, {
-      contentSha256: sha,
-      name: positionals[1],
-    });
-    const alg = repo.algorithm;
+    const r = await importLayer(repo, Deno.stdin.readable, { diffId, name: positionals[1] });
     if (globals.json) {
       println(JSON.stringify({
-        streamId: `${alg}:${toHex(r.streamId)}`,
-        contentSha256: toHex(r.contentSha256),
+        streamId: r.streamId.prefixed,
+        diffId,
         objects: r.objects,
         existing: r.existing,
       }));
     } else {
-      println(`${alg}:${toHex(r.streamId)}`);
+      println(r.streamId.prefixed);
     }
   } finally {
     repo.close();
@@ -146,14 +157,35 @@ const importLayerCommand: CommandHandler = async (args, globals) => {
   return 0;
 };
 
-/** The stream's content, streamed from its objects (each read and verified whole). */
-function catStream(repo: Repository, name: string): AsyncGenerator<Uint8Array> {
-  const { bytes, sha256 } = repo.readStream(name);
-  const stream = parseSplitStream(bytes, {
-    name: `stream ${sha256}`,
-    objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
+/**
+ * A stream's content, streamed from its objects (each read and verified whole), whichever
+ * splitstream format it is in.
+ */
+async function* catStream(repo: Repository, name: string): AsyncGenerator<Uint8Array> {
+  const { contentId, bytes } = repo.readStream(name);
+  const read = (id: Uint8Array) => repo.readObject(id);
+  if (detectSplitStreamFormat(bytes.subarray(0, 64)) === "legacy-0.3") {
+    const legacy = parseSplitStream(bytes, {
+      name: `stream ${contentId}`,
+      objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
+    });
+    yield* legacy.cat(read);
+    return;
+  }
+  const reader = SplitStreamReader.open(bytes, {
+    name: `stream ${contentId}`,
+    algorithm: repo.algorithm,
   });
-  return stream.cat((id) => repo.readObject(id));
+  yield* reader.cat(read);
+}
+
+async function writeAll(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  const writer = Deno.stdout.writable.getWriter();
+  try {
+    for await (const chunk of chunks) await writer.write(chunk);
+  } finally {
+    writer.releaseLock();
+  }
 }
 
 /** `cfs cat NAME` */
@@ -165,12 +197,7 @@ export const catCommand: CommandHandler = async (args, globals) => {
   if (positionals.length !== 1) throw new UsageError("exactly one NAME is required", CAT_USAGE);
   const repo = openReadOnly(globals);
   try {
-    const writer = Deno.stdout.writable.getWriter();
-    try {
-      for await (const chunk of catStream(repo, positionals[0])) await writer.write(chunk);
-    } finally {
-      writer.releaseLock();
-    }
+    await writeAll(catStream(repo, positionals[0]));
   } finally {
     repo.close();
   }
@@ -181,15 +208,23 @@ function octal(n: number, width: number): string {
   return n.toString(8).padStart(width, "0");
 }
 
+/** The stream name of a layer given as DIFF_ID (sha256:HEX or HEX) or any stream name. */
+function layerStreamName(text: string): string {
+  if (/^(sha256:)?[0-9a-f]{64}$/.test(text)) {
+    return layerContentId(text.startsWith("sha256:") ? text : `sha256:${text}`);
+  }
+  return text;
+}
+
 const lsLayerCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
   }, LS_USAGE);
   if (values.help) return help(LS_USAGE);
-  if (positionals.length !== 1) throw new UsageError("exactly one NAME is required", LS_USAGE);
+  if (positionals.length !== 1) throw new UsageError("exactly one DIFF_ID is required", LS_USAGE);
   const repo = openReadOnly(globals);
   try {
-    for await (const entry of readTar(catStream(repo, positionals[0]))) {
+    for await (const entry of readTar(catStream(repo, layerStreamName(positionals[0])))) {
       const m = entry.meta;
       const link = m.linkTarget ? ` -> ${m.linkTarget}` : "";
       println(
@@ -197,6 +232,73 @@ const lsLayerCommand: CommandHandler = async (args, globals) => {
           octal(m.mode, 4)
         } ${m.uid}/${m.gid} ${m.size} ${m.path}${link}`,
       );
+    }
+  } finally {
+    repo.close();
+  }
+  return 0;
+};
+
+const layerCommand: CommandHandler = async (args, globals) => {
+  const { values, positionals } = parseCommandArgs(args, {
+    help: { type: "boolean", short: "h" },
+    json: { type: "boolean" },
+    dumpfile: { type: "boolean" },
+  }, LAYER_USAGE);
+  if (values.help) return help(LAYER_USAGE);
+  if (positionals.length !== 1) throw new UsageError("exactly one DIFF_ID is required", LAYER_USAGE);
+  if (values.json && values.dumpfile) {
+    throw new UsageError("--json and --dumpfile exclude each other", LAYER_USAGE);
+  }
+  const diffId = checkSha256Digest(positionals[0], "diff_id");
+  const repo = openReadOnly(globals);
+  try {
+    const name = layerContentId(diffId);
+    if (values.json || globals.json) {
+      const { id, bytes } = repo.readStream(name);
+      const reader = SplitStreamReader.open(bytes, {
+        name,
+        algorithm: repo.algorithm,
+        contentType: CONTENT_TYPE.ociLayer,
+      });
+      let entries = 0;
+      let externalSize = 0;
+      const sizes = new Map<string, number>();
+      for (const oid of reader.objectRefs) {
+        sizes.set(toHex(oid), Deno.statSync(repo.objectPath(oid)).size);
+      }
+      for await (const c of reader.chunks()) {
+        if (c.kind === "external") externalSize += sizes.get(toHex(c.id)) ?? 0;
+      }
+      for await (const _ of readTar(catStream(repo, name))) entries++;
+      println(JSON.stringify(
+        {
+          diffId,
+          verity: id.hex,
+          size: reader.streamSize,
+          entryCount: entries,
+          splitstream: {
+            externalObjects: reader.objectRefs.length,
+            externalSize,
+            inlineSize: reader.streamSize - externalSize,
+          },
+        },
+        null,
+        2,
+      ));
+    } else if (values.dumpfile) {
+      for await (const entry of readTar(catStream(repo, name))) {
+        const m = entry.meta;
+        println(`/${m.path.replace(/^\.?\/+/, "")} ${m.size} ${octal(m.mode, 4)} ${m.uid} ${m.gid}`);
+      }
+    } else {
+      if (Deno.stdout.isTerminal()) {
+        throw new UsageError(
+          "refusing to write tar data to a terminal: redirect it, pipe it to tar, or use --json",
+          LAYER_USAGE,
+        );
+      }
+      await writeAll(catStream(repo, name));
     }
   } finally {
     repo.close();
@@ -267,49 +369,71 @@ function printErr(line: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
 }
 
+/** `1.23 MiB`: bytes for people (indicatif's HumanBytes style, as cfsctl prints). */
+function humanBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(2)} ${units[u]}`;
+}
+
 const pullCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
+    bootable: { type: "boolean" },
     ...FETCH_OPTIONS,
   }, PULL_USAGE);
   if (values.help) return help(PULL_USAGE);
   if (positionals.length < 1) throw new UsageError("IMAGE is required", PULL_USAGE);
   if (positionals.length > 2) throw new UsageError("too many arguments", PULL_USAGE);
   const opts = sourceOptions(values, PULL_USAGE, loadConfig(globals.config), positionals[0]);
+  const tag = positionals[1] ?? positionals[0];
   const repo = openRepo(globals);
   // Events only for the terminal here (--json prints one result object).
   const log = createLogger({ json: false, verbose: globals.verbose, journald: false });
   try {
     const r = await pullImage(repo, positionals[0], {
       ...opts,
-      tag: positionals[1],
+      tag,
+      bootable: values.bootable,
       ...(globals.json ? {} : layerReporter(log)),
       onFallback: (m) => printErr(`cfs: ${m}`),
     }).finally(() => log.close());
-    if (r.localFetch && !globals.json) {
-      const st = r.localFetch.stats;
-      printErr(
-        `objects: ${st.reflinked.objects} reflinked, ${st.hardlinked.objects} hardlinked, ` +
-          `${st.copied.objects} copied (${st.copied.bytes} bytes), ${st.present.objects} present`,
-      );
-    }
+    const newObjects = r.layers.reduce((n, l) => n + (l.imported ? l.objects : 0), 0);
+    const inlined = r.layers.reduce((n, l) => n + l.inlineBytes, 0);
     if (globals.json) {
       println(JSON.stringify({
         manifest: r.manifestDigest,
-        manifestVerity: toHex(r.manifestVerity),
+        manifestVerity: r.manifestVerity.hex,
         config: r.configDigest,
-        sha256: toHex(r.configSha256),
-        verity: toHex(r.configStreamId),
-        layers: r.layers.map((l) => ({ ...l, verity: toHex(l.verity) })),
+        configVerity: r.configVerity.hex,
+        image: r.image?.hex ?? null,
+        bootImage: r.bootImage?.hex ?? null,
+        layers: r.layers.map((l) => ({ ...l, verity: l.verity.hex })),
         layersImported: r.layersImported,
         existing: r.existing,
-        tag: positionals[1] ?? null,
+        tag,
         localFetch: r.localFetch ?? null,
       }));
     } else {
-      println(`sha256 ${toHex(r.configSha256)}`);
-      println(`verity ${toHex(r.configStreamId)}`);
       println(`manifest ${r.manifestDigest}`);
+      println(`config   ${r.configDigest}`);
+      println(`verity   ${r.manifestVerity.hex}`);
+      println(`tagged   ${tag}`);
+      if (r.localFetch) {
+        const st = r.localFetch.stats;
+        println(
+          `objects  ${st.reflinked.objects} reflinked + ${st.hardlinked.objects} hardlinked + ` +
+            `${st.copied.objects} copied + ${st.present.objects} already present objects; ` +
+            `${humanBytes(st.copied.bytes)} copied, ${humanBytes(inlined)} inlined`,
+        );
+      } else {
+        println(`objects  ${newObjects} stored; ${humanBytes(inlined)} inlined`);
+      }
     }
   } finally {
     repo.close();
@@ -317,20 +441,45 @@ const pullCommand: CommandHandler = async (args, globals) => {
   return 0;
 };
 
+/** The file system `oci compute-id` and `oci dump` describe. */
+async function imageTree(
+  repo: Repository,
+  name: string,
+  bootable: boolean | undefined,
+  xattrs: XattrFiltering | undefined,
+): Promise<FileSystem> {
+  const img = openImage(repo, name);
+  const fs = await ociFilesystem(repo, img, xattrs);
+  if (bootable) transformForBoot(fs, (c) => repo.readObject(c.digest));
+  return fs;
+}
+
+function xattrsOption(value: string | undefined, usage: string): XattrFiltering | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseXattrFiltering(value);
+  } catch (e) {
+    throw new UsageError((e as Error).message, usage);
+  }
+}
+
 const computeIdCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
     bootable: { type: "boolean" },
+    xattrs: { type: "string" },
   }, COMPUTE_ID_USAGE);
   if (values.help) return help(COMPUTE_ID_USAGE);
-  if (positionals.length !== 1) {
-    throw new UsageError("exactly one IMAGE is required", COMPUTE_ID_USAGE);
+  if (positionals.length < 1 || positionals.length > 2) {
+    throw new UsageError("IMAGE is required", COMPUTE_ID_USAGE);
   }
+  const xattrs = xattrsOption(values.xattrs, COMPUTE_ID_USAGE);
   const repo = openReadOnly(globals);
   try {
-    const img = await findImage(repo, positionals[0]);
-    const fs = await imageFilesystem(repo, img.configSha256, values.bootable);
-    println(toHex(imageId(repo, fs)));
+    const fs = await imageTree(repo, positionals[0], values.bootable, xattrs);
+    const version = globals.erofsVersion ?? repo.erofsVersion;
+    const id = toHex(fsverityDigest(mkfsErofs(fs, { version }), repo.algorithm));
+    println(globals.json ? JSON.stringify({ id, erofsVersion: version }) : id);
   } finally {
     repo.close();
   }
@@ -341,15 +490,16 @@ const dumpCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
     bootable: { type: "boolean" },
+    xattrs: { type: "string" },
   }, DUMP_USAGE);
   if (values.help) return help(DUMP_USAGE);
-  if (positionals.length !== 1) {
-    throw new UsageError("exactly one IMAGE is required", DUMP_USAGE);
+  if (positionals.length < 1 || positionals.length > 2) {
+    throw new UsageError("IMAGE is required", DUMP_USAGE);
   }
+  const xattrs = xattrsOption(values.xattrs, DUMP_USAGE);
   const repo = openReadOnly(globals);
   try {
-    const img = await findImage(repo, positionals[0]);
-    const fs = await imageFilesystem(repo, img.configSha256, values.bootable);
+    const fs = await imageTree(repo, positionals[0], values.bootable, xattrs);
     const enc = new TextEncoder();
     let buf = "";
     for (const line of dumpfileLines(fs)) {

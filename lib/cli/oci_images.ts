@@ -1,174 +1,186 @@
 /**
- * Image bookkeeping commands: `oci images`, `oci inspect`, `oci tag`, `oci untag`,
- * `oci create-image`, `oci mount`, `oci fsck`. The storage model is in lib/oci/store.ts.
+ * Image bookkeeping commands, as cfsctl 0.9.4 has them: `oci images [--json]`, `oci inspect
+ * IMAGE [--manifest|--config]`, `oci tag DIGEST NAME`, `oci untag NAME`, `oci mount IMAGE
+ * MOUNTPOINT [--bootable]`, `oci fsck [IMAGE] [--json]`, plus cfs's `oci create-image`. The
+ * storage model is in lib/oci/store.ts.
+ *
+ * IMAGE is a tag or `@sha256:<hex>` (a manifest digest), as cfsctl takes it; cfs also takes
+ * `sha256:<hex>` and the bare hex of a manifest or config digest.
  *
  * @module
  */
 import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
 import { openReadOnly, openRepo } from "./repo_path.ts";
-import { findImage, listTags, tagImage, tagsOf, untagImage } from "../oci/store.ts";
-import { commitOciImage } from "../oci/image.ts";
-import { fsckAllImages, fsckImage } from "../oci/fsck.ts";
+import {
+  listTags,
+  manifestContentId,
+  OciImage,
+  openImage,
+  tagImage,
+  tagsOf,
+  untagImage,
+} from "../oci/store.ts";
+import { commitOciImages } from "../oci/commit.ts";
+import { fsckOci, formatOciProblem } from "../oci/fsck.ts";
+import { formatFsckReport, formatProblem, RepositoryError } from "../repository/mod.ts";
 import { mountImage } from "../mount.ts";
-import { toHex } from "../fsverity/digest.ts";
-import { RepositoryError } from "../repository.ts";
-import { configImageRef } from "../oci/store.ts";
+import { printTable } from "./repo.ts";
+import { writeStdout } from "./command.ts";
 
-const NAME_HELP =
-  "IMAGE: a tag, the manifest's or config's digest (sha256:HEX or HEX), or refs/NAME.";
+const NAME_HELP = "IMAGE: a tag, or @sha256:HEX (a manifest digest); also sha256:HEX or HEX.";
 
-const IMAGES_USAGE = `usage: cfs oci images
+const IMAGES_USAGE = `usage: cfs oci images [--json]
 
-Lists tags: tag, manifest digest, platform, layer count, creation time (--json: one array).`;
-const INSPECT_USAGE = `usage: cfs oci inspect IMAGE
+Lists the tagged images: tag, manifest digest, architecture, layers, referrers (as cfsctl);
+--json prints {"images": [...]} with cfsctl's fields.`;
+const INSPECT_USAGE = `usage: cfs oci inspect IMAGE [--manifest|--config]
 
-Prints the manifest, config, layers (with stream ids), tags and committed images as JSON.
-${NAME_HELP}`;
-const TAG_USAGE = `usage: cfs oci tag IMAGE TAG
+Prints the manifest and config (as stored), referrers and linked EROFS images as JSON; with
+--manifest or --config only that document, byte for byte. ${NAME_HELP}`;
+const TAG_USAGE = `usage: cfs oci tag DIGEST NAME
 
-Points TAG at IMAGE's manifest (replacing what TAG pointed at). Tags are gc roots.
-${NAME_HELP}`;
-const UNTAG_USAGE = `usage: cfs oci untag TAG
+Points NAME at the image whose manifest digest is DIGEST (sha256:HEX; also any IMAGE name).
+Tags are gc roots.`;
+const UNTAG_USAGE = `usage: cfs oci untag NAME
 
-Removes TAG; the image's streams and objects go at the next gc unless something else keeps them.`;
+Removes the tag NAME; what only it kept alive goes at the next gc.`;
 const CREATE_IMAGE_USAGE = `usage: cfs oci create-image [--bootable] IMAGE
 
-Writes the image's EROFS and records it (images/refs/oci-config-sha256:HEX[.boot]); prints the id.
-${NAME_HELP}`;
+Makes the image's EROFS images (every format of the repository) and links them from its
+config, as a pull does; prints the id of the default format's. ${NAME_HELP}`;
 const MOUNT_USAGE = `usage: cfs oci mount [--bootable] IMAGE MOUNTPOINT
 
-Mounts the image (committing its EROFS first when it is not yet); needs root.
-${NAME_HELP}`;
-const FSCK_USAGE = `usage: cfs oci fsck [IMAGE]
+Mounts the image's linked EROFS image of the repository's format (the bootable one with
+--bootable); needs root. ${NAME_HELP}`;
+const FSCK_USAGE = `usage: cfs oci fsck [IMAGE] [--json]
 
-Checks every tagged image (or IMAGE) down to its layer streams' content and objects.
-Exit 1 when a problem is found.`;
+The repository check (cfs fsck) plus every tagged image's (or IMAGE's): manifest and config
+digests, their links, every layer stream. Exit 1 when a problem is found (--json: 0, as cfsctl).`;
 
 function help(usage: string): number {
   println(usage);
   return 0;
 }
 
-function platformOf(config: Record<string, unknown>): string {
-  const os = typeof config.os === "string" ? config.os : "?";
-  const arch = typeof config.architecture === "string" ? config.architecture : "?";
-  const variant = typeof config.variant === "string" ? `/${config.variant}` : "";
-  return `${os}/${arch}${variant}`;
-}
-
-const imagesCommand: CommandHandler = async (args, globals) => {
+const imagesCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
+    json: { type: "boolean" },
   }, IMAGES_USAGE);
-  if (values.help) return help(IMAGES_USAGE);
+  if (values.help) return Promise.resolve(help(IMAGES_USAGE));
   if (positionals.length) throw new UsageError("no arguments expected", IMAGES_USAGE);
   const repo = openReadOnly(globals);
+  const images = [];
+  const broken: Array<{ name: string; error: string }> = [];
   try {
-    const rows = [];
     for (const t of listTags(repo)) {
       try {
-        const img = await findImage(repo, t.tag);
-        rows.push({
-          tag: t.tag,
-          manifest: `sha256:${img.manifestSha256}`,
-          config: `sha256:${img.configSha256}`,
-          platform: platformOf(img.config),
-          layers: Array.isArray(img.manifest?.layers) ? img.manifest.layers.length : 0,
-          created: typeof img.config.created === "string" ? img.config.created : null,
+        const img = OciImage.open(repo, t.manifestDigest);
+        images.push({
+          name: t.tag,
+          manifest_digest: t.manifestDigest,
+          is_container: img.isContainerImage,
+          architecture: img.architecture,
+          os: img.os,
+          created: img.created ?? null,
+          layer_count: img.layerDescriptors.length,
+          referrer_count: 0,
         });
       } catch (e) {
-        rows.push({ tag: t.tag, error: (e as Error).message });
-      }
-    }
-    if (globals.json) {
-      println(JSON.stringify(rows));
-    } else {
-      println(["TAG", "MANIFEST", "PLATFORM", "LAYERS", "CREATED"].join("\t"));
-      for (const r of rows) {
-        if ("error" in r) println(`${r.tag}\t(broken: ${r.error})`);
-        else {
-          println(
-            [r.tag, r.manifest.slice(0, 19), r.platform, r.layers, r.created ?? "-"].join("\t"),
-          );
-        }
+        broken.push({ name: t.tag, error: (e as Error).message });
       }
     }
   } finally {
     repo.close();
   }
-  return 0;
+  for (const b of broken) {
+    Deno.stderr.writeSync(new TextEncoder().encode(`cfs: skipping image ${b.name}: ${b.error}\n`));
+  }
+  if (globals.json || values.json) {
+    println(JSON.stringify({ images }, null, 2));
+  } else if (images.length === 0) {
+    println("No images found");
+  } else {
+    printTable(
+      ["NAME", "DIGEST", "ARCH", "LAYERS", "REFS"],
+      images.map((i) => [
+        i.name,
+        i.manifest_digest.replace(/^sha256:/, "").slice(0, 12),
+        i.architecture || "artifact",
+        String(i.layer_count),
+        String(i.referrer_count),
+      ]),
+    );
+  }
+  return Promise.resolve(0);
 };
 
-const inspectCommand: CommandHandler = async (args, globals) => {
+const inspectCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
+    manifest: { type: "boolean" },
+    config: { type: "boolean" },
   }, INSPECT_USAGE);
-  if (values.help) return help(INSPECT_USAGE);
+  if (values.help) return Promise.resolve(help(INSPECT_USAGE));
   if (positionals.length !== 1) {
     throw new UsageError("exactly one IMAGE is required", INSPECT_USAGE);
   }
+  if (values.manifest && values.config) {
+    throw new UsageError("--manifest and --config exclude each other", INSPECT_USAGE);
+  }
   const repo = openReadOnly(globals);
   try {
-    const img = await findImage(repo, positionals[0]);
-    const diffIds = (img.config.rootfs as { diff_ids?: string[] })?.diff_ids ?? [];
-    const images: Record<string, string | null> = {};
-    for (const boot of [false, true]) {
-      const ref = configImageRef(img.configSha256, boot);
-      try {
-        images[boot ? "composefs.image.boot" : "composefs.image"] = repo.resolveImage(ref);
-      } catch {
-        images[boot ? "composefs.image.boot" : "composefs.image"] = null;
-      }
+    const img = openImage(repo, positionals[0]);
+    if (values.manifest || values.config) {
+      writeStdout(values.manifest ? img.manifestJson : img.configJson);
+      println("");
+      return Promise.resolve(0);
     }
-    println(JSON.stringify(
-      {
-        manifest: img.manifestSha256 ? `sha256:${img.manifestSha256}` : null,
-        manifestVerity: img.manifestId ? toHex(img.manifestId) : null,
-        config: `sha256:${img.configSha256}`,
-        configVerity: toHex(img.configId),
-        tags: img.manifestSha256 ? tagsOf(repo, img.manifestSha256) : [],
-        platform: platformOf(img.config),
-        layers: diffIds.map((d) => ({
-          diffId: d,
-          verity: repo.hasStream(d.slice(7)) ? toHex(repo.hasStream(d.slice(7))!) : null,
-        })),
-        images,
-        manifestDocument: img.manifest ?? null,
-        configDocument: img.config,
-      },
-      null,
-      globals.json ? undefined : 2,
-    ));
+    const version = repo.erofsVersion;
+    const out: Record<string, unknown> = {
+      manifest: new TextDecoder().decode(img.manifestJson),
+      config: new TextDecoder().decode(img.configJson),
+      referrers: [],
+      composefs_erofs: img.imageRef(version)?.hex ?? null,
+      composefs_boot_erofs: img.bootImageRef(version)?.hex ?? null,
+    };
+    if (globals.json) {
+      // cfs's extras for scripts: ids, tags and layers resolved.
+      Object.assign(out, {
+        manifest_digest: img.manifestDigest,
+        manifest_verity: img.manifestId.hex,
+        config_digest: img.configDigest,
+        config_verity: img.configId.hex,
+        tags: tagsOf(repo, img.manifestDigest),
+        layers: img.diffIds.map((d) => ({ diff_id: d, verity: img.layers.get(d)?.hex ?? null })),
+      });
+    }
+    println(JSON.stringify(out, null, 2));
   } finally {
     repo.close();
   }
-  return 0;
+  return Promise.resolve(0);
 };
 
-const tagCommand: CommandHandler = async (args, globals) => {
+const tagCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
   }, TAG_USAGE);
-  if (values.help) return help(TAG_USAGE);
-  if (positionals.length !== 2) throw new UsageError("IMAGE and TAG are required", TAG_USAGE);
+  if (values.help) return Promise.resolve(help(TAG_USAGE));
+  if (positionals.length !== 2) throw new UsageError("DIGEST and NAME are required", TAG_USAGE);
   const repo = openRepo(globals);
   try {
-    const img = await findImage(repo, positionals[0]);
-    if (!img.manifestSha256) {
-      throw new RepositoryError(
-        `'${
-          positionals[0]
-        }' names a config, not a manifest: tag the image by tag or manifest digest`,
-      );
-    }
-    tagImage(repo, positionals[1], img.manifestSha256);
-    if (globals.json) {
-      println(JSON.stringify({ tag: positionals[1], manifest: `sha256:${img.manifestSha256}` }));
-    }
+    const [from, name] = positionals;
+    const digest = /^sha256:[0-9a-f]{64}$/.test(from) &&
+        repo.hasStream(manifestContentId(from))
+      ? from
+      : openImage(repo, from).manifestDigest;
+    tagImage(repo, name, digest);
+    println(globals.json ? JSON.stringify({ tag: name, manifest: digest }) : `Tagged ${digest} as ${name}`);
   } finally {
     repo.close();
   }
-  return 0;
+  return Promise.resolve(0);
 };
 
 const untagCommand: CommandHandler = (args, globals) => {
@@ -176,12 +188,13 @@ const untagCommand: CommandHandler = (args, globals) => {
     help: { type: "boolean", short: "h" },
   }, UNTAG_USAGE);
   if (values.help) return Promise.resolve(help(UNTAG_USAGE));
-  if (positionals.length !== 1) throw new UsageError("exactly one TAG is required", UNTAG_USAGE);
+  if (positionals.length !== 1) throw new UsageError("exactly one NAME is required", UNTAG_USAGE);
   const repo = openRepo(globals);
   try {
     if (!untagImage(repo, positionals[0])) {
       throw new RepositoryError(`no image tagged '${positionals[0]}' in ${repo.path}`);
     }
+    println(globals.json ? JSON.stringify({ removed: positionals[0] }) : `Removed tag ${positionals[0]}`);
   } finally {
     repo.close();
   }
@@ -199,9 +212,13 @@ const createImageCommand: CommandHandler = async (args, globals) => {
   }
   const repo = openRepo(globals);
   try {
-    const img = await findImage(repo, positionals[0]);
-    const id = await commitOciImage(repo, img.configSha256, values.bootable);
-    println(globals.json ? JSON.stringify({ id: toHex(id) }) : toHex(id));
+    const img = openImage(repo, positionals[0]);
+    const r = await commitOciImages(repo, img.manifestDigest, img.manifestId, {
+      bootable: values.bootable,
+    });
+    if (!r) throw new RepositoryError(`${img.manifestDigest} is an artifact: it has no file system`);
+    const id = values.bootable ? r.bootImage! : r.image;
+    println(globals.json ? JSON.stringify({ id: id.hex }) : id.hex);
   } finally {
     repo.close();
   }
@@ -217,48 +234,75 @@ const mountCommand: CommandHandler = async (args, globals) => {
   if (positionals.length !== 2) {
     throw new UsageError("IMAGE and MOUNTPOINT are required", MOUNT_USAGE);
   }
-  const repo = openRepo(globals);
+  const repo = openReadOnly(globals);
   try {
-    const img = await findImage(repo, positionals[0]);
-    let id: string;
-    try {
-      id = repo.resolveImage(configImageRef(img.configSha256, values.bootable));
-    } catch {
-      id = toHex(await commitOciImage(repo, img.configSha256, values.bootable));
+    const img = openImage(repo, positionals[0]);
+    const id = values.bootable
+      ? img.bootImageRef(repo.erofsVersion)
+      : img.imageRef(repo.erofsVersion);
+    if (!id) {
+      throw new RepositoryError(
+        values.bootable
+          ? `no boot EROFS image linked for ${positionals[0]}: pull it with --bootable`
+          : `no composefs EROFS image linked for ${positionals[0]}: pull it again`,
+      );
     }
-    await mountImage(repo, id, positionals[1]);
+    await mountImage(repo, id.hex, positionals[1]);
   } finally {
     repo.close();
   }
   return 0;
 };
 
-const fsckCommand: CommandHandler = async (args, globals) => {
+const fsckCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
+    json: { type: "boolean" },
   }, FSCK_USAGE);
-  if (values.help) return help(FSCK_USAGE);
+  if (values.help) return Promise.resolve(help(FSCK_USAGE));
   if (positionals.length > 1) throw new UsageError("at most one IMAGE", FSCK_USAGE);
   const repo = openReadOnly(globals);
-  let reports;
+  let report;
   try {
-    reports = positionals.length
-      ? [await fsckImage(repo, positionals[0])]
-      : await fsckAllImages(repo);
+    report = fsckOci(repo, positionals[0]);
   } finally {
     repo.close();
   }
-  const bad = reports.filter((r) => r.problems.length > 0).length;
-  if (globals.json) {
-    println(JSON.stringify({ images: reports, ok: bad === 0 }));
-  } else {
-    for (const r of reports) {
-      if (r.problems.length === 0) println(`ok ${r.image} (${r.layersChecked} layers)`);
-      for (const p of r.problems) println(`error ${r.image}: ${p}`);
-    }
-    println(`${reports.length} images checked, ${bad} with problems`);
+  if (globals.json || values.json) {
+    const r = report.repo;
+    println(JSON.stringify(
+      {
+        ok: report.ok,
+        images_checked: report.imagesChecked,
+        images_corrupted: report.imagesCorrupted,
+        errors: report.errors.map(formatOciProblem),
+        repo: {
+          ok: r.ok,
+          has_metadata: r.hasMetadata,
+          objects_checked: r.objectsChecked,
+          objects_corrupted: r.objectsCorrupted,
+          streams_checked: r.streamsChecked,
+          streams_corrupted: r.streamsCorrupted,
+          images_checked: r.imagesChecked,
+          images_corrupted: r.imagesCorrupted,
+          broken_links: r.brokenLinks,
+          missing_objects: r.missingObjects,
+          errors: r.errors.map(formatProblem),
+        },
+      },
+      null,
+      2,
+    ));
+    return Promise.resolve(0);
   }
-  return bad === 0 ? 0 : 1;
+  let text = formatFsckReport(report.repo);
+  text += `oci images: ${report.imagesChecked - report.imagesCorrupted}/${report.imagesChecked} ok\n`;
+  if (report.errors.length > 0) {
+    text += `oci errors: ${report.errors.length}\n`;
+    for (const e of report.errors) text += `  - ${formatOciProblem(e)}\n`;
+  }
+  Deno.stdout.writeSync(new TextEncoder().encode(text));
+  return Promise.resolve(report.ok ? 0 : 1);
 };
 
 /** `oci` subcommands defined here, by name. */

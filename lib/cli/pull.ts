@@ -11,8 +11,8 @@ import { loadHooks } from "../pipeline/hooks.ts";
 import { loadConfig } from "../config.ts";
 import { createLogger, Field, HOOK_LOADED } from "../log.ts";
 import { type BootEntry, bootEntryToJson, displayName, findBootEntries } from "../boot/entries.ts";
-import { findImage } from "../oci/store.ts";
-import { createFilesystem } from "../oci/image.ts";
+import { openImage } from "../oci/store.ts";
+import { ociFilesystem } from "../oci/commit.ts";
 import { REPO_ALGORITHMS, type RepoAlgorithm } from "../repository.ts";
 import { toHex } from "../fsverity/digest.ts";
 
@@ -131,10 +131,10 @@ export const pullCommand: CommandHandler = async (args, globals) => {
         upgraded: r.upgraded,
         secure: r.secure,
         manifest: r.pull.manifestDigest,
-        manifestVerity: toHex(r.pull.manifestVerity),
+        manifestVerity: r.pull.manifestVerity.hex,
         config: r.pull.configDigest,
-        configVerity: toHex(r.pull.configStreamId),
-        layers: r.pull.layers.map((l) => ({ ...l, verity: toHex(l.verity) })),
+        configVerity: r.pull.configVerity.hex,
+        layers: r.pull.layers.map((l) => ({ ...l, verity: l.verity.hex })),
         layersImported: r.pull.layersImported,
         localFetch: r.pull.localFetch ?? null,
         tag,
@@ -145,8 +145,8 @@ export const pullCommand: CommandHandler = async (args, globals) => {
       },
     }));
   } else {
-    println(`manifest ${r.pull.manifestDigest} verity ${toHex(r.pull.manifestVerity)}`);
-    println(`config ${r.pull.configDigest} verity ${toHex(r.pull.configStreamId)}`);
+    println(`manifest ${r.pull.manifestDigest} verity ${r.pull.manifestVerity.hex}`);
+    println(`config ${r.pull.configDigest} verity ${r.pull.configVerity.hex}`);
     for (const t of r.tags) println(`tag ${t}`);
     println(`image ${r.imageId}`);
     for (const e of r.entries) println(`entry ${entryLine(e)}`);
@@ -168,8 +168,7 @@ export const bootEntriesCommand: CommandHandler = async (args, globals) => {
   }
   const repo = openReadOnly(globals);
   try {
-    const img = await findImage(repo, positionals[0]);
-    const fs = await createFilesystem(repo, img.configSha256);
+    const fs = await ociFilesystem(repo, openImage(repo, positionals[0]));
     const entries = findBootEntries(fs, (c) => repo.readObject(c.digest));
     if (globals.json) println(JSON.stringify(entries.map(bootEntryToJson)));
     else for (const e of entries) println(entryLine(e));

@@ -1,23 +1,35 @@
 /**
- * Repository commands: `init`, `fsck`, `gc`.
+ * Repository commands, as cfsctl 0.9.4 has them: `init`, `fsck`, `gc`, `images` (the named
+ * image refs), `cat` (in oci.ts).
  *
  * @module
  */
 import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
-import { REPO_ALGORITHMS, type RepoAlgorithm, Repository } from "../repository.ts";
-import { openRepo, repoPath } from "./repo_path.ts";
+import {
+  formatFsckReport,
+  formatProblem,
+  REPO_ALGORITHMS,
+  type RepoAlgorithm,
+  Repository,
+} from "../repository/mod.ts";
+import { parseErofsVersion } from "../erofs/format.ts";
+import { openReadOnly, openRepo, repoPath } from "./repo_path.ts";
 
-const INIT_USAGE =
-  `usage: cfs init [PATH] [--algorithm fsverity-sha512-12|fsverity-sha256-12] [--insecure]
+const INIT_USAGE = `usage: cfs init [PATH] [--algorithm fsverity-sha512-12|fsverity-sha256-12]
+                [--insecure] [--erofs-version 0|1|2]
 
-Creates a repository at PATH (default: --repo). A secure repository (the default) needs a
-file system with fs-verity; --insecure makes one that computes digests in user space.`;
+Creates a repository at PATH (default: --repo), as cfsctl init: meta.json with the digest
+algorithm (default fsverity-sha512-12) and the EROFS format of its images (default 1; 2 is
+the legacy composefs-rs format, 0 plain C mkcomposefs). A secure repository (the default)
+needs a file system with fs-verity; --insecure makes one that computes digests in user space.
+Running it again with the same settings changes nothing; different ones are an error.`;
 
 /** `cfs init` */
 export const initCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     algorithm: { type: "string" },
     insecure: { type: "boolean" },
+    "erofs-version": { type: "string" },
     help: { type: "boolean", short: "h" },
   }, INIT_USAGE);
   if (values.help) return Promise.resolve(help(INIT_USAGE));
@@ -29,17 +41,34 @@ export const initCommand: CommandHandler = (args, globals) => {
       INIT_USAGE,
     );
   }
+  let erofsVersion = globals.erofsVersion;
+  if (values["erofs-version"] !== undefined) {
+    erofsVersion = parseErofsVersion(values["erofs-version"]);
+    if (erofsVersion === undefined) {
+      throw new UsageError(
+        `--erofs-version takes 0, 1 or 2, not '${values["erofs-version"]}'`,
+        INIT_USAGE,
+      );
+    }
+  }
   const path = positionals[0] ?? repoPath(globals);
   const repo = Repository.init(path, {
     algorithm: algorithm as RepoAlgorithm,
     insecure: values.insecure,
+    erofsVersion,
   });
   if (globals.json) {
-    println(JSON.stringify({ path, algorithm: repo.meta.algorithm, secure: repo.secure }));
+    println(JSON.stringify({
+      path,
+      algorithm: repo.meta.algorithm,
+      secure: repo.secure,
+      erofsVersion: repo.erofsVersion,
+    }));
   } else {
-    println(`initialized ${path}`);
+    println(`Initialized composefs repository at ${path}`);
     println(`  algorithm: ${repo.meta.algorithm}`);
     println(`  verity:    ${repo.secure ? "required" : "not required (insecure)"}`);
+    println(`  erofs:     version ${repo.erofsVersion}`);
   }
   repo.close();
   return Promise.resolve(0);
@@ -47,7 +76,12 @@ export const initCommand: CommandHandler = (args, globals) => {
 
 const FSCK_USAGE = `usage: cfs fsck [--json]
 
-Re-measures every object, checks every image, stream and ref. Exit 1 when anything is wrong.`;
+Checks the repository as cfsctl fsck does: every object is read and hashed (and its
+fs-verity measured in a secure repository), every stream and image link must resolve, every
+stream must parse and every object it or an image refers to must exist, every ref must
+resolve. Prints one line per error (\`fsck: KIND: PATH: DETAIL\`) and exits 1 when there is
+any; with --json, the report as JSON (exit status 0 unless the check itself fails, as cfsctl).
+Warnings (leftovers of interrupted writes, streams in cfsctl 0.3.0's format) are not errors.`;
 
 /** `cfs fsck` */
 export const fsckCommand: CommandHandler = (args, globals) => {
@@ -56,54 +90,110 @@ export const fsckCommand: CommandHandler = (args, globals) => {
     help: { type: "boolean", short: "h" },
   }, FSCK_USAGE);
   if (values.help) return Promise.resolve(help(FSCK_USAGE));
-  const repo = Repository.open(repoPath(globals), { upgrade: false });
-  const report = repo.fsck();
-  repo.close();
-  if (globals.json || values.json) {
-    println(JSON.stringify(report));
-  } else {
-    for (const p of report.problems) println(`error: ${p.path}: ${p.problem}`);
-    for (const w of report.warnings) println(`warning: ${w.path}: ${w.problem}`);
-    println(
-      `${
-        report.ok ? "ok" : "FAILED"
-      }: ${report.objects} objects, ${report.images} images, ${report.streams} streams, ${report.refs} refs, ${report.problems.length} problems`,
-    );
+  const repo = openReadOnly(globals);
+  let report;
+  try {
+    report = repo.fsck();
+  } finally {
+    repo.close();
   }
+  if (globals.json || values.json) {
+    println(JSON.stringify({
+      ok: report.ok,
+      has_metadata: report.hasMetadata,
+      objects_checked: report.objectsChecked,
+      objects_corrupted: report.objectsCorrupted,
+      streams_checked: report.streamsChecked,
+      streams_corrupted: report.streamsCorrupted,
+      images_checked: report.imagesChecked,
+      images_corrupted: report.imagesCorrupted,
+      broken_links: report.brokenLinks,
+      missing_objects: report.missingObjects,
+      errors: report.errors.map(formatProblem),
+      problems: report.errors,
+      warnings: report.warnings,
+    }, null, 2));
+    return Promise.resolve(0);
+  }
+  Deno.stdout.writeSync(new TextEncoder().encode(formatFsckReport(report)));
   return Promise.resolve(report.ok ? 0 : 1);
 };
 
-const GC_USAGE = `usage: cfs gc [--dry-run] [--root NAME]...
+const GC_USAGE = `usage: cfs gc [--dry-run|-n] [--root|-r NAME]...
 
-Removes images no ref points to (--root keeps more), streams no ref under streams/refs
-reaches, objects no live image or stream uses, and temporary files left by interrupted writes.`;
+Garbage collection as cfsctl gc does it: keeps every object an image ref, a stream ref (a
+tag keeps its manifest, config, layers and the config's images) or a --root (an image id or
+a stream name) reaches, and removes the rest; then prunes links left pointing nowhere and
+temporary files of interrupted writes. --dry-run only counts.`;
 
 /** `cfs gc` */
 export const gcCommand: CommandHandler = (args, globals) => {
   const { values } = parseCommandArgs(args, {
-    "dry-run": { type: "boolean" },
-    root: { type: "string", multiple: true },
+    "dry-run": { type: "boolean", short: "n" },
+    root: { type: "string", short: "r", multiple: true },
     help: { type: "boolean", short: "h" },
   }, GC_USAGE);
   if (values.help) return Promise.resolve(help(GC_USAGE));
-  const repo = openRepo(globals);
-  const report = repo.gc({ dryRun: values["dry-run"], roots: values.root });
-  repo.close();
+  const repo = values["dry-run"] ? openReadOnly(globals) : openRepo(globals);
+  let report;
+  try {
+    report = repo.gc({ dryRun: values["dry-run"], roots: values.root });
+  } finally {
+    repo.close();
+  }
   if (globals.json) {
     println(JSON.stringify(report));
   } else {
-    const verb = report.dryRun ? "would remove" : "removed";
-    for (const i of report.removedImages) println(`${verb} image ${i}`);
-    for (const r of report.removedImageRefs) println(`${verb} image ref ${r}`);
-    for (const st of report.removedStreams) println(`${verb} stream ${st}`);
-    for (const o of report.removedObjects) println(`${verb} object ${o}`);
-    for (const t of report.removedTemporary) println(`${verb} temporary ${t}`);
-    println(
-      `${verb} ${report.removedImages.length} images, ${report.removedObjects.length} objects (${report.freedBytes} bytes); kept ${report.keptObjects} objects`,
-    );
+    if (report.dryRun) println("Dry run (no files deleted):");
+    println(`Objects: ${report.objectsRemoved} removed (${report.objectsBytes} bytes)`);
+    if (report.imagesPruned > 0 || report.streamsPruned > 0) {
+      println(`Pruned symlinks: ${report.imagesPruned} images, ${report.streamsPruned} streams`);
+    }
+    if (report.removedTemporary.length > 0) {
+      println(`Temporary files: ${report.removedTemporary.length} removed`);
+    }
   }
   return Promise.resolve(0);
 };
+
+const IMAGES_USAGE = `usage: cfs images [--json] [--no-trunc]
+
+Lists the named image refs (images/refs/NAME) and the image each names, as cfsctl images.`;
+
+/** `cfs images` */
+export const imagesCommand: CommandHandler = (args, globals) => {
+  const { values } = parseCommandArgs(args, {
+    json: { type: "boolean" },
+    "no-trunc": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, IMAGES_USAGE);
+  if (values.help) return Promise.resolve(help(IMAGES_USAGE));
+  const repo = openReadOnly(globals);
+  const refs = repo.listImages().refs;
+  repo.close();
+  const images = refs.map((r) => ({ name: r.name, digest: r.id?.hex ?? "" }));
+  if (globals.json || values.json) {
+    println(JSON.stringify({ images }, null, 2));
+  } else if (images.length === 0) {
+    println("No images found");
+  } else {
+    const rows = images.map((i) => [
+      i.name,
+      values["no-trunc"] ? i.digest : i.digest.slice(0, 12),
+    ]);
+    printTable(["NAME", "DIGEST"], rows);
+  }
+  return Promise.resolve(0);
+};
+
+/** Prints rows as an aligned table under a header. */
+export function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ");
+  println(line(header));
+  for (const r of rows) println(line(r));
+}
 
 function help(usage: string): number {
   println(usage);

@@ -1,116 +1,163 @@
 /**
- * `oci fsck`: checks pulled images end to end, from the tag down to every object: the
- * manifest and config streams hold content whose sha256 is their name, the manifest's
- * digest map points at the config stream that is stored, the config's digest map points
- * at the layer streams that are stored, and each layer stream's content (its objects read
- * and verified) has the config's diff_id as sha256. Problems are collected, not thrown, so
- * one report covers every image.
+ * `oci fsck`: the repository check (repository/fsck.ts) plus composefs-oci 0.9.4's checks of
+ * every tagged image (or one): the manifest stream holds bytes whose sha256 is the manifest
+ * digest, names its config stream (`config:<digest>`), the config's bytes hash to its digest,
+ * the config names a stream for every layer (`<diff_id>`), and each such stream and its object
+ * exist. Errors carry 0.9.4's kinds (`fsck: manifest-digest-mismatch: TAG: ...`).
  *
  * @module
  */
-import { createHash } from "node:crypto";
-import type { Repository } from "../repository.ts";
-import { parseSplitStream } from "../splitstream.ts";
-import { findImage, listTags, readStoredStream } from "./store.ts";
-import { fromHex, toHex } from "../fsverity/digest.ts";
+import { ObjectId, type Repository } from "../repository/mod.ts";
+import type { FsckReport } from "../repository/fsck.ts";
+import { CONTENT_TYPE } from "../splitstream/format.ts";
+import {
+  configContentId,
+  layerContentId,
+  listTags,
+  manifestContentId,
+  MEDIA_TYPE_IMAGE_CONFIG,
+  readExternalStream,
+  resolveTag,
+  sha256Digest,
+} from "./store.ts";
 
-/** The result for one image. */
-export interface ImageFsckReport {
-  /** What was checked (the tag or name given). */
-  image: string;
-  /** `sha256:...` of the manifest, when the name led to one. */
-  manifest?: string;
-  /** `sha256:...` of the config. */
-  config?: string;
-  /** Layer streams whose content was read and hashed. */
-  layersChecked: number;
-  /** One line per problem; empty when the image is whole. */
-  problems: string[];
+/** One OCI-level problem: its kind, the image's name and what is wrong. */
+export interface OciFsckProblem {
+  /** `manifest-read-failed`, `config-digest-mismatch`, `layer-stream-missing`, ... */
+  kind: string;
+  /** The tag concerned. */
+  name: string;
+  /** The rest of the message. */
+  detail: string;
 }
 
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
+/** The repository report plus the images'. */
+export interface OciFsckReport {
+  /** The repository-level check. */
+  repo: FsckReport;
+  /** Tagged images checked. */
+  imagesChecked: number;
+  /** Images with at least one problem. */
+  imagesCorrupted: number;
+  /** Every OCI-level problem. */
+  errors: OciFsckProblem[];
+  /** Both levels clean. */
+  ok: boolean;
 }
 
-/** Checks one image (a tag or any name {@link findImage} takes). */
-export async function fsckImage(repo: Repository, name: string): Promise<ImageFsckReport> {
-  const report: ImageFsckReport = { image: name, layersChecked: 0, problems: [] };
+/** `fsck: KIND: NAME: DETAIL`, as cfsctl prints OCI errors. */
+export function formatOciProblem(p: OciFsckProblem): string {
+  return `fsck: ${p.kind}: ${p.name}${p.detail ? `: ${p.detail}` : ""}`;
+}
+
+function checkImage(
+  repo: Repository,
+  name: string,
+  manifestDigest: string,
+  errors: OciFsckProblem[],
+): void {
+  const err = (kind: string, detail: string): void => {
+    errors.push({ kind, name, detail });
+  };
+  let manifest;
   try {
-    const img = await findImage(repo, name);
-    report.manifest = img.manifestSha256 && `sha256:${img.manifestSha256}`;
-    report.config = `sha256:${img.configSha256}`;
-    if (img.manifestSha256) {
-      const m = await readStoredStream(repo, img.manifestSha256);
-      if (sha256Hex(m.content) !== img.manifestSha256) {
-        report.problems.push(`manifest stream ${img.manifestSha256}: content has another sha256`);
-      }
-    }
-    const c = await readStoredStream(repo, img.configSha256);
-    if (sha256Hex(c.content) !== img.configSha256) {
-      report.problems.push(`config stream ${img.configSha256}: content has another sha256`);
-    }
-    const diffIds = (img.config.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
-    if (!Array.isArray(diffIds) || !diffIds.every((d) => typeof d === "string")) {
-      report.problems.push(`config ${img.configSha256}: rootfs.diff_ids is not a list`);
-      return report;
-    }
-    const layers = img.manifest?.layers;
-    if (Array.isArray(layers) && layers.length !== diffIds.length) {
-      report.problems.push(
-        `manifest ${img.manifestSha256}: ${layers.length} layers, config has ${diffIds.length} diff_ids`,
-      );
-    }
-    for (const diffId of diffIds as string[]) {
-      const hex = diffId.startsWith("sha256:") ? diffId.slice(7) : "";
-      if (!/^[0-9a-f]{64}$/.test(hex)) {
-        report.problems.push(`config ${img.configSha256}: diff_id ${diffId} is not sha256`);
-        continue;
-      }
-      const recorded = c.reader.lookup(fromHex(hex));
-      const stored = repo.hasStream(hex);
-      if (!stored) {
-        report.problems.push(`layer ${diffId}: stream missing`);
-        continue;
-      }
-      if (!recorded || toHex(recorded) !== toHex(stored)) {
-        report.problems.push(`layer ${diffId}: stream is not the one the config recorded`);
-        continue;
-      }
-      try {
-        const { bytes } = repo.readStream(hex);
-        const stream = parseSplitStream(bytes, {
-          name: `layer stream ${hex}`,
-          objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
-        });
-        const h = createHash("sha256");
-        for await (const chunk of stream.cat((id) => repo.readObject(id))) h.update(chunk);
-        if (h.digest("hex") !== hex) {
-          report.problems.push(`layer ${diffId}: content has another sha256`);
-        }
-      } catch (e) {
-        report.problems.push(`layer ${diffId}: ${(e as Error).message}`);
-      }
-      report.layersChecked++;
-    }
+    manifest = readExternalStream(repo, manifestContentId(manifestDigest), CONTENT_TYPE.ociManifest);
   } catch (e) {
-    report.problems.push((e as Error).message);
+    return err("manifest-read-failed", (e as Error).message);
   }
-  return report;
+  const actual = sha256Digest(manifest.data);
+  if (actual !== manifestDigest) {
+    return err("manifest-digest-mismatch", `expected ${manifestDigest}, got ${actual}`);
+  }
+  let doc: { config?: { digest?: unknown; mediaType?: unknown }; layers?: unknown };
+  try {
+    doc = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(manifest.data));
+  } catch (e) {
+    return err("manifest-parse-failed", (e as Error).message);
+  }
+  const configDigest = typeof doc?.config?.digest === "string" ? doc.config.digest : "";
+  const configId = manifest.namedRefs.get(`config:${configDigest}`);
+  if (!configId) return err("config-ref-missing", configDigest);
+  let config;
+  try {
+    config = readExternalStream(
+      repo,
+      configContentId(configDigest),
+      CONTENT_TYPE.ociConfig,
+      configId,
+    );
+  } catch (e) {
+    return err("config-read-failed", (e as Error).message);
+  }
+  const configActual = sha256Digest(config.data);
+  if (configActual !== configDigest) {
+    return err("config-digest-mismatch", `expected ${configDigest}, got ${configActual}`);
+  }
+  const container = doc.config?.mediaType === MEDIA_TYPE_IMAGE_CONFIG ||
+    doc.config?.mediaType === "application/vnd.docker.container.image.v1+json";
+  if (container) {
+    let parsed: { rootfs?: { diff_ids?: unknown } };
+    try {
+      parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(config.data));
+    } catch (e) {
+      return err("config-parse-failed", (e as Error).message);
+    }
+    const diffIds = Array.isArray(parsed?.rootfs?.diff_ids) ? parsed.rootfs.diff_ids : [];
+    for (const d of diffIds) {
+      if (typeof d !== "string") continue;
+      const id = config.namedRefs.get(d);
+      if (!id) {
+        err("layer-ref-missing", d);
+        continue;
+      }
+      if (!/^sha256:[0-9a-f]{64}$/.test(d)) {
+        err("layer-check-failed", `${d}: Invalid diff_id`);
+        continue;
+      }
+      if (!repo.hasStream(layerContentId(d))) err("layer-stream-missing", d);
+      if (!repo.hasObject(id)) err("layer-object-missing", `${d}: object ${id.hex} is missing`);
+    }
+  } else {
+    const layers = Array.isArray(doc.layers) ? doc.layers as Array<{ digest?: unknown }> : [];
+    for (const l of layers) {
+      if (typeof l?.digest !== "string") continue;
+      const id: ObjectId | undefined = manifest.namedRefs.get(l.digest);
+      if (!id) err("artifact-layer-ref-missing", l.digest);
+      else if (!repo.hasObject(id)) {
+        err("artifact-layer-object-missing", `${l.digest}: object ${id.hex} is missing`);
+      }
+    }
+  }
 }
 
-/** Checks every tagged image (a dangling tag is a problem of its own). */
-export async function fsckAllImages(repo: Repository): Promise<ImageFsckReport[]> {
-  const out: ImageFsckReport[] = [];
-  for (const t of listTags(repo)) {
-    if (t.manifestSha256 === null) {
-      out.push({
-        image: t.tag,
-        layersChecked: 0,
-        problems: ["tag does not point at a sha256 stream"],
-      });
-    } else {
-      out.push(await fsckImage(repo, t.tag));
+/** Checks the repository and every tagged image, or only `name` (a tag). */
+export function fsckOci(repo: Repository, name?: string): OciFsckReport {
+  const report: OciFsckReport = {
+    repo: repo.fsck(),
+    imagesChecked: 0,
+    imagesCorrupted: 0,
+    errors: [],
+    ok: true,
+  };
+  const check = (tag: string, manifestDigest: string) => {
+    report.imagesChecked++;
+    const before = report.errors.length;
+    checkImage(repo, tag, manifestDigest, report.errors);
+    if (report.errors.length > before) report.imagesCorrupted++;
+  };
+  if (name !== undefined) {
+    try {
+      const r = resolveTag(repo, name);
+      if (!r) throw new Error(`OCI reference not found: ${name}`);
+      check(name, r.manifestDigest);
+    } catch (e) {
+      report.imagesChecked++;
+      report.imagesCorrupted++;
+      report.errors.push({ kind: "ref-resolve-failed", name, detail: (e as Error).message });
     }
+  } else {
+    for (const t of listTags(repo)) check(t.tag, t.manifestDigest);
   }
-  return out;
+  report.ok = report.repo.ok && report.errors.length === 0;
+  return report;
 }

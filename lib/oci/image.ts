@@ -21,10 +21,10 @@
  * @module
  */
 import { readTar } from "./tar.ts";
-import { concatBytes } from "../bytes.ts";
-import { parseSha256 } from "./import.ts";
-import { parseSplitStream, type SplitStreamReader } from "../splitstream.ts";
-import { Repository, RepositoryError } from "../repository.ts";
+import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
+import { SplitStreamReader } from "../splitstream/reader.ts";
+import { CONTENT_TYPE } from "../splitstream/format.ts";
+import type { OciImage } from "./store.ts";
 import {
   type Directory,
   type FileSystem,
@@ -37,10 +37,6 @@ import {
   sortXattrs,
   type Stat,
 } from "../tree.ts";
-import { mkfsErofs } from "../erofs/writer.ts";
-import { fsverityDigest, toHex } from "../fsverity/digest.ts";
-import { transformForBoot } from "../boot/transform.ts";
-import { configImageRef } from "./store.ts";
 
 /** A layer or config that cannot be turned into a file system. */
 export class OciImageError extends RepositoryError {
@@ -55,32 +51,25 @@ const ZEROS = new Uint8Array(1 << 20);
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 
-function openStream(
-  repo: Repository,
-  name: string,
-): { sha256: string; id: Uint8Array; reader: SplitStreamReader } {
-  const { sha256, id, bytes } = repo.readStream(name);
-  const reader = parseSplitStream(bytes, {
-    name: `stream ${sha256}`,
-    objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
-  });
-  return { sha256, id, reader };
-}
+/** A layer stream's content as chunks: inline bytes, and external objects by id. */
+export type LayerChunk = { kind: "inline"; data: Uint8Array } | { kind: "external"; id: Uint8Array };
 
-/** The config JSON of a config stream (`refs/NAME` or its sha256) and its stream reader. */
-export async function openConfig(
-  repo: Repository,
-  name: string,
-): Promise<{ config: { rootfs?: { diff_ids?: unknown } }; reader: SplitStreamReader }> {
-  const { sha256, reader } = openStream(repo, name);
-  const parts: Uint8Array[] = [];
-  for await (const chunk of reader.cat((id) => repo.readObject(id))) parts.push(chunk);
-  const bytes = concatBytes(parts);
-  try {
-    return { config: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)), reader };
-  } catch (e) {
-    throw new OciImageError(`config stream ${sha256} is not a JSON image config`, { cause: e });
+/**
+ * The chunks of the layer stream whose object is `id` (content type `ocilayer`), read whole
+ * (a layer stream holds tar headers and small files; large bodies stay objects).
+ */
+export async function readLayerChunks(repo: Repository, id: ObjectId): Promise<LayerChunk[]> {
+  const reader = SplitStreamReader.open(repo.readObject(id), {
+    name: `layer stream ${id.hex}`,
+    algorithm: repo.algorithm,
+    contentType: CONTENT_TYPE.ociLayer,
+  });
+  const out: LayerChunk[] = [];
+  for await (const c of reader.chunks()) {
+    if (c.kind === "inline") out.push({ kind: "inline", data: c.data });
+    else out.push({ kind: "external", id: c.id });
   }
+  return out;
 }
 
 /** glibc makedev(): the dev_t encoding composefs stores for device nodes. */
@@ -142,7 +131,7 @@ function getDirectory(root: Directory, names: string[], path: string): Directory
 export async function applyLayer(
   repo: Repository,
   fs: FileSystem,
-  layer: SplitStreamReader,
+  layer: readonly LayerChunk[],
 ): Promise<void> {
   // External fragments by the content offset their bytes start at: a tar body starting
   // there is that object. Found in a first pass, since the tar reader hands out an entry
@@ -150,11 +139,11 @@ export async function applyLayer(
   const externals = new Map<number, Uint8Array>();
   const sizes: number[] = [];
   let offset = 0;
-  for (const f of layer.fragments()) {
+  for (const f of layer) {
     if (f.kind === "inline") {
       offset += f.data.length;
     } else {
-      const size = Deno.statSync(repo.objectPath(f.id)).size;
+      const size = Deno.statSync(repo.objectPath(ObjectId.fromBytes(f.id))).size;
       externals.set(offset, f.id);
       sizes.push(size);
       offset += size;
@@ -163,7 +152,7 @@ export async function applyLayer(
   // The stream's content, with zeros for external bodies (only their ids are used).
   async function* content(): AsyncGenerator<Uint8Array> {
     let next = 0;
-    for (const f of layer.fragments()) {
+    for (const f of layer) {
       if (f.kind === "inline") {
         yield f.data;
       } else {
@@ -288,64 +277,20 @@ export async function applyLayer(
 }
 
 /**
- * The file system of the image whose config stream is `configName` (`refs/NAME` or the
- * config's sha256), as 0.3.0 `create_filesystem` makes it.
+ * The file system of a stored container image: its layers (config `rootfs.diff_ids` order,
+ * each found through the config stream's named ref) applied one after the other, as
+ * composefs-oci 0.9.4 `create_filesystem` does.
  */
-export async function createFilesystem(repo: Repository, configName: string): Promise<FileSystem> {
-  const { config, reader } = await openConfig(repo, configName);
-  const diffIds = config.rootfs?.diff_ids;
-  if (!Array.isArray(diffIds) || !diffIds.every((d) => typeof d === "string")) {
-    throw new OciImageError(`config ${configName}: rootfs.diff_ids is not a list of digests`);
-  }
+export async function createFilesystem(repo: Repository, image: OciImage): Promise<FileSystem> {
   const fs = newFileSystem();
-  for (const diffId of diffIds as string[]) {
-    const sha = parseSha256(diffId);
-    const verity = reader.lookup(sha);
-    if (!verity) {
-      throw new OciImageError(`config ${configName}: no layer stream for ${diffId} in its map`);
-    }
-    const layer = openStream(repo, toHex(sha));
-    const id = layer.id;
-    if (toHex(id) !== toHex(verity)) {
+  for (const diffId of image.diffIds) {
+    const id = image.layers.get(diffId);
+    if (!id) {
       throw new OciImageError(
-        `layer stream ${toHex(sha)} is object ${toHex(id)}, the config expects ${toHex(verity)}`,
+        `config ${image.configDigest}: no named ref to the layer stream of ${diffId}`,
       );
     }
-    await applyLayer(repo, fs, layer.reader);
+    await applyLayer(repo, fs, await readLayerChunks(repo, id));
   }
   return fs;
-}
-
-/** The image id of `fs` in `repo`'s algorithm (sets a synthetic root's mtime, as cfsctl). */
-export function imageId(repo: Repository, fs: FileSystem): Uint8Array {
-  return fsverityDigest(mkfsErofs(fs), repo.algorithm);
-}
-
-/**
- * The file system of the pulled image whose config stream is `configSha256`, made bootable
- * (composefs-boot 0.3.0 `transform_for_boot`: `/boot` emptied, SELinux relabel from the
- * image's own policy) when `bootable`.
- */
-export async function imageFilesystem(
-  repo: Repository,
-  configSha256: string,
-  bootable = false,
-): Promise<FileSystem> {
-  const fs = await createFilesystem(repo, configSha256);
-  if (bootable) transformForBoot(fs, (c) => repo.readObject(c.digest));
-  return fs;
-}
-
-/**
- * Writes the image's EROFS into the repository and records it as the config's image
- * (`images/refs/oci-config-sha256:<hex>`, `.boot` for the bootable variant; store.ts).
- * Returns the image id.
- */
-export async function commitOciImage(
-  repo: Repository,
-  configSha256: string,
-  bootable = false,
-): Promise<Uint8Array> {
-  const fs = await imageFilesystem(repo, configSha256, bootable);
-  return repo.writeImage(mkfsErofs(fs), configImageRef(configSha256, bootable));
 }

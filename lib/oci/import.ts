@@ -1,52 +1,56 @@
 /**
- * Layer import: an uncompressed OCI layer tar into the repository as a splitstream, split
- * exactly as cfsctl 0.3.0 `oci import-layer` splits it (composefs-oci 0.3.0 `tar::split`),
- * so that the stream object, and thus its id, is the same:
+ * Layer import: an uncompressed OCI layer tar into the repository as the splitstream
+ * `streams/oci-layer-<diff_id>` (content type `ocilayer`), split as composefs-oci 0.9.4's
+ * `tar::split_async` splits it, so that the stream object (and its id) is the same:
  *
  * - every header block (pax `x`/`g`, GNU `L`/`K` and the entry's own) is inline;
- * - the body of a regular file (type flag `0` or NUL) of more than 64 bytes becomes an object,
- *   its padding starts the next inline run; every other body is inline with its padding;
- * - the end-of-archive blocks (the trailer) are inline.
+ * - the body of a regular file (type `0`, NUL or `7`) of more than 64 bytes becomes an object
+ *   and its padding goes inline after it; every other body is inline with its padding;
+ * - the end-of-archive blocks and whatever follows them (record padding) are inline.
  *
- * One pass, constant memory for any layer size: bodies up to {@link IN_MEMORY_BODY_MAX} are
- * read whole and stored; larger ones stream into the object store while they are hashed for
- * the content sha256. The stream link is made last, after every object is stored and the
- * content's sha256 is checked: an interrupted or refused import leaves only objects (which a
- * later import reuses and gc removes) and no stream.
+ * Adjacent inline bytes form one chunk (the writer coalesces them). One pass, constant
+ * memory for any layer size: bodies up to {@link IN_MEMORY_BODY_MAX} are read whole and
+ * stored; larger ones stream into the object store while they are hashed. The tar's sha256 is
+ * computed on the way and must equal the diff_id; the stream is linked last, after every
+ * object is stored and the digest checked, so an interrupted or refused import leaves only
+ * objects (reused by a later import, removed by gc) and no stream.
  *
  * An entry path or hardlink target with a `..` name (or a NUL byte) is refused with a
- * `TarError` ({@link normalizeEntryPath}): no image can be built from such a layer
- * (composefs-rs 0.3.0 refuses it only then; cfsctl's `oci import-layer` stores it).
+ * `TarError` ({@link normalizeEntryPath}): no image can be built from such a layer.
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { normalizeEntryPath, readTar, type TarInput } from "./tar.ts";
 import {
   type LocalObjectSource,
   LocalStoreContext,
+  ObjectId,
   type ObjectStoreMethod,
   Repository,
   RepositoryError,
-} from "../repository.ts";
-import { SplitStreamWriter } from "../splitstream.ts";
-import { fromHex, fsverityDigest, FsVerityHasher, toHex } from "../fsverity/digest.ts";
+} from "../repository/mod.ts";
+import { SplitStreamWriter } from "../splitstream/writer.ts";
+import { CONTENT_TYPE } from "../splitstream/format.ts";
+import { fsverityDigest, FsVerityHasher } from "../fsverity/digest.ts";
+import { layerContentId } from "./store.ts";
 
 /** Bodies larger than this are streamed into the object store instead of read whole. */
 export const IN_MEMORY_BODY_MAX = 1 << 20;
-/** Regular-file bodies larger than this become objects (cfsctl 0.3.0's rule). */
+/** Regular-file bodies larger than this become objects (composefs `INLINE_CONTENT_MAX_V0`). */
 export const INLINE_BODY_MAX = 64;
 
 /** Options of {@link importLayer}. */
 export interface ImportLayerOptions {
-  /** The expected sha256 of the tar (the layer's diff_id); checked at the end. */
-  contentSha256?: Uint8Array;
+  /** The layer's diff_id (`sha256:<hex>`): the stream's name, checked against the tar. */
+  diffId: string;
   /** Named ref `streams/refs/<name>` to point at the stream. */
   name?: string;
   /**
    * Regular-file bodies that exist as files (a containers-storage layer's diff directory):
-   * their objects are reflinked or hard-linked from those files instead of written
-   * ({@link Repository.storeLocalFile}). The tar still streams every byte (it is hashed for
-   * the diff_id and the object names), so the stream is the one a plain import writes.
+   * their objects are reflinked or hard-linked from those files instead of written. The tar
+   * still streams every byte (it is hashed for the diff_id and the object names), so the
+   * stream is the one a plain import writes.
    */
   local?: LocalFetch;
 }
@@ -89,16 +93,16 @@ export function newLocalFetchStats(): LocalFetchStats {
 /** What {@link importLayer} did. */
 export interface ImportLayerResult {
   /** The stream object's id. */
-  streamId: Uint8Array;
-  /** sha256 of the tar. */
-  contentSha256: Uint8Array;
+  streamId: ObjectId;
   /** External objects the stream refers to (0 when the layer was already present). */
   objects: number;
+  /** Bytes stored inline in the stream. */
+  inlineBytes: number;
   /** True when the stream existed and nothing was read. */
   existing: boolean;
 }
 
-/** A mismatch between the tar's sha256 and the expected one. */
+/** A mismatch between the tar's sha256 and the diff_id. */
 export class LayerDigestError extends RepositoryError {
   /** Creates the error; the message is one line naming the input. */
   constructor(message: string) {
@@ -107,45 +111,52 @@ export class LayerDigestError extends RepositoryError {
   }
 }
 
-/** Parses a sha256 given as 64 hex digits, optionally prefixed `sha256:`. */
-export function parseSha256(text: string): Uint8Array {
-  const hex = text.startsWith("sha256:") ? text.slice(7) : text;
-  if (!/^[0-9a-f]{64}$/.test(hex)) {
-    throw new RepositoryError(`'${text}' is not a sha256 digest (64 lowercase hex digits)`);
+/** Checks a `sha256:<hex>` digest (lower-case, 64 digits); returns it. */
+export function checkSha256Digest(text: string, what = "digest"): string {
+  if (!/^sha256:[0-9a-f]{64}$/.test(text)) {
+    throw new RepositoryError(`${what} '${text.slice(0, 80)}' is not sha256:<64 hex digits>`);
   }
-  return fromHex(hex);
+  return text;
 }
 
 /** Imports a layer tar (uncompressed) as a splitstream; see the module documentation. */
 export async function importLayer(
   repo: Repository,
   tar: TarInput,
-  opts: ImportLayerOptions = {},
+  opts: ImportLayerOptions,
 ): Promise<ImportLayerResult> {
-  const expected = opts.contentSha256;
-  if (expected) {
-    if (expected.length !== 32) throw new RepositoryError("expected sha256 must be 32 bytes");
-    const existing = repo.hasStream(expected);
-    if (existing) {
-      if (opts.name !== undefined) repo.nameStream(opts.name, expected);
-      return { streamId: existing, contentSha256: expected, objects: 0, existing: true };
-    }
+  const diffId = checkSha256Digest(opts.diffId, "diff_id");
+  const contentId = layerContentId(diffId);
+  const existing = repo.hasStream(contentId);
+  if (existing) {
+    if (opts.name !== undefined) repo.nameStream(contentId, opts.name);
+    return { streamId: existing, objects: 0, inlineBytes: 0, existing: true };
   }
+  repo.requireWritable();
   const writer = new SplitStreamWriter({
-    objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
+    algorithm: repo.algorithm,
+    contentType: CONTENT_TYPE.ociLayer,
   });
+  const sha = createHash("sha256");
+  let inlineBytes = 0;
+  let externals = 0;
+  const inline = (b: Uint8Array) => {
+    if (b.length === 0) return;
+    sha.update(b);
+    inlineBytes += b.length;
+    writer.writeInline(b);
+  };
   let stream: Uint8Array;
   try {
     const reader = readTar(tar);
     for await (const entry of reader) {
-      // No composefs image can hold a `..` name (0.3.0's tree refuses it too): refuse the
-      // layer now rather than store one that no image can be built from.
       normalizeEntryPath(entry.meta.path);
       if (entry.meta.type === "hardlink") normalizeEntryPath(entry.meta.linkTarget);
-      writer.writeInline(entry.headerBytes);
+      inline(entry.headerBytes);
       const { typeflag, size } = entry.meta;
-      if ((typeflag === "0" || typeflag === "\0") && size > INLINE_BODY_MAX) {
-        let id: Uint8Array;
+      const isFile = typeflag === "0" || typeflag === "\0" || typeflag === "7";
+      if (isFile && size > INLINE_BODY_MAX) {
+        let id: ObjectId;
         const local = opts.local?.bodies.take(entry.meta.path, size);
         if (local && opts.local) {
           // The bytes still stream through (sha256 of the layer, object name); only the
@@ -153,15 +164,15 @@ export async function importLayer(
           let data: Uint8Array | undefined;
           if (size <= IN_MEMORY_BODY_MAX) {
             data = await entry.readBody();
-            writer.hashExternal(data);
-            id = fsverityDigest(data, repo.algorithm);
+            sha.update(data);
+            id = ObjectId.fromBytes(fsverityDigest(data, repo.algorithm));
           } else {
             const hasher = new FsVerityHasher(repo.algorithm);
             for await (const chunk of entry.body) {
-              writer.hashExternal(chunk);
+              sha.update(chunk);
               hasher.update(chunk);
             }
-            id = hasher.digest();
+            id = ObjectId.fromBytes(hasher.digest());
           }
           const method = repo.storeLocalFile(local, id, {
             zerocopy: opts.local.zerocopy,
@@ -172,37 +183,37 @@ export async function importLayer(
           opts.local.stats[method].bytes += size;
         } else if (size <= IN_MEMORY_BODY_MAX) {
           const body = await entry.readBody();
-          writer.hashExternal(body);
+          sha.update(body);
           id = repo.storeBytes(body);
         } else {
           id = await repo.storeStream(
             (async function* () {
               for await (const chunk of entry.body) {
-                writer.hashExternal(chunk);
+                sha.update(chunk);
                 yield chunk;
               }
             })(),
             size,
           );
         }
-        writer.writeExternal(id, await entry.readPadding());
+        await writer.writeExternal(id.bytes, size);
+        externals++;
+        inline(await entry.readPadding());
       } else {
-        if (size > 0) writer.writeInline(await entry.readBody());
-        writer.writeInline(await entry.readPadding());
+        if (size > 0) inline(await entry.readBody());
+        inline(await entry.readPadding());
       }
     }
-    writer.writeInline(reader.trailer);
-    stream = writer.finish();
+    inline(reader.trailer);
+    stream = await writer.finish();
   } catch (e) {
     writer.abort();
     throw e;
   }
-  const sha = writer.contentSha256;
-  if (expected && toHex(expected) !== toHex(sha)) {
-    throw new LayerDigestError(
-      `layer content has sha256 ${toHex(sha)}, expected ${toHex(expected)}; not imported`,
-    );
+  const actual = `sha256:${sha.digest("hex")}`;
+  if (actual !== diffId) {
+    throw new LayerDigestError(`layer content has digest ${actual}, expected ${diffId}; not imported`);
   }
-  const streamId = repo.writeStream(stream, sha, opts.name);
-  return { streamId, contentSha256: sha, objects: writer.externalCount, existing: false };
+  const streamId = repo.writeStream(stream, contentId, opts.name);
+  return { streamId, objects: externals, inlineBytes, existing: false };
 }

@@ -1,19 +1,20 @@
 /**
- * Pulling an image into the repository from any source (source.ts), stored as
- * composefs-oci 0.3.0 `pull` stores it, plus the manifest and tags (store.ts):
+ * Pulling an image into the repository from any source (source.ts), stored as composefs-oci
+ * 0.9.4's `pull` stores it (store.ts has the layout):
  *
- * 1. every layer as a splitstream named by its diff_id (`streams/<diff_id hex>`), via
- *    {@link importLayer}; a layer already present is not fetched again;
- * 2. the config as a splitstream of its exact bytes whose digest map maps each layer's
- *    diff_id to the layer stream's object id (`streams/<config sha256 hex>`), with the
- *    0.3.0-style ref `streams/refs/NAME` when `configRef` is given;
- * 3. the manifest as a splitstream of its exact bytes whose digest map points at the config
- *    stream (`streams/<manifest sha256 hex>`);
- * 4. the tag, when given: `streams/refs/oci/<encoded tag>` -> the manifest stream.
+ * 1. every layer as `streams/oci-layer-<diff_id>` ({@link importLayer}); a layer already
+ *    present is not fetched again;
+ * 2. the config as `streams/oci-config-<digest>`: its exact bytes and a named ref per layer
+ *    (an existing config stream is reused: it must name every layer);
+ * 3. the manifest as `streams/oci-manifest-<digest>`: its exact bytes, `config:<digest>` and
+ *    the layers (an existing one is reused);
+ * 4. unless `images: false`, the EROFS images made and linked from the config, the manifest
+ *    rewritten and tagged (commit.ts, 0.9.4's `ensure_oci_composefs_erofs`); an artifact
+ *    (a manifest whose config is not an image config) is tagged as it is.
  *
- * Each step links its stream only after everything it refers to is stored, so an
+ * Each step links its stream only after everything it refers to is stored and synced, so an
  * interrupted or refused pull leaves objects (reused by the next pull, removed by gc) and
- * complete streams, never a stream that points at something missing.
+ * complete streams, never a stream that points at something missing, and no tag.
  *
  * @module
  */
@@ -24,19 +25,31 @@ import {
   type LocalBodies,
   type LocalFetchStats,
   newLocalFetchStats,
-  parseSha256,
 } from "./import.ts";
-import { tagImage, writeManifestStream } from "./store.ts";
-import { type DigestMapEntry, SplitStreamWriter } from "../splitstream.ts";
-import { LocalStoreContext, Repository, RepositoryError } from "../repository.ts";
-import { toHex } from "../fsverity/digest.ts";
+import {
+  configContentId,
+  manifestContentId,
+  readExternalStream,
+  tagImage,
+  validateTag,
+  writeConfigStream,
+  writeManifestStream,
+} from "./store.ts";
+import { CONTENT_TYPE } from "../splitstream/format.ts";
+import { commitOciImages } from "./commit.ts";
+import type { XattrFiltering } from "../tree_transform.ts";
+import { LocalStoreContext, ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
 
 /** Options of {@link pullImage}. */
 export interface PullOptions extends SourceOptions {
   /** Tag to point at the manifest (`streams/refs/oci/<encoded>`). */
   tag?: string;
-  /** 0.3.0-style stream ref `streams/refs/<configRef>` to the config stream. */
-  configRef?: string;
+  /** Make and link the EROFS images (default true); false stops after step 3. */
+  images?: boolean;
+  /** Also make the bootable images (`cfsctl oci pull --bootable`). */
+  bootable?: boolean;
+  /** Xattr filtering of the images' OCI transform; default `allowlist-only`. */
+  xattrs?: XattrFiltering;
   /** Called as layers start and finish. */
   onLayer?: (event: LayerEvent) => void;
   /** Hears of every compressed byte read, per layer (progress displays). */
@@ -72,27 +85,35 @@ export interface PulledLayer {
   /** The compressed blob's size. */
   size: number;
   /** The layer stream's object id. */
-  verity: Uint8Array;
+  verity: ObjectId;
   /** True when this pull imported it (false: it was already present). */
   imported: boolean;
+  /** Objects the import stored or found (0 when the layer was present). */
+  objects: number;
+  /** Bytes kept inline in the layer stream. */
+  inlineBytes: number;
 }
 
 /** What {@link pullImage} stored. */
 export interface PullResult {
   /** `sha256:...` of the manifest. */
   manifestDigest: string;
-  /** The manifest stream's object id. */
-  manifestVerity: Uint8Array;
+  /** The manifest stream's object id (after the images were linked: the rewritten one). */
+  manifestVerity: ObjectId;
   /** `sha256:...` of the config. */
   configDigest: string;
-  /** sha256 of the config JSON (the config stream's name). */
-  configSha256: Uint8Array;
-  /** The config stream's object id. */
-  configStreamId: Uint8Array;
+  /** The config stream's object id (after the images were linked: the rewritten one). */
+  configVerity: ObjectId;
   /** The layers in manifest order. */
   layers: PulledLayer[];
   /** How many layers were imported (0 when everything was present). */
   layersImported: number;
+  /** The plain image of the repository's default EROFS format, when made. */
+  image?: ObjectId;
+  /** The bootable image of the default format, when made. */
+  bootImage?: ObjectId;
+  /** True for an artifact (no images). */
+  artifact: boolean;
   /**
    * For a source with local bodies (containers-storage read directly): objects per method
    * (reflinked, hardlinked, copied, present) and the files copied instead of linked, why.
@@ -121,20 +142,18 @@ export async function pullImage(
 }
 
 /** Wraps a layer's chunks so that the import stops at the next chunk once `signal` aborts. */
-async function* abortable(
-  input: TarInput,
-  signal: AbortSignal,
-): AsyncGenerator<Uint8Array> {
+async function* abortable(input: TarInput, signal: AbortSignal): AsyncGenerator<Uint8Array> {
   for await (const chunk of input) {
     signal.throwIfAborted();
     yield chunk;
   }
 }
 
+const SHA256 = /^sha256:[0-9a-f]{64}$/;
+
 /**
  * Stores the image of an opened source (which the caller closes); see the module
- * documentation. With `options.signal`, an abort stops the import between chunks: what
- * was stored stays (objects, complete layer streams), nothing refers to a partial layer.
+ * documentation. With `options.signal`, an abort stops the import between chunks.
  */
 export async function pullFromSource(
   repo: Repository,
@@ -145,20 +164,17 @@ export async function pullFromSource(
   const image = source.image;
   const manifestDigest = image.manifestDescriptor.digest;
   const configDigest = image.configDescriptor.digest;
-  if (!manifestDigest.startsWith("sha256:") || !configDigest.startsWith("sha256:")) {
+  if (!SHA256.test(manifestDigest) || !SHA256.test(configDigest)) {
     throw new RepositoryError(
       `'${ref}': manifest ${manifestDigest} / config ${configDigest}: only sha256 digests ` +
-        "can be stored (streams are named by sha256)",
+        "can be stored",
     );
   }
-  const manifestSha256 = parseSha256(manifestDigest);
-  const configSha256 = parseSha256(configDigest);
+  if (options.tag !== undefined) validateTag(options.tag);
+  repo.requireWritable();
 
   const layers: PulledLayer[] = [];
-  const map: DigestMapEntry[] = [];
   let layersImported = 0;
-  let configStreamId = repo.hasStream(configSha256);
-  const existing = configStreamId !== undefined;
   const localMode = options.localFetch === "zerocopy" ? "zerocopy" : "auto";
   const local = options.localFetch === "disabled" ? undefined : {
     zerocopy: localMode === "zerocopy",
@@ -167,7 +183,9 @@ export async function pullFromSource(
   };
   let usedLocal = false;
   for (const [index, layer] of image.layers.entries()) {
-    const diffId = parseSha256(layer.diffId);
+    if (!SHA256.test(layer.diffId)) {
+      throw new RepositoryError(`'${ref}': layer diff_id ${layer.diffId} is not sha256`);
+    }
     const event = {
       index,
       count: image.layers.length,
@@ -175,8 +193,10 @@ export async function pullFromSource(
       diffId: layer.diffId,
       size: layer.size,
     };
-    let streamId = repo.hasStream(diffId);
+    let streamId = repo.hasStream(`oci-layer-${layer.diffId}`);
     let imported = false;
+    let objects = 0;
+    let inlineBytes = 0;
     if (!streamId) {
       options.onLayer?.({ ...event, state: "start" });
       options.signal?.throwIfAborted();
@@ -191,11 +211,13 @@ export async function pullFromSource(
       if (options.signal) tar = abortable(tar, options.signal);
       if (bodies && local) usedLocal = true;
       const r = await importLayer(repo, tar, {
-        contentSha256: diffId,
+        diffId: layer.diffId,
         local: bodies && local ? { bodies, ...local } : undefined,
       });
       streamId = r.streamId;
       imported = !r.existing;
+      objects = r.objects;
+      inlineBytes = r.inlineBytes;
       if (imported) layersImported++;
       options.onLayer?.({ ...event, state: "done" });
     } else {
@@ -208,39 +230,78 @@ export async function pullFromSource(
       size: layer.size,
       verity: streamId,
       imported,
+      objects,
+      inlineBytes,
     });
-    map.push({ body: diffId, verity: streamId });
   }
+  const layerMap = new Map(layers.map((l) => [l.diffId, l.verity]));
+  const diffIds = image.layers.map((l) => l.diffId);
 
-  if (configStreamId === undefined) {
-    const writer = new SplitStreamWriter({
-      objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
-      digestMap: map,
-      expectedSha256: configSha256,
-    });
-    let bytes: Uint8Array;
-    try {
-      writer.writeInline(image.configBytes);
-      bytes = writer.finish();
-    } catch (e) {
-      writer.abort();
-      throw e;
+  // The config: reuse a stored one (it must name every layer), else write it.
+  let configVerity = repo.hasStream(configContentId(configDigest));
+  const existing = configVerity !== undefined;
+  if (configVerity) {
+    const stored = readExternalStream(
+      repo,
+      configContentId(configDigest),
+      CONTENT_TYPE.ociConfig,
+      configVerity,
+    );
+    for (const d of diffIds) {
+      if (!stored.namedRefs.has(d)) {
+        throw new RepositoryError(`stored config ${configDigest} has no layer ref for ${d}`);
+      }
     }
-    configStreamId = repo.writeStream(bytes, configSha256, options.configRef);
-  } else if (options.configRef !== undefined) {
-    repo.nameStream(options.configRef, configSha256);
+  } else {
+    configVerity = (await writeConfigStream(repo, image.configBytes, diffIds, layerMap)).id;
   }
-  const manifestVerity = repo.hasStream(manifestSha256) ??
-    writeManifestStream(repo, image.manifestBytes, manifestSha256, configSha256, configStreamId);
-  if (options.tag !== undefined) tagImage(repo, options.tag, toHex(manifestSha256));
+  let manifestVerity = repo.hasStream(manifestContentId(manifestDigest)) ??
+    await writeManifestStream(
+      repo,
+      image.manifestBytes,
+      manifestDigest,
+      configDigest,
+      configVerity,
+      diffIds.map((d) => [d, layerMap.get(d)!] as [string, ObjectId]),
+    );
+
+  let imageId: ObjectId | undefined;
+  let bootImage: ObjectId | undefined;
+  let artifact = false;
+  if (options.images !== false) {
+    const committed = await commitOciImages(repo, manifestDigest, manifestVerity, {
+      bootable: options.bootable,
+      xattrs: options.xattrs,
+      tag: options.tag,
+    });
+    if (committed) {
+      manifestVerity = committed.manifestId;
+      imageId = committed.image;
+      bootImage = committed.bootImage;
+      const m = readExternalStream(
+        repo,
+        manifestContentId(manifestDigest),
+        CONTENT_TYPE.ociManifest,
+        manifestVerity,
+      );
+      configVerity = m.namedRefs.get(`config:${configDigest}`) ?? configVerity;
+    } else {
+      artifact = true;
+      if (options.tag !== undefined) tagImage(repo, options.tag, manifestDigest);
+    }
+  } else if (options.tag !== undefined) {
+    tagImage(repo, options.tag, manifestDigest);
+  }
   return {
     manifestDigest,
     manifestVerity,
     configDigest,
-    configSha256,
-    configStreamId,
+    configVerity,
     layers,
     layersImported,
+    image: imageId,
+    bootImage,
+    artifact,
     existing,
     localFetch: usedLocal && local
       ? { mode: localMode, stats: local.stats, copied: local.context.copied }

@@ -1,38 +1,52 @@
 /**
- * How a pulled image is kept in the repository, beyond the layer and config streams that
- * cfsctl 0.3.0 writes (see pull.ts):
+ * How OCI images are kept in a repository, exactly as composefs-oci 0.9.4 keeps them, so that
+ * cfs and cfsctl read and write the same repositories:
  *
  * ```text
- * streams/<manifest sha256>        manifest bytes; digest map: config sha256 -> config stream
- * streams/<config sha256>          config bytes; digest map: diff_id -> layer stream (0.3.0)
- * streams/<diff_id>                layer tar as a splitstream (0.3.0)
- * streams/refs/oci/<encoded tag>   -> ../../<manifest sha256>      a tag: a GC root
- * images/refs/oci-config-sha256:<hex>[.boot]                       the config's EROFS images
+ * streams/oci-layer-<diff_id>      a layer tar as a splitstream (content type `ocilayer`)
+ * streams/oci-config-<digest>      config JSON as one external object (`ociconfg`); named refs:
+ *                                  <diff_id> -> layer stream, for each layer;
+ *                                  composefs.image (V2) / composefs.image.v1 (V1) -> EROFS image;
+ *                                  composefs.image.boot[.v1][.xattrs=<mode>] -> bootable image
+ * streams/oci-manifest-<digest>    manifest JSON as one external object (`ocimanif`); named refs:
+ *                                  config:<config digest> -> config stream, <diff_id> -> layers
+ * streams/refs/oci/<encoded tag>   -> ../../oci-manifest-<digest>: a tag, the GC root
  * ```
  *
- * Tags and their percent-encoding (`%` -> `%25`, `/` -> `%2F`, so that
- * `localhost/bootc-sha256:...` is one file) follow composefs-oci's `refs/oci/` model; the
- * streams they point at stay in the 0.3.0 splitstream format, whose digest map links
- * manifest -> config -> layers for gc. composefs-oci records a config's images as named refs
- * inside the config stream; the 0.3.0 format has no such field, so cfs keeps them as image
- * refs named after the config, which gc drops together with the config
- * ({@link OCI_CONFIG_IMAGE_REF}).
+ * Tags are percent-encoded into one file name (`%` -> `%25`, `/` -> `%2F`), so
+ * `localhost/bootc-sha256:...` is one link. A tag must not start with `@`, which names a
+ * digest (`@sha256:...`).
+ *
+ * The JSON documents are stored as objects of their exact bytes (their sha256 is their OCI
+ * digest, and fs-verity can be enabled on them); the stream around each carries the links
+ * that keep what the document refers to alive. Adding an image to a config rewrites the config
+ * stream (its id changes), and so the manifest stream and the tag (composefs-oci's
+ * `rewrite_manifest`); the old streams become garbage.
  *
  * @module
  */
-import { OCI_CONFIG_IMAGE_REF, Repository, RepositoryError } from "../repository.ts";
-import { parseSplitStream, type SplitStreamReader } from "../splitstream.ts";
-import { type DigestMapEntry, SplitStreamWriter } from "../splitstream.ts";
-import { fromHex, toHex } from "../fsverity/digest.ts";
-import { concatBytes } from "../bytes.ts";
-
-export { OCI_CONFIG_IMAGE_REF };
+import { createHash } from "node:crypto";
+import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
+import { SplitStreamWriter } from "../splitstream/writer.ts";
+import { CONTENT_TYPE } from "../splitstream/format.ts";
+import type { ErofsFormatVersion } from "../repository/meta.ts";
 
 /** The directory below `streams/refs/` that holds tags. */
 export const OCI_TAG_DIR = "oci";
-
 /** The longest tag accepted (encoded, it must still fit a file name). */
 export const TAG_MAX_LENGTH = 200;
+
+/** Named ref of a config stream to its EROFS image, format V2. */
+export const IMAGE_REF_KEY = "composefs.image";
+/** Named ref of a config stream to its EROFS image, format V1 (and V0). */
+export const IMAGE_REF_KEY_V1 = "composefs.image.v1";
+/** Named ref of a config stream to its bootable EROFS image, format V2. */
+export const BOOT_IMAGE_REF_KEY = "composefs.image.boot";
+/** Named ref of a config stream to its bootable EROFS image, format V1. */
+export const BOOT_IMAGE_REF_KEY_V1 = "composefs.image.boot.v1";
+
+/** The xattr filtering modes of composefs-rs 0.9.4 (`XattrFiltering`), by their CLI names. */
+export type XattrMode = "allowlist-only" | "keep-user-xattrs";
 
 /** A tag that cannot be stored. */
 export class TagError extends RepositoryError {
@@ -53,9 +67,15 @@ export function decodeTag(encoded: string): string {
   return encoded.replace(/%(2F|25)/g, (_, h) => (h === "2F" ? "/" : "%"));
 }
 
-/** Checks a tag: not empty, no NUL or newline, not `.`/`..`, at most {@link TAG_MAX_LENGTH}. */
+/**
+ * Checks a tag: not empty, not starting with `@` (composefs-oci reserves it for digests), no
+ * NUL or newline, not `.`/`..`, at most {@link TAG_MAX_LENGTH} characters.
+ */
 export function validateTag(tag: string): void {
   if (tag === "" || tag === "." || tag === "..") throw new TagError(`invalid tag '${tag}'`);
+  if (tag.startsWith("@")) {
+    throw new TagError(`invalid tag '${tag}': a leading '@' is reserved for digest references`);
+  }
   if (/[\0\n]/.test(tag)) {
     throw new TagError(`invalid tag ${JSON.stringify(tag)}: control character`);
   }
@@ -69,122 +89,241 @@ export function bootcTag(manifestDigest: string): string {
   return `localhost/bootc-${manifestDigest}`;
 }
 
-/** The image ref of a config's EROFS image (`boot`: the bootable variant). */
-export function configImageRef(configSha256: string, boot = false): string {
-  return `oci-config-sha256:${configSha256}${boot ? ".boot" : ""}`;
+/** `streams/<this>` of a layer. */
+export function layerContentId(diffId: string): string {
+  return `oci-layer-${diffId}`;
+}
+/** `streams/<this>` of a config. */
+export function configContentId(digest: string): string {
+  return `oci-config-${digest}`;
+}
+/** `streams/<this>` of a manifest. */
+export function manifestContentId(digest: string): string {
+  return `oci-manifest-${digest}`;
+}
+/** The stream ref of a tag: `oci/<encoded tag>`. */
+export function tagRef(tag: string): string {
+  return `${OCI_TAG_DIR}/${encodeTag(tag)}`;
 }
 
-function idLength(repo: Repository): 32 | 64 {
-  return repo.algorithm === "sha512" ? 64 : 32;
+/** `sha256:<hex>` of bytes. */
+export function sha256Digest(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+/** Whether a format version is stored under the V1 keys (V0 and V1 share the layout). */
+function isEpoch1(version: ErofsFormatVersion): boolean {
+  return version !== 2;
+}
+
+/** The named-ref key of a config's (non-bootable) image of format `version`. */
+export function imageRefKey(version: ErofsFormatVersion): string {
+  return isEpoch1(version) ? IMAGE_REF_KEY_V1 : IMAGE_REF_KEY;
 }
 
 /**
- * Stores the manifest as a splitstream of its exact bytes, its digest map pointing at the
- * config stream. Returns the stream's object id.
+ * The named-ref key of a config's bootable image of format `version` built with xattr mode
+ * `mode`: the plain keys for the default mode (`allowlist-only`), else `.xattrs=<mode>` added.
  */
-export function writeManifestStream(
+export function bootImageRefKey(version: ErofsFormatVersion, mode: XattrMode = "allowlist-only"): string {
+  const base = isEpoch1(version) ? BOOT_IMAGE_REF_KEY_V1 : BOOT_IMAGE_REF_KEY;
+  return mode === "allowlist-only" ? base : `${base}.xattrs=${mode}`;
+}
+
+/** What a boot image key says: its format family and xattr mode. */
+export function parseBootImageRefKey(key: string): { version: 1 | 2; mode: string } {
+  const version = key.startsWith(BOOT_IMAGE_REF_KEY_V1) ? 1 : 2;
+  const i = key.indexOf(".xattrs=");
+  return { version, mode: i < 0 ? "allowlist-only" : key.slice(i + 8) };
+}
+
+/** One stream holding a JSON document as an external object, read back. */
+export interface ExternalStream {
+  /** The stream object's id. */
+  id: ObjectId;
+  /** The document's exact bytes. */
+  data: Uint8Array;
+  /** The stream's named refs. */
+  namedRefs: Map<string, ObjectId>;
+}
+
+/**
+ * Reads a stream made of one external object (a manifest, config or blob) of the expected
+ * content type: by its content id, or by its object id when `verity` is given (then the
+ * content id is not consulted, as composefs-oci opens a config through the manifest's ref).
+ */
+export function readExternalStream(
   repo: Repository,
-  manifestBytes: Uint8Array,
-  manifestSha256: Uint8Array,
-  configSha256: Uint8Array,
-  configStreamId: Uint8Array,
-): Uint8Array {
-  const map: DigestMapEntry[] = [{ body: configSha256, verity: configStreamId }];
-  const writer = new SplitStreamWriter({
-    objectIdLength: idLength(repo),
-    digestMap: map,
-    expectedSha256: manifestSha256,
-  });
+  contentId: string,
+  expectedContentType: bigint,
+  verity?: ObjectId,
+): ExternalStream {
+  const id = verity ?? repo.hasStream(contentId);
+  if (!id) throw new RepositoryError(`no stream ${contentId} in ${repo.path}`);
+  const bytes = repo.readObject(id);
+  const refs = repo.streamRefs(bytes);
+  if (refs.format !== "0.9") {
+    throw new RepositoryError(
+      `stream ${contentId} is in cfsctl 0.3.0's format; open the repository with cfs pull to upgrade it`,
+    );
+  }
+  if (refs.contentType !== expectedContentType) {
+    throw new RepositoryError(`stream ${contentId}: wrong content type`);
+  }
+  if (refs.objectRefs.length !== 1) {
+    throw new RepositoryError(
+      `stream ${contentId}: expected exactly 1 external object, found ${refs.objectRefs.length}`,
+    );
+  }
+  const namedRefs = new Map<string, ObjectId>();
+  for (const n of refs.namedRefs) namedRefs.set(n.name, n.id);
+  return { id, data: repo.readObject(refs.objectRefs[0]), namedRefs };
+}
+
+/**
+ * Writes a JSON document as a stream of one external object with `namedRefs` (in the order
+ * given: the writer sorts them by name) and links it as `streams/<contentId>` (replacing an
+ * older version), with the optional stream ref. Returns the stream's object id.
+ */
+export async function writeExternalStream(
+  repo: Repository,
+  contentId: string,
+  contentType: bigint,
+  data: Uint8Array,
+  namedRefs: Iterable<[string, ObjectId]>,
+  ref?: string,
+): Promise<ObjectId> {
+  const writer = new SplitStreamWriter({ algorithm: repo.algorithm, contentType });
   let bytes: Uint8Array;
   try {
-    writer.writeInline(manifestBytes);
-    bytes = writer.finish();
+    for (const [name, id] of namedRefs) writer.addNamedRef(name, id.bytes);
+    const object = repo.storeBytes(data);
+    await writer.writeExternal(object.bytes, data.length);
+    bytes = await writer.finish();
   } catch (e) {
     writer.abort();
     throw e;
   }
-  return repo.writeStream(bytes, manifestSha256);
+  return repo.writeStream(bytes, contentId, ref);
 }
 
-/** Points tag `tag` at the stored manifest `manifestSha256` (hex); replaces an old target. */
-export function tagImage(repo: Repository, tag: string, manifestSha256: string): void {
+/** The images a config stream records, besides its layers. */
+export interface ConfigImages {
+  /** `composefs.image`: the V2 image. */
+  v2?: ObjectId;
+  /** `composefs.image.v1`: the V1 image. */
+  v1?: ObjectId;
+  /** Bootable images by their key (`composefs.image.boot...`). */
+  boot: Map<string, ObjectId>;
+}
+
+/**
+ * Writes a config stream (`oci-config-<sha256 of configJson>`): the config's exact bytes,
+ * a named ref per layer (config `rootfs.diff_ids` order, `layers` must have them all), and
+ * the image refs. Returns the config's digest and the stream's id.
+ */
+export async function writeConfigStream(
+  repo: Repository,
+  configJson: Uint8Array,
+  diffIds: readonly string[],
+  layers: ReadonlyMap<string, ObjectId>,
+  images: ConfigImages = { boot: new Map() },
+): Promise<{ digest: string; id: ObjectId }> {
+  const digest = sha256Digest(configJson);
+  const refs: Array<[string, ObjectId]> = [];
+  for (const diffId of diffIds) {
+    const id = layers.get(diffId);
+    if (!id) throw new RepositoryError(`config ${digest}: no layer stream for ${diffId}`);
+    refs.push([diffId, id]);
+  }
+  if (images.v2) refs.push([IMAGE_REF_KEY, images.v2]);
+  if (images.v1) refs.push([IMAGE_REF_KEY_V1, images.v1]);
+  for (const [key, id] of images.boot) refs.push([key, id]);
+  const id = await writeExternalStream(
+    repo,
+    configContentId(digest),
+    CONTENT_TYPE.ociConfig,
+    configJson,
+    refs,
+  );
+  return { digest, id };
+}
+
+/**
+ * Writes (or rewrites) a manifest stream (`oci-manifest-<digest>`): the manifest's exact
+ * bytes, `config:<config digest>` -> the config stream, a named ref per layer, and points
+ * `tag` at it when given. Returns the stream's id.
+ */
+export async function writeManifestStream(
+  repo: Repository,
+  manifestJson: Uint8Array,
+  manifestDigest: string,
+  configDigest: string,
+  configId: ObjectId,
+  layers: Iterable<[string, ObjectId]>,
+  tag?: string,
+): Promise<ObjectId> {
+  const computed = sha256Digest(manifestJson);
+  if (computed !== manifestDigest) {
+    throw new RepositoryError(`manifest digest mismatch: expected ${manifestDigest}, got ${computed}`);
+  }
+  if (tag !== undefined) validateTag(tag);
+  const refs: Array<[string, ObjectId]> = [[`config:${configDigest}`, configId], ...layers];
+  return await writeExternalStream(
+    repo,
+    manifestContentId(manifestDigest),
+    CONTENT_TYPE.ociManifest,
+    manifestJson,
+    refs,
+    tag === undefined ? undefined : tagRef(tag),
+  );
+}
+
+/** Points `tag` at the stored manifest `manifestDigest`; replaces an older target. */
+export function tagImage(repo: Repository, tag: string, manifestDigest: string): void {
   validateTag(tag);
-  repo.nameStream(`${OCI_TAG_DIR}/${encodeTag(tag)}`, fromHex(manifestSha256));
+  repo.nameStream(manifestContentId(manifestDigest), tagRef(tag));
 }
 
 /** Removes a tag; false when there was none. The image stays until gc. */
 export function untagImage(repo: Repository, tag: string): boolean {
   validateTag(tag);
-  return repo.removeRef("streams", `${OCI_TAG_DIR}/${encodeTag(tag)}`);
+  return repo.removeRef("streams", tagRef(tag));
 }
 
-/** Every tag and the manifest sha256 it points at, sorted by tag. */
-export function listTags(repo: Repository): Array<{ tag: string; manifestSha256: string | null }> {
-  return repo.listStreamRefs(OCI_TAG_DIR)
-    .filter((r) => !r.name.slice(OCI_TAG_DIR.length + 1).includes("/"))
-    .map((r) => ({
-      tag: decodeTag(r.name.slice(OCI_TAG_DIR.length + 1)),
-      manifestSha256: r.sha256,
-    }))
-    .sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
-}
-
-/**
- * The tags pointing at a manifest (sha256 hex), sorted. Reads every tag: asked for only
- * where it is shown (`oci inspect`), not by every lookup.
- */
-export function tagsOf(repo: Repository, manifestSha256: string): string[] {
-  return listTags(repo).filter((t) => t.manifestSha256 === manifestSha256).map((t) => t.tag);
-}
-
-/** A stored stream read whole: its name, object id, reader and content bytes. */
-export interface StoredStream {
-  /** The stream's name: the sha256 hex of its content. */
-  sha256: string;
-  /** The stream object's id. */
-  id: Uint8Array;
-  /** The parsed stream (digest map, references). */
-  reader: SplitStreamReader;
-  /** The content, objects included. */
-  content: Uint8Array;
-}
-
-/** Reads a stream (sha256 hex or `refs/NAME`) and its content (objects read and verified). */
-export async function readStoredStream(repo: Repository, name: string): Promise<StoredStream> {
-  const { sha256, id, bytes } = repo.readStream(name);
-  const reader = parseSplitStream(bytes, {
-    name: `stream ${sha256}`,
-    objectIdLength: idLength(repo),
-  });
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of reader.cat((oid) => repo.readObject(oid))) {
-    parts.push(chunk);
-    total += chunk.length;
-    if (total > 4 << 20) {
-      throw new RepositoryError(`stream ${sha256} is over 4 MiB: not a JSON document`);
-    }
+/** Every tag and the manifest digest it points at, sorted by tag (composefs-oci `list_refs`). */
+export function listTags(repo: Repository): Array<{ tag: string; manifestDigest: string }> {
+  const out: Array<{ tag: string; manifestDigest: string }> = [];
+  for (const r of repo.listStreamRefs(OCI_TAG_DIR)) {
+    const encoded = r.name.slice(OCI_TAG_DIR.length + 1);
+    if (encoded.includes("/") || !r.contentId.startsWith("oci-manifest-")) continue;
+    out.push({ tag: decodeTag(encoded), manifestDigest: r.contentId.slice("oci-manifest-".length) });
   }
-  return { sha256, id, reader, content: concatBytes(parts) };
+  return out.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
 }
 
-/** A pulled image found by name. */
-export interface StoredImage {
-  /** The manifest's sha256 hex; undefined when the name led straight to a config. */
-  manifestSha256?: string;
-  /** The manifest stream's object id. */
-  manifestId?: Uint8Array;
-  /** The manifest JSON. */
-  manifest?: Record<string, unknown>;
-  /** The config's sha256 hex (its stream's name). */
-  configSha256: string;
-  /** The config stream's object id. */
-  configId: Uint8Array;
-  /** The config JSON. */
-  config: Record<string, unknown>;
+/** The tags pointing at a manifest, sorted. */
+export function tagsOf(repo: Repository, manifestDigest: string): string[] {
+  return listTags(repo).filter((t) => t.manifestDigest === manifestDigest).map((t) => t.tag);
 }
 
-function parseJsonObject(bytes: Uint8Array, what: string): Record<string, unknown> {
+/** Resolves a tag to its manifest digest and manifest stream id (composefs-oci `resolve_ref`). */
+export function resolveTag(
+  repo: Repository,
+  tag: string,
+): { manifestDigest: string; manifestId: ObjectId } | undefined {
+  validateTag(tag);
+  const contentId = repo.streamRefTarget(tagRef(tag));
+  if (contentId === undefined) return undefined;
+  if (!contentId.startsWith("oci-manifest-")) {
+    throw new RepositoryError(`tag '${tag}' points to ${contentId}, not a manifest`);
+  }
+  const manifestId = repo.hasStream(contentId);
+  if (!manifestId) throw new RepositoryError(`tag '${tag}': manifest stream ${contentId} is missing`);
+  return { manifestDigest: contentId.slice("oci-manifest-".length), manifestId };
+}
+
+function parseJson(bytes: Uint8Array, what: string): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
@@ -197,55 +336,178 @@ function parseJsonObject(bytes: Uint8Array, what: string): Record<string, unknow
   return v as Record<string, unknown>;
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
+/** The OCI image config media type: anything else is an artifact. */
+export const MEDIA_TYPE_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json";
+const DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json";
 
 /**
- * Finds a pulled image by: a tag; `sha256:HEX` or `HEX` of its manifest or config;
- * `refs/NAME` (a stream ref, as cfsctl 0.3.0 `oci pull IMAGE NAME` makes for configs).
+ * An OCI image (or artifact) stored in a repository: composefs-oci's `OciImage`. Opened by
+ * manifest digest; when the manifest stream's id is not given, the manifest's bytes are
+ * checked against the digest.
  */
-export async function findImage(repo: Repository, name: string): Promise<StoredImage> {
-  let streamName: string;
-  const hex = name.startsWith("sha256:") ? name.slice(7) : name;
-  if (HEX64.test(hex)) {
-    streamName = hex;
-  } else if (name.startsWith("refs/")) {
-    streamName = name;
-  } else {
-    validateTag(name);
-    const target = repo.streamRefTarget(`${OCI_TAG_DIR}/${encodeTag(name)}`);
-    if (target === undefined) {
-      throw new RepositoryError(`no image tagged '${name}' in ${repo.path}`);
-    }
-    streamName = target;
-  }
-  const first = await readStoredStream(repo, streamName);
-  const doc = parseJsonObject(first.content, `stream ${first.sha256}`);
-  if (typeof doc.config === "object" && Array.isArray(doc.layers)) {
-    const desc = doc.config as { digest?: unknown };
-    const configHex = typeof desc.digest === "string" && desc.digest.startsWith("sha256:")
-      ? desc.digest.slice(7)
-      : "";
-    if (!HEX64.test(configHex)) {
-      throw new RepositoryError(`manifest ${first.sha256}: config digest is not sha256`);
-    }
-    const expected = first.reader.lookup(fromHex(configHex));
-    const config = await readStoredStream(repo, configHex);
-    if (!expected || toHex(expected) !== toHex(config.id)) {
+export class OciImage {
+  private constructor(
+    /** `sha256:...` of the manifest. */
+    readonly manifestDigest: string,
+    /** The manifest stream's object id. */
+    readonly manifestId: ObjectId,
+    /** The manifest's exact bytes. */
+    readonly manifestJson: Uint8Array,
+    /** The parsed manifest. */
+    readonly manifest: Record<string, unknown>,
+    /** `sha256:...` of the config. */
+    readonly configDigest: string,
+    /** The config stream's object id. */
+    readonly configId: ObjectId,
+    /** The config's exact bytes. */
+    readonly configJson: Uint8Array,
+    /** The parsed config (also for artifacts, whose config may be anything JSON). */
+    readonly config: Record<string, unknown>,
+    /** diff_id (artifacts: blob digest) -> layer stream id, in config order. */
+    readonly layers: Map<string, ObjectId>,
+    /** The config's image refs. */
+    readonly images: ConfigImages,
+  ) {}
+
+  /** Opens the image whose manifest is `manifestDigest` (see the class documentation). */
+  static open(repo: Repository, manifestDigest: string, manifestId?: ObjectId): OciImage {
+    const contentId = manifestContentId(manifestDigest);
+    const m = readExternalStream(repo, contentId, CONTENT_TYPE.ociManifest, manifestId);
+    if (!manifestId && sha256Digest(m.data) !== manifestDigest) {
       throw new RepositoryError(
-        `manifest ${first.sha256}: config stream ${configHex} is not the one it recorded`,
+        `manifest integrity failed: expected ${manifestDigest}, got ${sha256Digest(m.data)}`,
       );
     }
-    return {
-      manifestSha256: first.sha256,
-      manifestId: first.id,
-      manifest: doc,
-      configSha256: configHex,
-      configId: config.id,
-      config: parseJsonObject(config.content, `config ${configHex}`),
-    };
+    const manifest = parseJson(m.data, `manifest ${manifestDigest}`);
+    const configDesc = manifest.config as { digest?: unknown; mediaType?: unknown } | undefined;
+    const configDigest = typeof configDesc?.digest === "string" ? configDesc.digest : "";
+    if (!/^sha256:[0-9a-f]{64}$/.test(configDigest)) {
+      throw new RepositoryError(`manifest ${manifestDigest}: config digest is not sha256`);
+    }
+    const configId = m.namedRefs.get(`config:${configDigest}`);
+    if (!configId) throw new RepositoryError(`manifest ${manifestDigest}: missing config reference`);
+    const c = readExternalStream(
+      repo,
+      configContentId(configDigest),
+      CONTENT_TYPE.ociConfig,
+      configId,
+    );
+    const config = parseJson(c.data, `config ${configDigest}`);
+    const container = configDesc?.mediaType === MEDIA_TYPE_IMAGE_CONFIG ||
+      configDesc?.mediaType === DOCKER_CONFIG;
+    const layers = new Map<string, ObjectId>();
+    const images: ConfigImages = { boot: new Map() };
+    if (container) {
+      const diffIds = (config.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
+      const ids = Array.isArray(diffIds) ? diffIds.filter((d) => typeof d === "string") : [];
+      for (const d of ids as string[]) {
+        const id = c.namedRefs.get(d);
+        if (id) layers.set(d, id);
+      }
+      for (const [k, id] of c.namedRefs) {
+        if (k === IMAGE_REF_KEY) images.v2 = id;
+        else if (k === IMAGE_REF_KEY_V1) images.v1 = id;
+        else if (k.startsWith(BOOT_IMAGE_REF_KEY)) images.boot.set(k, id);
+      }
+    } else {
+      const descs = Array.isArray(manifest.layers) ? manifest.layers : [];
+      for (const d of descs as Array<{ digest?: unknown }>) {
+        if (typeof d?.digest !== "string") continue;
+        const id = m.namedRefs.get(d.digest);
+        if (id) layers.set(d.digest, id);
+      }
+    }
+    const resolvedId = manifestId ?? m.id;
+    return new OciImage(
+      manifestDigest,
+      resolvedId,
+      m.data,
+      manifest,
+      configDigest,
+      configId,
+      c.data,
+      config,
+      layers,
+      images,
+    );
   }
-  if (typeof doc.rootfs === "object") {
-    return { configSha256: first.sha256, configId: first.id, config: doc };
+
+  /** Whether this is a container image (its config is an image config), not an artifact. */
+  get isContainerImage(): boolean {
+    const mt = (this.manifest.config as { mediaType?: unknown } | undefined)?.mediaType;
+    return mt === MEDIA_TYPE_IMAGE_CONFIG || mt === DOCKER_CONFIG;
   }
-  throw new RepositoryError(`stream ${first.sha256} is neither an image manifest nor a config`);
+
+  /** The config's `rootfs.diff_ids` (container images), [] otherwise. */
+  get diffIds(): string[] {
+    const d = (this.config.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
+    return Array.isArray(d) ? d.filter((x): x is string => typeof x === "string") : [];
+  }
+
+  /** The manifest's layer descriptors. */
+  get layerDescriptors(): Array<Record<string, unknown>> {
+    const l = this.manifest.layers;
+    return Array.isArray(l) ? l as Array<Record<string, unknown>> : [];
+  }
+
+  /** The image of format `version` (V0 and V1 share the V1 key), if generated. */
+  imageRef(version: ErofsFormatVersion): ObjectId | undefined {
+    return isEpoch1(version) ? this.images.v1 : this.images.v2;
+  }
+
+  /** The bootable image of format `version` built with `mode`, if generated. */
+  bootImageRef(version: ErofsFormatVersion, mode: XattrMode = "allowlist-only"): ObjectId | undefined {
+    return this.images.boot.get(bootImageRefKey(version, mode));
+  }
+
+  /** `architecture` of the config ("" for artifacts). */
+  get architecture(): string {
+    return this.isContainerImage && typeof this.config.architecture === "string"
+      ? this.config.architecture
+      : "";
+  }
+
+  /** `os` of the config ("" for artifacts). */
+  get os(): string {
+    return this.isContainerImage && typeof this.config.os === "string" ? this.config.os : "";
+  }
+
+  /** `created` of the config, if any. */
+  get created(): string | undefined {
+    return this.isContainerImage && typeof this.config.created === "string"
+      ? this.config.created
+      : undefined;
+  }
+}
+
+/**
+ * Opens an image by the names cfsctl 0.9.4 takes (`@sha256:<hex>`: a manifest digest; any
+ * other text: a tag), plus cfs's own: `sha256:<hex>` and a bare 64-digit hex (a manifest
+ * digest, or a config digest some tag's image has).
+ */
+export function openImage(repo: Repository, name: string): OciImage {
+  let digest: string | undefined;
+  if (name.startsWith("@")) {
+    digest = name.slice(1);
+    if (!/^sha256:[0-9a-f]{64}$/.test(digest)) {
+      throw new RepositoryError(`invalid OCI digest after '@': '${digest.slice(0, 80)}'`);
+    }
+  } else if (/^(sha256:)?[0-9a-f]{64}$/.test(name)) {
+    digest = name.startsWith("sha256:") ? name : `sha256:${name}`;
+  }
+  if (digest !== undefined) {
+    if (repo.hasStream(manifestContentId(digest))) return OciImage.open(repo, digest);
+    if (!name.startsWith("@")) {
+      for (const t of listTags(repo)) {
+        try {
+          const img = OciImage.open(repo, t.manifestDigest);
+          if (img.configDigest === digest) return img;
+        } catch { /* a broken tag is fsck's business */ }
+      }
+    }
+    throw new RepositoryError(`no image with digest ${digest} in ${repo.path}`);
+  }
+  const r = resolveTag(repo, name);
+  if (!r) throw new RepositoryError(`no image tagged '${name}' in ${repo.path}`);
+  return OciImage.open(repo, r.manifestDigest, r.manifestId);
 }

@@ -59,15 +59,15 @@ import {
   TAG_ADDED,
 } from "../log.ts";
 import { layerReporter } from "./progress.ts";
-import { type RepoAlgorithm, Repository } from "../repository.ts";
+import { ObjectId, type RepoAlgorithm, Repository } from "../repository/mod.ts";
+import type { ErofsFormatVersion } from "../repository/meta.ts";
 import { type ImageSource, openImageSource, type SourceOptions } from "../oci/source.ts";
 import { pullFromSource, type PullResult } from "../oci/pull.ts";
-import { bootcTag, configImageRef, listTags, tagImage, validateTag } from "../oci/store.ts";
-import { createFilesystem } from "../oci/image.ts";
+import { bootcTag, listTags, OciImage, tagImage, validateTag } from "../oci/store.ts";
+import { linkImages, ociFilesystem, writeImages } from "../oci/commit.ts";
+import { type UpgradeReport, upgradeRepository } from "../oci/upgrade.ts";
 import { type BootEntry, findBootEntries } from "../boot/entries.ts";
 import { transformForBoot } from "../boot/transform.ts";
-import { mkfsErofs } from "../erofs/writer.ts";
-import { fromHex, toHex } from "../fsverity/digest.ts";
 import type { FileSystem } from "../tree.ts";
 import { loadImagePolicy } from "../boot/selinux.ts";
 import { ensureBootcLink, labelStorage, pullIntoStorage, unifiedStoragePath } from "./unified.ts";
@@ -135,8 +135,10 @@ export interface PipelineOptions extends SourceOptions {
 export interface PipelineResult {
   /** True when the repository was created by this pull. */
   created: boolean;
-  /** True when an old-format repository was upgraded. */
+  /** True when an old-format repository was upgraded (meta.json written). */
   upgraded: boolean;
+  /** What the upgrade before the pull did (streams converted, images made). */
+  upgrade?: UpgradeReport;
   /** True when the repository requires fs-verity. */
   secure: boolean;
   /** What was stored. */
@@ -169,11 +171,8 @@ function repositoryView(repo: Repository): HookRepository {
     algorithm: repo.meta.algorithm,
     secure: repo.secure,
     tags: () =>
-      listTags(repo).map((t) => ({
-        tag: t.tag,
-        manifest: t.manifestSha256 ? `sha256:${t.manifestSha256}` : null,
-      })),
-    readObject: (id) => repo.readObject(fromHex(id)),
+      listTags(repo).map((t) => ({ tag: t.tag, manifest: t.manifestDigest })),
+    readObject: (id) => repo.readObject(ObjectId.parse(id, repo.algorithm)),
   };
 }
 
@@ -199,6 +198,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
   let pull: PullResult | undefined;
   let created = false;
   let entries: BootEntry[] = [];
+  let upgrade: UpgradeReport | undefined;
 
   const interrupted = () => new PipelineInterrupted(current);
   const checkAbort = () => {
@@ -344,6 +344,10 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       created = r.created;
       state.repository = repositoryView(repo);
     });
+    // bootc runs composefs-rs's upgrade_repo before every pull; so does cfs (and it also
+    // converts streams of cfsctl 0.3.0's format): lib/oci/upgrade.ts.
+    upgrade = await upgradeRepository(repo!, (tag) =>
+      log.info(IMAGE_WRITTEN, `upgrading ${tag}: making its EROFS images`, { [Field.TAG]: tag }));
     let sourceRef = opts.reference;
     let sourceOpts: SourceOptions = opts;
     const storage = unifiedStoragePath(opts.repoPath);
@@ -388,23 +392,25 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     });
     await stage("import", async () => {
       pull = await pullFromSource(repo!, source!, {
+        images: false,
         localFetch: sourceOpts.localFetch,
         signal,
         ...layerReporter(log, state.layers!.map((l) => l.size)),
       });
       await source!.close();
       source = undefined;
-      state.manifest!.verity = toHex(pull.manifestVerity);
-      state.config!.verity = toHex(pull.configStreamId);
+      state.manifest!.verity = pull.manifestVerity.hex;
+      state.config!.verity = pull.configVerity.hex;
       pull.layers.forEach((l, i) => {
-        state.layers![i].verity = toHex(l.verity);
+        state.layers![i].verity = l.verity.hex;
         state.layers![i].imported = l.imported;
       });
     });
     let merged: FileSystem | undefined;
+    const stored = () => OciImage.open(repo!, pull!.manifestDigest, pull!.manifestVerity);
     if (opts.unified) {
       await stage("label-storage", async () => {
-        merged = await createFilesystem(repo!, toHex(pull!.configSha256));
+        merged = await ociFilesystem(repo!, stored());
         const policy = loadImagePolicy(merged, (c) => repo!.readObject(c.digest));
         if (!policy) {
           log.info(
@@ -424,8 +430,12 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       const bootc = bootcTag(pull!.manifestDigest);
       if (!state.tags.includes(bootc)) state.tags.unshift(bootc);
     });
+    let plainImages: Map<ErofsFormatVersion, ObjectId> | undefined;
+    let bootImages: Map<ErofsFormatVersion, ObjectId> | undefined;
     await stage("label", async () => {
-      const fs = merged ?? await createFilesystem(repo!, toHex(pull!.configSha256));
+      const fs = merged ?? await ociFilesystem(repo!, stored());
+      // The plain images first (composefs.image*), from the tree before the boot transform.
+      plainImages = writeImages(repo!, fs);
       const read = (c: { digest: Uint8Array }) => repo!.readObject(c.digest);
       entries = findBootEntries(fs, read);
       transformForBoot(fs, read);
@@ -433,11 +443,9 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     });
     await stage("image", () => {
       if (!state.tree) throw new Error("no tree to write (a hook removed ctx.tree)");
-      const id = repo!.writeImage(
-        mkfsErofs(state.tree),
-        configImageRef(toHex(pull!.configSha256), true),
-      );
-      state.imageId = toHex(id);
+      bootImages = writeImages(repo!, state.tree);
+      const id = bootImages.get(repo!.erofsVersion)!;
+      state.imageId = id.hex;
       log.debug(IMAGE_WRITTEN, `image ${state.imageId}`, {
         [Field.IMAGE_ID]: state.imageId,
         [Field.BOOTABLE]: true,
@@ -453,13 +461,24 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       if (typeof t !== "string") throw new Error(`a hook put a non-string tag into ctx.tags`);
       validateTag(t);
     }
-    for (const t of tags) {
-      tagImage(repo!, t, pull!.manifestDigest.slice(7));
+    // The images are linked from the config (gc keeps them through any tag), the manifest
+    // stream is rewritten to the new config, and the first tag (bootc's) points at it.
+    const manifestVerity = await linkImages(repo!, stored(), {
+      plain: plainImages,
+      boot: bootImages,
+      tag: tags[0],
+    });
+    pull = { ...pull!, manifestVerity, image: plainImages?.get(repo!.erofsVersion) };
+    pull.bootImage = bootImages?.get(repo!.erofsVersion);
+    pull.configVerity = stored().configId;
+    for (const [i, t] of tags.entries()) {
+      if (i > 0) tagImage(repo!, t, pull.manifestDigest);
       log.debug(TAG_ADDED, `tag ${t}`, { [Field.TAG]: t });
     }
     const result: PipelineResult = {
       created,
       upgraded: repo!.upgraded,
+      upgrade,
       secure: repo!.secure,
       pull: pull!,
       tags,
@@ -469,9 +488,9 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     };
     log.info(PULL_DONE, `pulled ${opts.reference}`, {
       [Field.MANIFEST_DIGEST]: pull!.manifestDigest,
-      [Field.MANIFEST_VERITY]: toHex(pull!.manifestVerity),
+      [Field.MANIFEST_VERITY]: pull!.manifestVerity.hex,
       [Field.CONFIG_DIGEST]: pull!.configDigest,
-      [Field.CONFIG_VERITY]: toHex(pull!.configStreamId),
+      [Field.CONFIG_VERITY]: pull!.configVerity.hex,
       [Field.IMAGE_ID]: state.imageId!,
       [Field.DURATION_MS]: Math.round(performance.now() - t0),
     });
