@@ -10,6 +10,7 @@ import { type CommandHandler, type GlobalOptions, UsageError } from "./lib/cli/c
 import { digestCommand } from "./lib/cli/digest.ts";
 import {
   computeIdCommand,
+  computeKargCommand,
   createDumpfileCommand,
   createImageCommand,
   dumpFilesCommand,
@@ -21,11 +22,16 @@ import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
 import { catCommand, ociCommand } from "./lib/cli/oci.ts";
 import { setupRootCommand } from "./lib/cli/setup_root.ts";
 import { vmTestCommand } from "./lib/cli/vm_test.ts";
+import { parseErofsVersion } from "./lib/erofs/format.ts";
 
 const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   init: { handler: initCommand, summary: "create a repository" },
   digest: { handler: digestCommand, summary: "print fs-verity digests of files" },
   "compute-id": { handler: computeIdCommand, summary: "print the image ID of a directory tree" },
+  "compute-karg": {
+    handler: computeKargCommand,
+    summary: "print the kernel argument that boots a tree's bootable image",
+  },
   "create-dumpfile": {
     handler: createDumpfileCommand,
     summary: "print the composefs dumpfile of a tree",
@@ -53,7 +59,8 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   "vm-test": { handler: vmTestCommand, summary: "boot a pulled image in QEMU from composefs" },
 };
 
-const USAGE = `usage: cfs [--repo DIR] [--config FILE] [--json] [-v] COMMAND [ARGS...]
+const USAGE = `usage: cfs [--repo DIR] [--config FILE] [--json] [-v] [--erofs-version 0|1|2]
+           [--hash sha256|sha512] [--no-repo] COMMAND [ARGS...]
 
 commands:
 ${Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(16)} ${c.summary}`).join("\n")}
@@ -76,6 +83,18 @@ export async function main(argv: string[]): Promise<number> {
       if (i + 1 >= argv.length) return usageError("--config needs a file");
       globals.config = argv[++i];
     } else if (a.startsWith("--config=")) globals.config = a.slice(9);
+    else if (a === "--erofs-version" || a.startsWith("--erofs-version=")) {
+      const value = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
+      const version = value === undefined ? undefined : parseErofsVersion(value);
+      if (version === undefined) return usageError("--erofs-version needs 0, 1 or 2");
+      globals.erofsVersion = version;
+    } else if (a === "--hash" || a.startsWith("--hash=")) {
+      const value = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
+      if (value !== "sha256" && value !== "sha512") {
+        return usageError("--hash needs sha256 or sha512");
+      }
+      globals.hash = value;
+    } else if (a === "--no-repo") globals.noRepo = true;
     else if (a === "-h" || a === "--help") {
       console.log(USAGE);
       return 0;

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import type { ErofsVersion } from "../erofs/format.ts";
 
 /** Options given before the command name (`cfs --repo DIR --json -v COMMAND ...`). */
 export interface GlobalOptions {
@@ -16,6 +17,12 @@ export interface GlobalOptions {
   verbose: boolean;
   /** `--config FILE` (lib/config.ts). */
   config?: string;
+  /** `--erofs-version 0|1|2`: the EROFS format of images written (cfsctl's global flag). */
+  erofsVersion?: ErofsVersion;
+  /** `--hash sha256|sha512`: the digest algorithm (cfsctl's global flag). */
+  hash?: "sha256" | "sha512";
+  /** `--no-repo`: commands that can work without a repository do not look for one. */
+  noRepo?: boolean;
 }
 
 /** A command: parses its own arguments, prints its output, returns the exit code. */

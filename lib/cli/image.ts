@@ -1,6 +1,13 @@
 /**
- * Image commands, as cfsctl has them: `compute-id`, `create-dumpfile`, `create-image`,
- * `image-objects`, `dump-files`.
+ * Image commands, as cfsctl (composefs-ctl 0.9.4) has them: `compute-id`, `compute-karg`,
+ * `create-dumpfile`, `create-image`, `image-objects`, `dump-files`, `mount`.
+ *
+ * The tree commands take cfsctl 0.9.4's flags and defaults: the tree is transformed as a
+ * container root unless `--no-propagate-usr-to-root` (lib/tree_transform.ts), `--xattrs`
+ * picks what that keeps, `--bootable` adds the boot transform, `--erofs-version` (also a
+ * global flag) picks the image format, V1 by default. The digest algorithm is `--hash`
+ * (cfs's `--algorithm` is the same flag), else the repository's when one is there, else
+ * sha512.
  *
  * @module
  */
@@ -12,27 +19,65 @@ import {
   UsageError,
   writeStdout,
 } from "./command.ts";
-import { computeImageId, treeFromPath } from "../build.ts";
-import { mkfsErofs } from "../erofs/writer.ts";
+import { erofsImage, treeFromPath, type TreeFromPathOptions } from "../build.ts";
 import { collectObjects, readErofs } from "../erofs/reader.ts";
+import { DEFAULT_EROFS_VERSION, type ErofsVersion, parseErofsVersion } from "../erofs/format.ts";
 import { dumpfileLine, dumpfileLines } from "../dumpfile.ts";
-import { toHex, type VerityAlgorithm } from "../fsverity/digest.ts";
+import { fsverityDigest, toHex, type VerityAlgorithm } from "../fsverity/digest.ts";
 import { Repository } from "../repository.ts";
 import { mountImage } from "../mount.ts";
 import { openRepo, repoPath } from "./repo_path.ts";
 import { countLinks, lookup, utf8ToName } from "../tree.ts";
+import { parseXattrFiltering, type XattrFiltering } from "../tree_transform.ts";
+import { composefsKarg } from "../boot/karg.ts";
 
 const TREE_OPTIONS = {
   bootable: { type: "boolean" },
+  "no-propagate-usr-to-root": { type: "boolean" },
   "stat-root": { type: "boolean" },
+  xattrs: { type: "string" },
+  hash: { type: "string" },
   algorithm: { type: "string" },
+  "erofs-version": { type: "string" },
+  "no-repo": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
-function parseAlgorithmOption(
-  value: string | undefined,
+const KARG_OPTIONS = {
+  "no-propagate-usr-to-root": { type: "boolean" },
+  hash: { type: "string" },
+  algorithm: { type: "string" },
+  "erofs-version": { type: "string" },
+  "no-repo": { type: "boolean" },
+  insecure: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const TREE_FLAGS =
+  `[--bootable] [--no-propagate-usr-to-root] [--xattrs allowlist-only|keep-user-xattrs]
+       [--hash sha256|sha512] [--erofs-version 0|1|2]`;
+
+const TREE_HELP =
+  `--bootable                  the boot transform: /boot and /sysroot emptied, SELinux labels
+                            from the tree's own policy (or none without a policy)
+--no-propagate-usr-to-root  keep the root's own metadata, /run and every xattr (by default
+                            the root takes /usr's metadata, /run is emptied, xattrs filtered)
+--xattrs MODE               what the default transform keeps: allowlist-only (only
+                            security.capability, the default) or keep-user-xattrs (also user.*)
+--hash ALG                  sha256 or sha512 (alias --algorithm); default: the repository's
+                            (--repo, $CFS_REPO, the default path) when there is one, else sha512
+--erofs-version V           EROFS format 0, 1 (default) or 2
+--no-repo                   do not look at a repository for the algorithm`;
+
+function parseAlgorithm(
+  values: { hash?: string; algorithm?: string },
   usage: string,
 ): VerityAlgorithm | undefined {
+  const { hash, algorithm } = values;
+  if (hash !== undefined && algorithm !== undefined && hash !== algorithm) {
+    throw new UsageError(`--hash ${hash} and --algorithm ${algorithm} disagree`, usage);
+  }
+  const value = hash ?? algorithm;
   if (value === undefined) return undefined;
   if (value !== "sha256" && value !== "sha512") {
     throw new UsageError(`unknown algorithm '${value}' (use sha256 or sha512)`, usage);
@@ -40,20 +85,40 @@ function parseAlgorithmOption(
   return value;
 }
 
-/** The algorithm for commands that need no repository: --algorithm, else the repository's if one exists, else sha256. */
+/** `--erofs-version` of the command, else the global one, else undefined. */
+export function erofsVersionOption(
+  value: string | undefined,
+  globals: GlobalOptions,
+  usage: string,
+): ErofsVersion | undefined {
+  if (value === undefined) return globals.erofsVersion;
+  const version = parseErofsVersion(value);
+  if (version === undefined) {
+    throw new UsageError(`unknown EROFS version '${value}' (use 0, 1 or 2)`, usage);
+  }
+  return version;
+}
+
+/**
+ * The algorithm of a command that needs no repository, as cfsctl 0.9.4 picks it: the flag,
+ * else the algorithm of the repository the globals select (when it can be opened), else
+ * sha512.
+ */
 function algorithmFor(
   globals: GlobalOptions,
   explicit: VerityAlgorithm | undefined,
+  noRepo: boolean,
 ): VerityAlgorithm {
-  if (explicit) return explicit;
-  if (globals.repo) {
+  const flag = explicit ?? globals.hash;
+  if (flag) return flag;
+  if (!noRepo && !globals.noRepo) {
     try {
       const repo = Repository.open(repoPath(globals), { upgrade: false });
       repo.close();
       return repo.algorithm;
     } catch { /* no repository: fall back */ }
   }
-  return "sha256";
+  return "sha512";
 }
 
 function oneTreeArg(positionals: string[], usage: string, max = 1): string[] {
@@ -62,32 +127,100 @@ function oneTreeArg(positionals: string[], usage: string, max = 1): string[] {
   return positionals;
 }
 
-const COMPUTE_ID_USAGE =
-  `usage: cfs compute-id [--bootable] [--stat-root] [--algorithm sha256|sha512] PATH
+interface TreeArgs {
+  values: {
+    bootable?: boolean;
+    "no-propagate-usr-to-root"?: boolean;
+    "stat-root"?: boolean;
+    xattrs?: string;
+    hash?: string;
+    algorithm?: string;
+    "erofs-version"?: string;
+    "no-repo"?: boolean;
+  };
+  usage: string;
+}
+
+function treeOptions({ values, usage }: TreeArgs): TreeFromPathOptions {
+  let xattrs: XattrFiltering | undefined;
+  if (values.xattrs !== undefined) {
+    try {
+      xattrs = parseXattrFiltering(values.xattrs);
+    } catch (e) {
+      throw new UsageError((e as Error).message, usage);
+    }
+  }
+  return {
+    bootable: values.bootable,
+    propagateUsrToRoot: !(values["no-propagate-usr-to-root"] || values["stat-root"]),
+    xattrs,
+  };
+}
+
+const COMPUTE_ID_USAGE = `usage: cfs compute-id ${TREE_FLAGS} PATH
 
 Prints the image ID (fs-verity digest of the composefs EROFS image) of the tree at PATH,
-without writing anything. The algorithm defaults to the repository's (--repo), else sha256.`;
+without writing anything.
+
+${TREE_HELP}`;
 
 /** `cfs compute-id` */
 export const computeIdCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, COMPUTE_ID_USAGE);
   if (values.help) return Promise.resolve(help(COMPUTE_ID_USAGE));
   const [path] = oneTreeArg(positionals, COMPUTE_ID_USAGE);
-  const algorithm = algorithmFor(globals, parseAlgorithmOption(values.algorithm, COMPUTE_ID_USAGE));
+  const algorithm = algorithmFor(
+    globals,
+    parseAlgorithm(values, COMPUTE_ID_USAGE),
+    values["no-repo"] ?? false,
+  );
+  const version = erofsVersionOption(values["erofs-version"], globals, COMPUTE_ID_USAGE) ??
+    DEFAULT_EROFS_VERSION;
   const fs = treeFromPath(path, {
+    ...treeOptions({ values, usage: COMPUTE_ID_USAGE }),
     algorithm,
-    bootable: values.bootable,
-    statRoot: values["stat-root"],
   });
-  const id = toHex(computeImageId(fs, algorithm));
-  println(globals.json ? JSON.stringify({ id, algorithm }) : id);
+  const id = toHex(fsverityDigest(erofsImage(fs, version), algorithm));
+  println(globals.json ? JSON.stringify({ id, algorithm, erofsVersion: version }) : id);
   return Promise.resolve(0);
 };
 
-const CREATE_DUMPFILE_USAGE =
-  `usage: cfs create-dumpfile [--bootable] [--stat-root] [--algorithm sha256|sha512] PATH
+const COMPUTE_KARG_USAGE =
+  `usage: cfs compute-karg [--no-propagate-usr-to-root] [--hash sha256|sha512]
+       [--erofs-version 0|1|2] [--insecure] PATH
 
-Prints the composefs dumpfile of the tree at PATH.`;
+Prints the kernel argument that boots the bootable image of the tree at PATH (the boot
+transform is always applied): composefs.digest=v1-sha512-12:HEX for EROFS versions 0 and 1,
+composefs=HEX for version 2. --insecure adds the '?' that makes fs-verity optional.`;
+
+/** `cfs compute-karg` */
+export const computeKargCommand: CommandHandler = (args, globals) => {
+  const { values, positionals } = parseCommandArgs(args, KARG_OPTIONS, COMPUTE_KARG_USAGE);
+  if (values.help) return Promise.resolve(help(COMPUTE_KARG_USAGE));
+  const [path] = oneTreeArg(positionals, COMPUTE_KARG_USAGE);
+  const algorithm = algorithmFor(
+    globals,
+    parseAlgorithm(values, COMPUTE_KARG_USAGE),
+    values["no-repo"] ?? false,
+  );
+  const version = erofsVersionOption(values["erofs-version"], globals, COMPUTE_KARG_USAGE) ??
+    DEFAULT_EROFS_VERSION;
+  const fs = treeFromPath(path, {
+    algorithm,
+    bootable: true,
+    propagateUsrToRoot: !values["no-propagate-usr-to-root"],
+  });
+  const id = fsverityDigest(erofsImage(fs, version), algorithm);
+  const karg = composefsKarg(id, { algorithm, version, insecure: values.insecure ?? false });
+  println(globals.json ? JSON.stringify({ karg, id: toHex(id), algorithm }) : karg);
+  return Promise.resolve(0);
+};
+
+const CREATE_DUMPFILE_USAGE = `usage: cfs create-dumpfile ${TREE_FLAGS} PATH
+
+Prints the composefs dumpfile of the tree at PATH.
+
+${TREE_HELP}`;
 
 /** `cfs create-dumpfile` */
 export const createDumpfileCommand: CommandHandler = (args, globals) => {
@@ -96,12 +229,13 @@ export const createDumpfileCommand: CommandHandler = (args, globals) => {
   const [path] = oneTreeArg(positionals, CREATE_DUMPFILE_USAGE);
   const algorithm = algorithmFor(
     globals,
-    parseAlgorithmOption(values.algorithm, CREATE_DUMPFILE_USAGE),
+    parseAlgorithm(values, CREATE_DUMPFILE_USAGE),
+    values["no-repo"] ?? false,
   );
+  erofsVersionOption(values["erofs-version"], globals, CREATE_DUMPFILE_USAGE);
   const fs = treeFromPath(path, {
+    ...treeOptions({ values, usage: CREATE_DUMPFILE_USAGE }),
     algorithm,
-    bootable: values.bootable,
-    statRoot: values["stat-root"],
   });
   writeLines(dumpfileLines(fs));
   return Promise.resolve(0);
@@ -120,30 +254,33 @@ function writeLines(lines: Iterable<string>): void {
   writeStdout(enc.encode(buf));
 }
 
-const CREATE_IMAGE_USAGE = `usage: cfs create-image [--bootable] [--stat-root] PATH [NAME]
+const CREATE_IMAGE_USAGE = `usage: cfs create-image ${TREE_FLAGS} PATH [NAME]
 
 Stores the tree at PATH in the repository (large files as objects), writes its EROFS image
-and prints the image ID; NAME becomes a ref (images/refs/NAME), a GC root.`;
+and prints ALGORITHM:ID; NAME becomes a ref (images/refs/NAME), a GC root. The repository
+decides the algorithm: --hash must agree with it.
+
+${TREE_HELP}`;
 
 /** `cfs create-image` */
 export const createImageCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, CREATE_IMAGE_USAGE);
   if (values.help) return Promise.resolve(help(CREATE_IMAGE_USAGE));
-  if (values.algorithm) {
-    throw new UsageError(
-      "the repository decides the algorithm; --algorithm is not accepted here",
-      CREATE_IMAGE_USAGE,
-    );
-  }
+  const explicit = parseAlgorithm(values, CREATE_IMAGE_USAGE) ?? globals.hash;
+  const version = erofsVersionOption(values["erofs-version"], globals, CREATE_IMAGE_USAGE) ??
+    DEFAULT_EROFS_VERSION;
   const [path, name] = oneTreeArg(positionals, CREATE_IMAGE_USAGE, 2);
+  const options = treeOptions({ values, usage: CREATE_IMAGE_USAGE });
   const repo = openRepo(globals);
   try {
-    const fs = treeFromPath(path, {
-      repo,
-      bootable: values.bootable,
-      statRoot: values["stat-root"],
-    });
-    const id = toHex(repo.writeImage(mkfsErofs(fs), name));
+    if (explicit !== undefined && explicit !== repo.algorithm) {
+      throw new UsageError(
+        `the repository ${repoPath(globals)} uses ${repo.algorithm}, not ${explicit}`,
+        CREATE_IMAGE_USAGE,
+      );
+    }
+    const fs = treeFromPath(path, { ...options, repo });
+    const id = repo.writeImage(erofsImage(fs, version), name).hex;
     println(
       globals.json
         ? JSON.stringify({ id, algorithm: repo.algorithm, name: name ?? null })
@@ -240,7 +377,7 @@ export const mountCommand: CommandHandler = async (args, globals) => {
   }
   const repo = openRepo(globals);
   try {
-    await mountImage(repo, repo.resolveImage(positionals[0]), positionals[1]);
+    await mountImage(repo, repo.resolveImage(positionals[0]).hex, positionals[1]);
   } finally {
     repo.close();
   }

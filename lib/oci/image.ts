@@ -1,22 +1,13 @@
 /**
- * The file system of a pulled OCI image, built as composefs-oci 0.3.0 `create_filesystem`
- * builds it: the config stream's layers (config `rootfs.diff_ids` order, each found through
- * the config stream's digest map) are read as tars and applied one entry at a time
- * (`process_entry`):
+ * The file system of a pulled OCI image, as composefs-oci 0.9.4 `create_filesystem` builds
+ * it: the layer streams (config `rootfs.diff_ids` order, each found through the config
+ * stream's named ref) are read as tars and each entry is applied with
+ * {@link applyOciEntry} (lib/oci/layer_tree.ts: whiteouts, opaque directories, hardlinks,
+ * directory merging, stat with pax uid/gid/mtime and nanoseconds). Regular files stored as
+ * external objects in the layer stream keep that object id; the others are inline.
  *
- * - an entry naming the root (`/`, `./`) must be a directory and only sets the root's stat;
- * - the parent directory of every other entry must exist already (else an error);
- * - `.wh.NAME` removes NAME from its directory, `.wh..wh..opq` empties its directory;
- * - a directory over an existing directory replaces only its stat (children kept); anything
- *   else replaces what was there;
- * - a hardlink shares the (existing, non-directory) target's inode, across layers too;
- * - stat: mode from the tar, uid, gid and mtime from the header's own fields (pax `uid`,
- *   `gid`, `mtime` are not applied, as in 0.3.0), xattrs from pax `SCHILY.xattr.*` records;
- * - regular files stored as external objects in the layer stream keep that object id; the
- *   others are inline.
- *
- * Without a root entry in any layer, the root is root-owned 0555 and takes the newest mtime
- * of the tree when the image is written (cfsctl's synthetic root, {@link ensureRootStat}).
+ * The root starts with 0.9.4's uninitialized stat (mode 0); the container-root transform
+ * that gives it `/usr`'s metadata comes after (lib/oci/commit.ts, lib/tree_transform.ts).
  *
  * @module
  */
@@ -25,18 +16,14 @@ import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
 import { SplitStreamReader } from "../splitstream/reader.ts";
 import { CONTENT_TYPE } from "../splitstream/format.ts";
 import type { OciImage } from "./store.ts";
+import { type FileSystem, INLINE_CONTENT_MAX, type LeafContent } from "../tree.ts";
 import {
-  type Directory,
-  type FileSystem,
-  INLINE_CONTENT_MAX,
-  type Inode,
-  type Leaf,
-  type LeafContent,
-  newDirectory,
-  newFileSystem,
-  sortXattrs,
-  type Stat,
-} from "../tree.ts";
+  applyOciEntry,
+  newOciFileSystem,
+  type OciEntryItem,
+  ociEntryStat,
+  OciTreeError,
+} from "./layer_tree.ts";
 
 /** A layer or config that cannot be turned into a file system. */
 export class OciImageError extends RepositoryError {
@@ -48,11 +35,12 @@ export class OciImageError extends RepositoryError {
 }
 
 const ZEROS = new Uint8Array(1 << 20);
-const WHITEOUT = ".wh.";
-const OPAQUE = ".wh..wh..opq";
 
 /** A layer stream's content as chunks: inline bytes, and external objects by id. */
-export type LayerChunk = { kind: "inline"; data: Uint8Array } | { kind: "external"; id: Uint8Array };
+export type LayerChunk = { kind: "inline"; data: Uint8Array } | {
+  kind: "external";
+  id: Uint8Array;
+};
 
 /**
  * The chunks of the layer stream whose object is `id` (content type `ocilayer`), read whole
@@ -80,54 +68,7 @@ function makedev(major: number, minor: number): bigint {
     (mi & 0xffn);
 }
 
-/** A numeric ustar header field as the Rust `tar` crate reads it (octal or base-256). */
-function headerNumber(block: Uint8Array, off: number, len: number, what: string): number {
-  const field = block.subarray(off, off + len);
-  if (field[0] & 0x80) {
-    let v = 0n;
-    for (const b of field.subarray(Math.max(0, len - 8))) v = (v << 8n) | BigInt(b);
-    if (len >= 8) v &= (1n << 64n) - 1n;
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new OciImageError(`tar ${what} too large`);
-    return Number(v);
-  }
-  let end = field.indexOf(0);
-  if (end < 0) end = len;
-  const text = String.fromCharCode(...field.subarray(0, end)).trim();
-  if (!/^[0-7]+$/.test(text)) {
-    throw new OciImageError(`tar header: invalid ${what} field ${JSON.stringify(text)}`);
-  }
-  return parseInt(text, 8);
-}
-
-/** A tar path as 0.3.0 sees it: its names after a leading `/` (`.` and empty names dropped). */
-function pathNames(path: string): string[] {
-  const names = path.split("/").filter((n) => n !== "" && n !== ".");
-  if (names.includes("..")) {
-    throw new OciImageError(`tar entry ${JSON.stringify(path)}: path contains '..'`);
-  }
-  return names;
-}
-
-function getDirectory(root: Directory, names: string[], path: string): Directory {
-  let dir = root;
-  for (const n of names) {
-    const next = dir.entries.get(n);
-    if (next === undefined) {
-      throw new OciImageError(
-        `layer entry ${JSON.stringify(path)}: ${JSON.stringify(n)} not found`,
-      );
-    }
-    if (next.kind !== "dir") {
-      throw new OciImageError(
-        `layer entry ${JSON.stringify(path)}: ${JSON.stringify(n)} is not a directory`,
-      );
-    }
-    dir = next;
-  }
-  return dir;
-}
-
-/** Applies the layer stream `layer` to `fs` (0.3.0 `process_entry` for each tar entry). */
+/** Applies the layer stream `layer` to `fs` (0.9.4 `process_entry` for each tar entry). */
 export async function applyLayer(
   repo: Repository,
   fs: FileSystem,
@@ -168,59 +109,20 @@ export async function applyLayer(
 
   for await (const entry of readTar(content())) {
     const m = entry.meta;
-    const header = entry.headerBytes.subarray(entry.headerBytes.length - 512);
     const bodyOffset = entry.offset + entry.headerBytes.length;
-    const stat: Stat = {
-      mode: m.mode,
-      uid: headerNumber(header, 108, 8, "uid"),
-      gid: headerNumber(header, 116, 8, "gid"),
-      mtime: headerNumber(header, 136, 12, "mtime"),
-      xattrs: sortXattrs(m.xattrs.map((x) => ({ name: x.name.slice(), value: x.value.slice() }))),
-    };
-    const names = pathNames(m.path);
     const external = externals.get(bodyOffset);
     if (external && m.size > 0) externals.delete(bodyOffset);
     if (external && m.size > 0 && m.type !== "regular") {
       throw new OciImageError(`layer entry ${JSON.stringify(m.path)}: unsupported external body`);
     }
-    if (names.length === 0) {
-      if (m.type !== "directory") {
-        throw new OciImageError(
-          `layer entry ${JSON.stringify(m.path)}: the root must be a directory`,
-        );
-      }
-      fs.root.stat = stat;
-      fs.haveRootStat = true;
-      continue;
-    }
-
-    let inode: Inode;
+    let item: OciEntryItem;
     switch (m.type) {
       case "directory":
-        inode = newDirectory(stat);
+        item = { kind: "directory" };
         break;
-      case "hardlink": {
-        const t = pathNames(m.linkTarget);
-        if (t.length === 0) {
-          throw new OciImageError(`hardlink ${JSON.stringify(m.path)} to the root`);
-        }
-        const dir = getDirectory(fs.root, t.slice(0, -1), m.linkTarget);
-        const target = dir.entries.get(t[t.length - 1]);
-        if (target === undefined) {
-          throw new OciImageError(
-            `hardlink ${JSON.stringify(m.path)}: target ${JSON.stringify(m.linkTarget)} not found`,
-          );
-        }
-        if (target.kind === "dir") {
-          throw new OciImageError(
-            `hardlink ${JSON.stringify(m.path)}: target ${
-              JSON.stringify(m.linkTarget)
-            } is a directory`,
-          );
-        }
-        inode = target;
+      case "hardlink":
+        item = { kind: "hardlink", target: m.linkTarget };
         break;
-      }
       default: {
         let content: LeafContent;
         switch (m.type) {
@@ -259,19 +161,14 @@ export async function applyLayer(
           default:
             throw new OciImageError(`layer entry ${JSON.stringify(m.path)}: unsupported type`);
         }
-        inode = { kind: "leaf", stat, content } satisfies Leaf;
+        item = { kind: "leaf", content };
       }
     }
-
-    const filename = names[names.length - 1];
-    const dir = getDirectory(fs.root, names.slice(0, -1), m.path);
-    if (filename.startsWith(WHITEOUT)) {
-      if (filename === OPAQUE) dir.entries.clear();
-      else dir.entries.delete(filename.slice(WHITEOUT.length));
-    } else {
-      const old = dir.entries.get(filename);
-      if (inode.kind === "dir" && old?.kind === "dir") old.stat = inode.stat;
-      else dir.entries.set(filename, inode);
+    try {
+      applyOciEntry(fs, { path: m.path, stat: ociEntryStat(m), item });
+    } catch (e) {
+      if (e instanceof OciTreeError) throw new OciImageError(e.message, { cause: e });
+      throw e;
     }
   }
 }
@@ -282,7 +179,7 @@ export async function applyLayer(
  * composefs-oci 0.9.4 `create_filesystem` does.
  */
 export async function createFilesystem(repo: Repository, image: OciImage): Promise<FileSystem> {
-  const fs = newFileSystem();
+  const fs = newOciFileSystem();
   for (const diffId of image.diffIds) {
     const id = image.layers.get(diffId);
     if (!id) {

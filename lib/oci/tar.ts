@@ -76,6 +76,12 @@ export interface TarMetadata {
   size: number;
   /** Whole seconds since the epoch (a fractional pax mtime is floored); may be negative. */
   mtime: number;
+  /**
+   * Nanoseconds of a fractional mtime in the entry's own pax header, read as composefs-rs
+   * 0.9.4 reads them (the first 9 digits of the fraction, fewer padded; 0 when unparsable);
+   * 0 without one.
+   */
+  mtimeNsec: number;
   /** Owner name (pax `uname`, else the header field), a byte string; may be empty. */
   uname: string;
   /** Group name (pax `gname`, else the header field), a byte string; may be empty. */
@@ -302,6 +308,18 @@ function parsePaxTime(value: string): number | undefined {
   const fractional = m[3] !== undefined && /[1-9]/.test(m[3]);
   const n = -whole - (fractional ? 1 : 0);
   return -n > MAX_NUMBER ? undefined : n === 0 ? 0 : n;
+}
+
+/** The nanoseconds of a pax mtime value (see {@link TarMetadata.mtimeNsec}). */
+function paxMtimeNsec(value: Uint8Array | undefined): number {
+  if (value === undefined) return 0;
+  const text = byteString(value);
+  const dot = text.indexOf(".");
+  if (dot < 0) return 0;
+  const frac = text.slice(dot + 1);
+  const digits = frac.slice(0, 9);
+  if (!/^\+?[0-9]+$/.test(digits)) return 0;
+  return Number(digits) * 10 ** (9 - Math.min(frac.length, 9));
 }
 
 // --- pax records ---------------------------------------------------------------------------------
@@ -926,6 +944,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
       gid,
       size,
       mtime,
+      mtimeNsec: paxMtimeNsec(local.get("mtime")),
       uname: pax("uname") ?? cString(block, F_UNAME),
       gname: pax("gname") ?? cString(block, F_GNAME),
       devmajor,
