@@ -1,11 +1,10 @@
 /**
- * The dumpfile reader (lib/dumpfile.ts `parseDumpfile`): what cfsctl writes must read back
- * and write out again to the same text (the expected text comes from `cfsctl
- * create-dumpfile`, not from our writer), and every malformed dumpfile must be refused with
- * a {@link DumpfileError} naming the right line.
+ * The dumpfile reader and writer (lib/dumpfile.ts): what composefs-ctl 0.9.4's `cfsctl
+ * create-dumpfile` writes must read back and write out again to the same text (the expected
+ * text comes from cfsctl, not from our writer), the parsed tree must give cfsctl's image IDs,
+ * and every malformed dumpfile must be refused with a {@link DumpfileError} naming the line.
  *
- * cfsctl stores files larger than 64 bytes as fs-verity objects, which this host cannot
- * do, so the trees here hold only files of at most 64 bytes.
+ * The trees hold files of at most 64 bytes (cfsctl's dumpfile then needs no object store).
  *
  * @module
  */
@@ -13,16 +12,18 @@ import { deepStrictEqual as assertEquals, ok as assert, strictEqual } from "node
 import {
   DumpfileError,
   escapeField,
+  escapeXattrField,
   parseDumpfile,
   unescapeField,
   writeDumpfile,
 } from "../lib/dumpfile.ts";
 import { mkfsErofs } from "../lib/erofs/writer.ts";
 import { readErofs } from "../lib/erofs/reader.ts";
-import { fsverityDigest, toHex } from "../lib/fsverity/digest.ts";
+import { toHex } from "../lib/fsverity/digest.ts";
+import { computeImageId } from "../lib/build.ts";
 import { type Directory, type Leaf } from "../lib/tree.ts";
 import { CAP_NET_BIND_SERVICE, nm, TreeBuilder } from "./fixtures/trees.ts";
-import { requireTool } from "./cfs.ts";
+import { runCfsctl09 } from "./oracles.ts";
 
 /** Bytes as a string of one char per byte (how parseDumpfile takes its input). */
 function latin1(bytes: Uint8Array): string {
@@ -33,22 +34,11 @@ function latin1(bytes: Uint8Array): string {
   return s;
 }
 
-async function cfsctl(args: string[]): Promise<Uint8Array> {
-  requireTool("cfsctl", "make cfsctl");
-  const repo = await Deno.makeTempDir({ prefix: "cfs-dumpfile-cfsctl-" });
-  try {
-    const out = await new Deno.Command("cfsctl", {
-      args: ["--repo", repo, ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (out.code !== 0) {
-      throw new Error(`cfsctl ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
-    }
-    return out.stdout;
-  } finally {
-    await Deno.remove(repo, { recursive: true });
-  }
+/** cfsctl 0.9.4's stdout for `cfsctl --no-repo ARGS`, as a byte string; throws on failure. */
+async function cfsctl(args: string[]): Promise<string> {
+  const r = await runCfsctl09(["--no-repo", ...args]);
+  if (r.code !== 0) throw new Error(`cfsctl ${args.join(" ")} failed: ${r.stderr.trim()}`);
+  return latin1(r.stdout);
 }
 
 // --- trees (files of at most 64 bytes) ---------------------------------------------------------
@@ -56,6 +46,7 @@ async function cfsctl(args: string[]): Promise<Uint8Array> {
 /** Every file kind, hardlinks across directories, xattrs in every namespace. */
 function kindsTree(root: string): void {
   const b = new TreeBuilder(root, "dumpfile-kinds", { nsecChance: 0.5 });
+  b.dir("usr", { mode: 0o711, uid: 3, xattrs: { "user.usr": "u", "trusted.usr": "t" } });
   b.file("empty", "");
   b.file("one", "x");
   b.file("sixty-three", 63);
@@ -100,7 +91,11 @@ function kindsTree(root: string): void {
 /** Odd names: every escaped byte, non-UTF-8, 255 bytes, names that look like fields. */
 function namesTree(root: string): void {
   const b = new TreeBuilder(root, "dumpfile-names");
+  b.dir("usr");
   b.file(nm("with space"), "1");
+  b.file(nm("dash"), "-");
+  b.symlink(nm("to-dash"), "-");
+  b.file(nm("eq"), "=", { xattrs: [["user.=", "="], ["user.dash", "-"], ["user.e", ""]] });
   b.file(nm("new\nline"), "2");
   b.file(nm("tab\there"), "3");
   b.file(nm("back\\slash"), "4");
@@ -119,6 +114,7 @@ function namesTree(root: string): void {
 /** Modes, owners and mtimes at their edges, and a small seeded random tree. */
 function edgesTree(root: string): void {
   const b = new TreeBuilder(root, "dumpfile-edges");
+  b.dir("usr", { mtime: 1700000000, nsec: 999999999 });
   b.file("setuid", "s", { mode: 0o4755 });
   b.file("setgid", "g", { mode: 0o2755 });
   b.file("mode-zero", "z", { mode: 0 });
@@ -157,25 +153,35 @@ const TREES: Array<{ name: string; build: (root: string) => void }> = [
 
 // --- cfsctl's dumpfiles read back -----------------------------------------------------------------
 
+const FLAG_SETS = [[], ["--no-propagate-usr-to-root"], ["--xattrs", "keep-user-xattrs"]];
+
 for (const tree of TREES) {
-  for (const statRoot of [false, true]) {
-    const flag = statRoot ? ["--stat-root"] : [];
-    Deno.test(`cfsctl create-dumpfile ${flag.join(" ")} of tree '${tree.name}' reads back and writes out the same text`, async () => {
+  for (const flags of FLAG_SETS) {
+    Deno.test(`cfsctl create-dumpfile ${flags.join(" ")} of tree '${tree.name}' reads back, writes out the same text and gives cfsctl's image ids`, async () => {
       const tmp = await Deno.makeTempDir({ prefix: "cfs-dumpfile-" });
       try {
         const root = `${tmp}/tree`;
         tree.build(root);
-        const expected = latin1(await cfsctl(["create-dumpfile", ...flag, root]));
+        const expected = await cfsctl(["--hash", "sha256", "create-dumpfile", ...flags, root]);
         assert(expected.split("\n").length > 5, "cfsctl wrote a dumpfile");
-        const fs = parseDumpfile(expected);
-        strictEqual(writeDumpfile(fs), expected);
-        // And the tree is what cfsctl made its image from: the image IDs agree.
-        const id = new TextDecoder().decode(await cfsctl(["compute-id", ...flag, root])).trim();
-        strictEqual(
-          toHex(fsverityDigest(mkfsErofs(parseDumpfile(expected)), "sha256")),
-          id,
-          "image ID of the parsed tree",
-        );
+        strictEqual(writeDumpfile(parseDumpfile(expected)), expected);
+        // The parsed tree is the one cfsctl made its images from: the image IDs agree.
+        for (const version of [0, 1, 2] as const) {
+          const id = (await cfsctl([
+            "--hash",
+            "sha256",
+            "--erofs-version",
+            String(version),
+            "compute-id",
+            ...flags,
+            root,
+          ])).trim();
+          strictEqual(
+            toHex(computeImageId(parseDumpfile(expected), "sha256", version)),
+            id,
+            `image ID (V${version}) of the parsed tree`,
+          );
+        }
       } finally {
         await Deno.remove(tmp, { recursive: true });
       }
@@ -184,15 +190,17 @@ for (const tree of TREES) {
 }
 
 Deno.test("cfsctl's dumpfile of a 1-byte file containing '-' and a symlink to '-' reads back", async () => {
-  // cfsctl 0.3.0 writes the content "-" and the target "-" unescaped, as `-`, the same as
-  // "empty"; the size field (1) says which it is.
+  // 0.9.4 writes a field that is just "-" as \x2d ("-" alone means empty); cfsctl 0.3.0
+  // wrote "-" and the size (1) told them apart, which the reader still accepts.
   const tmp = await Deno.makeTempDir({ prefix: "cfs-dumpfile-" });
   try {
     const b = new TreeBuilder(`${tmp}/tree`, "dash");
     b.file("dash", "-");
     b.symlink("to-dash", "-");
     b.finish();
-    const expected = latin1(await cfsctl(["create-dumpfile", `${tmp}/tree`]));
+    const expected = await cfsctl(["create-dumpfile", "--no-propagate-usr-to-root", `${tmp}/tree`]);
+    assert(expected.includes("/dash 1 100644 1 0 0 0 "), expected);
+    assert(/\/dash 1 100644 1 0 0 0 [0-9]+\.[0-9]+ - \\x2d -\n/.test(expected), expected);
     const fs = parseDumpfile(expected);
     assertEquals((fs.root.entries.get("dash") as Leaf).content, {
       type: "inline",
@@ -203,6 +211,10 @@ Deno.test("cfsctl's dumpfile of a 1-byte file containing '-' and a symlink to '-
       target: new TextEncoder().encode("-"),
     });
     strictEqual(writeDumpfile(fs), expected);
+    // 0.3.0's spelling of the same entries.
+    const old = expected.replaceAll(" \\x2d ", " - ");
+    assert(old !== expected);
+    assertEquals(writeDumpfile(parseDumpfile(old)), expected);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
@@ -227,11 +239,38 @@ Deno.test("parseDumpfile keeps xattrs sorted by name, as the tree requires, what
 Deno.test("escapeField and unescapeField are inverse on every byte", () => {
   const all = Uint8Array.from({ length: 256 }, (_, i) => i);
   assertEquals(unescapeField(escapeField(all), "test"), all);
+  assertEquals(unescapeField(escapeXattrField(all), "test"), all);
   assertEquals(
-    unescapeField("a\\\\b\\n\\r\\t\\x41", "test"),
-    new TextEncoder().encode("a\\b\n\r\tA"),
+    unescapeField("a\\\\b\\n\\r\\t\\x41\\x4a\\x4A", "test"),
+    new TextEncoder().encode("a\\b\n\r\tAJJ"),
   );
   strictEqual(escapeField(new Uint8Array(0)), "-");
+});
+
+Deno.test("fields are escaped as composefs-rs 0.9.4 escapes them", () => {
+  const enc = new TextEncoder();
+  strictEqual(escapeField(enc.encode("a\nb\tc\rd\\e f=g")), "a\\nb\\tc\\rd\\\\e\\x20f=g");
+  strictEqual(escapeField(enc.encode("-")), "\\x2d");
+  strictEqual(escapeField(enc.encode("--")), "--");
+  strictEqual(escapeField(Uint8Array.of(0, 0x7f, 0x80, 0xff)), "\\x00\\x7f\\x80\\xff");
+  strictEqual(escapeXattrField(enc.encode("k=v\n")), "k\\x3dv\\n");
+  strictEqual(escapeXattrField(enc.encode("-")), "-");
+  strictEqual(escapeXattrField(new Uint8Array(0)), "");
+});
+
+Deno.test("mtime nanoseconds read and write back as SECONDS.NANOSECONDS", () => {
+  const text = "/ 0 40755 2 0 0 0 1700000000.5 - - -\n/f 0 100644 1 0 0 0 -3.999999999 - - -\n";
+  const fs = parseDumpfile(text);
+  strictEqual(fs.root.stat.mtimeNsec, 5);
+  strictEqual((fs.root.entries.get("f") as Leaf).stat.mtimeNsec, 999999999);
+  strictEqual(writeDumpfile(fs), text);
+});
+
+Deno.test("CRLF line ends and blank lines are accepted, as composefs-rs reads them", () => {
+  const fs = parseDumpfile(
+    "\n/ 0 40755 2 0 0 0 1.0 - - -\r\n\n  \n/f 1 100644 1 0 0 0 1.0 - x -\r\n",
+  );
+  strictEqual(writeDumpfile(fs), "/ 0 40755 2 0 0 0 1.0 - - -\n/f 1 100644 1 0 0 0 1.0 - x -\n");
 });
 
 // --- hostile input ---------------------------------------------------------------------------------
@@ -284,7 +323,7 @@ Deno.test("the base dumpfile of the hostile cases is valid", () => {
 /** [what, dumpfile text, line, message] */
 const HOSTILE: Array<[string, string, number, RegExp]> = [
   ["empty input", "", 1, /empty/],
-  ["only a newline", "\n", 1, /fields/],
+  ["only a newline", "\n", 1, /empty/],
   // escapes
   ["\\x at the end of a path", withLine("/bad\\x 1 100644 1 0 0 0 0.0 - a -"), 5, /escape/],
   ["\\x with one hex digit", withLine("/bad\\x4 1 100644 1 0 0 0 0.0 - a -"), 5, /escape/],
@@ -426,10 +465,43 @@ const HOSTILE: Array<[string, string, number, RegExp]> = [
   ],
   ["symlink without a target", withLine("/sym 0 120777 1 0 0 0 0.0 - - -"), 5, /target/],
   [
-    "symlink target of 4096 bytes",
-    withLine(`/sym 4096 120777 1 0 0 0 0.0 ${"t".repeat(4096)} - -`),
+    "symlink target of 1025 bytes (0.9.4's limit is 1024)",
+    withLine(`/sym 1025 120777 1 0 0 0 0.0 ${"t".repeat(1025)} - -`),
     5,
-    /4095|target/,
+    /1024/,
+  ],
+  ["nanoseconds of 10^9", withLine("/bad 1 100644 1 0 0 0 5.1000000000 - a -"), 5, /nanoseconds/],
+  ["rdev on a regular file", withLine("/bad 1 100644 1 0 0 7 0.0 - a -"), 5, /rdev/],
+  ["rdev on a directory", withLine("/d2 0 40755 2 0 0 1 0.0 - - -"), 5, /rdev/],
+  ["rdev on a symlink", withLine("/s 1 120777 1 0 0 1 0.0 x - -"), 5, /rdev/],
+  ["hardlinked whiteout", withLine("/wh 0 20000 2 0 0 0 0.0 - - -"), 5, /whiteout/],
+  [
+    "hardlink with a directory mode",
+    withLine("/bad 0 @40755 - - - - 0.0 /dir/file - -"),
+    5,
+    /directory/,
+  ],
+  [
+    "xattr value of 65536 bytes",
+    withLine(`/bad 1 100644 1 0 0 0 0.0 - a - user.x=${"v".repeat(65536)}`),
+    5,
+    /65535/,
+  ],
+  [
+    "xattr names of more than 65535 bytes",
+    withLine(
+      `/bad 1 100644 1 0 0 0 0.0 - a - ${
+        Array.from({ length: 260 }, (_, i) => `user.${String(i).padStart(250, "0")}=1`).join(" ")
+      }`,
+    ),
+    5,
+    /65535/,
+  ],
+  [
+    "path longer than PATH_MAX",
+    withLine(`/${"d/".repeat(2048)}x 1 100644 1 0 0 0 0.0 - a -`),
+    5,
+    /4096/,
   ],
   ["xattr without '='", withLine("/bad 1 100644 1 0 0 0 0.0 - a - user.x"), 5, /NAME=VALUE/],
   [
