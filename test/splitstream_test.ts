@@ -188,6 +188,41 @@ function makeManyFiles(root: string): void {
   }
 }
 
+/**
+ * A tar whose stream section makes Deno's zstd compressor append its stray empty frame
+ * (lib/splitstream/zstd.ts), found by trying trees of more and more small files: the writer
+ * must drop the frame to write cfsctl's bytes.
+ */
+async function quirkTar(root: string): Promise<Uint8Array> {
+  fs.mkdirSync(root);
+  for (let n = 0; n < 2000; n++) {
+    fs.writeFileSync(path.join(root, `f${n}`), pseudoRandom(60, n + 1).map((b) => b % 5));
+    if (n < 200 || n % 10 !== 0) continue;
+    const tar = await tarOf(root, ["-cf", "-", "."]);
+    const content = sections(await splitTar(tar, "sha256")).stream;
+    if (zstdFramesOf(new Uint8Array(zstdCompressSync(content))) > 1) return tar;
+  }
+  throw new Error("no tree of up to 2000 files makes Deno's zstd append an empty frame");
+}
+
+/** Number of zstd frames in `data`, from the `zstd` CLI's listing. */
+function zstdFramesOf(data: Uint8Array): number {
+  const dir = tempDir("cfs-ss-frames-");
+  try {
+    fs.writeFileSync(path.join(dir, "x.zst"), data);
+    const out = new Deno.Command("zstd", {
+      args: ["-lv", path.join(dir, "x.zst")],
+      stdout: "piped",
+    })
+      .outputSync();
+    const m = /# Zstandard Frames: (\d+)/.exec(new TextDecoder().decode(out.stdout));
+    if (!m) throw new Error("zstd -lv printed no frame count");
+    return Number(m[1]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function tarFixtures(): Promise<TarFixture[]> {
   fixtures ??= (async () => {
     const dir = tempDir("cfs-ss-tars-");
@@ -204,6 +239,7 @@ function tarFixtures(): Promise<TarFixture[]> {
       { name: "many-small-files", tar: await tarOf(many, ["-cf", "-", "."]) },
       { name: "only-end-blocks", tar: await tarOf(empty, ["-cf", "-", "--files-from=/dev/null"]) },
       { name: "empty-input", tar: new Uint8Array(0) },
+      { name: "deno-zstd-quirk", tar: await quirkTar(path.join(dir, "quirk")) },
     ];
   })();
   return fixtures;
@@ -298,20 +334,54 @@ for (const alg of ALGORITHMS) {
       const configBlob = fs.readFileSync(image.config.path);
       const manifestBlob = fs.readFileSync(image.manifest.path);
 
-      const cw = new SplitStreamWriter({ algorithm: alg, contentType: CONTENT_TYPE.ociConfig });
-      for (const l of image.layers) cw.addNamedRef(l.diffId, layerIds.get(l.diffId)!);
-      await cw.writeExternal(fsverityDigest(configBlob, alg), configBlob.length);
-      const config = await cw.finish();
+      /** The config stream: named refs to the layers (diff_id order), then `extra`. */
+      const configStream = async (extra: Array<[string, Uint8Array]>) => {
+        const w = new SplitStreamWriter({ algorithm: alg, contentType: CONTENT_TYPE.ociConfig });
+        for (const l of image.layers) w.addNamedRef(l.diffId, layerIds.get(l.diffId)!);
+        for (const [name, id] of extra) w.addNamedRef(name, id);
+        await w.writeExternal(fsverityDigest(configBlob, alg), configBlob.length);
+        return await w.finish();
+      };
+      // `oci pull` first writes the config stream with the layer refs (the manifest stream
+      // refers to that one); after storing the image's EROFS it writes it again with a named
+      // ref to the image (composefs-oci `write_config_raw`), and the config's name points there.
+      const first = await configStream([]);
+      const firstId = toHex(fsverityDigest(first, alg));
+      equal(toHex(readObject(repo, firstId)), toHex(first), "first config stream");
+      const images = fs.readdirSync(path.join(repo, "images"));
+      equal(images.length, 1, `images/: ${images}`);
+      const config = await configStream([["composefs.image.v1", fromHex(images[0])]]);
       const configId = streamObject(repo, `oci-config-${image.config.digest}`);
-      equal(toHex(config), toHex(readObject(repo, configId)), "config stream");
+      equal(toHex(config), toHex(readObject(repo, configId)), "config stream with its image");
 
-      const mw = new SplitStreamWriter({ algorithm: alg, contentType: CONTENT_TYPE.ociManifest });
-      mw.addNamedRef(`config:${image.config.digest}`, fromHex(configId));
-      for (const l of image.layers) mw.addNamedRef(l.diffId, layerIds.get(l.diffId)!);
-      await mw.writeExternal(fsverityDigest(manifestBlob, alg), manifestBlob.length);
-      const manifest = await mw.finish();
+      /** The manifest stream: the config's ref, then the layers' refs in `order`. */
+      const manifestStream = async (configRef: Uint8Array, order: string[]) => {
+        const w = new SplitStreamWriter({ algorithm: alg, contentType: CONTENT_TYPE.ociManifest });
+        w.addNamedRef(`config:${image.config.digest}`, configRef);
+        for (const diffId of order) w.addNamedRef(diffId, layerIds.get(diffId)!);
+        await w.writeExternal(fsverityDigest(manifestBlob, alg), manifestBlob.length);
+        return await w.finish();
+      };
+      const diffIds = image.layers.map((l) => l.diffId);
+      // First written (composefs-oci `write_manifest`): layers in diff_id order.
+      const firstManifest = await manifestStream(fromHex(firstId), diffIds);
+      const firstManifestId = toHex(fsverityDigest(firstManifest, alg));
+      equal(toHex(readObject(repo, firstManifestId)), toHex(firstManifest), "first manifest");
+      // Rewritten to refer to the new config (`rewrite_manifest`) with the layer refs taken
+      // from a HashMap: the stream refs order differs from run to run of cfsctl 0.9.4. Given
+      // the order cfsctl's file has, our writer must write the same bytes.
       const manifestId = streamObject(repo, `oci-manifest-${image.manifest.digest}`);
-      equal(toHex(manifest), toHex(readObject(repo, manifestId)), "manifest stream");
+      const theirs = readObject(repo, manifestId);
+      const size = alg === "sha256" ? 32 : 64;
+      const refs = sections(theirs).streamRefs;
+      const order: string[] = [];
+      for (let p = size; p < refs.length; p += size) {
+        const hex = toHex(refs.subarray(p, p + size));
+        order.push(...new Set(diffIds.filter((d) => toHex(layerIds.get(d)!) === hex)));
+      }
+      equal(new Set(order).size, new Set(diffIds).size, "every layer once in the stream refs");
+      const manifest = await manifestStream(fromHex(configId), order);
+      equal(toHex(manifest), toHex(theirs), "manifest stream");
 
       // Our reader on cfsctl's manifest: named refs, stream refs, content.
       const r = SplitStreamReader.open(readObject(repo, manifestId), {
@@ -626,4 +696,20 @@ Deno.test("hostile: stream (bad index, inline past end, cut header, i64 min, fra
   equal(new TextDecoder().decode(await collect(r.cat(() => enc.encode("1234567")))), "abc1234567");
   // The recorded size must match what cat produces.
   await fails(assemble({ streamSize: 11 }), /content is 10 bytes, the stream records 11/);
+});
+
+Deno.test("reader stopped early and writer aborted: no pending work left behind", async () => {
+  const w = new SplitStreamWriter({ algorithm: "sha256" });
+  w.writeInline(pseudoRandom(3 << 20, 1));
+  await w.writeExternal(ID(1), 1);
+  w.writeInline(pseudoRandom(1000, 2));
+  const r = SplitStreamReader.open(await w.finish());
+  let n = 0;
+  for await (const _ of r.chunks()) if (++n === 2) break;
+  equal(n, 2);
+  const aborted = new SplitStreamWriter({ algorithm: "sha256" });
+  aborted.writeInline(pseudoRandom(3 << 20, 3));
+  await aborted.writeExternal(ID(1), 1);
+  aborted.abort();
+  throws(() => aborted.writeInline(enc.encode("x")), /already finished/);
 });

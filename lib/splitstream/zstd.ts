@@ -131,8 +131,20 @@ function singleFrame(out: Uint8Array): Uint8Array {
   return frames.length === 1 ? out : out.slice(0, frames[0].end);
 }
 
+/**
+ * What composefs-rs writes for a section with no bytes at all: its encoder, finished before any
+ * write, starts the frame knowing the input is empty, so the header records a content size of 0
+ * (single segment) instead of a window size. `pledgedSrcSize: 0` makes libzstd do the same.
+ */
+function emptyFrame(): Uint8Array {
+  // Node documents `pledgedSrcSize`; Deno's bundled type declarations lack it.
+  const options: Record<string, number> = { pledgedSrcSize: 0 };
+  return new Uint8Array(zlib.zstdCompressSync(new Uint8Array(0), options as zlib.ZstdOptions));
+}
+
 /** Compresses a small section in one call (composefs-rs's bytes; see the module doc). */
 export function zstdCompressSmall(data: Uint8Array): Uint8Array {
+  if (data.length === 0) return emptyFrame();
   return singleFrame(new Uint8Array(zlib.zstdCompressSync(data)));
 }
 
@@ -180,6 +192,7 @@ export class ZstdStreamCompressor {
   #batched = 0;
   #error: Error | undefined;
   #ended: Promise<void>;
+  #written = false;
   #done = false;
 
   constructor() {
@@ -214,6 +227,7 @@ export class ZstdStreamCompressor {
 
   async #drain(): Promise<void> {
     if (this.#batched === 0) return;
+    this.#written = true;
     const chunk = this.#batch.length === 1 ? this.#batch[0] : concatBytes(this.#batch);
     this.#batch = [];
     this.#batched = 0;
@@ -237,6 +251,10 @@ export class ZstdStreamCompressor {
   /** Ends the frame and returns all compressed bytes. */
   async finish(): Promise<Uint8Array> {
     if (this.#done) throw new SplitStreamError("zstd compressor already finished");
+    if (!this.#written && this.#batched === 0) {
+      this.abort();
+      return emptyFrame();
+    }
     await this.#drain();
     this.#done = true;
     this.#stream.end();
