@@ -18,6 +18,7 @@ export {
   objectPathname,
   overlayMetacopy,
 } from "./lib/erofs/writer.ts";
+export { DEFAULT_EROFS_VERSION, EROFS_VERSIONS, type ErofsVersion } from "./lib/erofs/format.ts";
 export {
   collectObjects,
   ErofsError,
@@ -30,6 +31,7 @@ export {
   dumpfileLine,
   dumpfileLines,
   escapeField,
+  escapeXattrField,
   parseDumpfile,
   unescapeField,
   writeDumpfile,
@@ -69,15 +71,56 @@ export {
   Repository,
   RepositoryError,
 } from "./lib/repository/mod.ts";
-export { computeImageId, treeFromPath, type TreeFromPathOptions } from "./lib/build.ts";
-export { BootTransformError, transformForBoot } from "./lib/boot/transform.ts";
 export {
+  computeImageId,
+  erofsImage,
+  TreeBuildError,
+  treeFromPath,
+  type TreeFromPathOptions,
+} from "./lib/build.ts";
+export {
+  canonicalizeRun,
+  CONTAINER_XATTR_ALLOWLIST,
+  copyRootMetadataFromUsr,
+  DEFAULT_XATTR_FILTERING,
+  filterXattrs,
+  keepsXattr,
+  type OciTransformOptions,
+  parseXattrFiltering,
+  transformForOci,
+  XATTR_FILTERINGS,
+  type XattrFiltering,
+} from "./lib/tree_transform.ts";
+export {
+  BootTransformError,
+  emptyToplevelDirs,
+  transformForBoot,
+  transformForBootFromDir,
+} from "./lib/boot/transform.ts";
+export { composefsKarg, type KargOptions } from "./lib/boot/karg.ts";
+export {
+  applyOciEntry,
+  finishOciTree,
+  newOciFileSystem,
+  type OciEntry,
+  type OciEntryItem,
+  ociEntryStat,
+  OciTreeError,
+  type OciTreeOptions,
+} from "./lib/oci/layer_tree.ts";
+export {
+  diskPolicyFiles,
   FileContexts,
   loadImagePolicy,
+  loadPolicy,
+  type PolicyFiles,
   type ReadExternal,
+  relabelFromPolicy,
   relabelTree,
   type Rule,
   SelinuxPolicyError,
+  stripSelinuxLabels,
+  treePolicyFiles,
 } from "./lib/boot/selinux.ts";
 export {
   type BlsEntry,
@@ -157,10 +200,10 @@ export {
   ociFilesystem,
   writeImages,
 } from "./lib/oci/commit.ts";
-export { needsUpgrade, upgradeRepository, type UpgradeReport } from "./lib/oci/upgrade.ts";
+export { needsUpgrade, type UpgradeReport, upgradeRepository } from "./lib/oci/upgrade.ts";
 export {
-  fsckOci,
   formatOciProblem,
+  fsckOci,
   type OciFsckProblem,
   type OciFsckReport,
 } from "./lib/oci/fsck.ts";

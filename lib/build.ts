@@ -102,7 +102,10 @@ export function treeFromPath(path: string, options: TreeFromPathOptions = {}): F
 }
 
 /** The EROFS image of `fs` in format `version` (default: 0.9.4's default, V1). */
-export function erofsImage(fs: FileSystem, version: ErofsVersion = DEFAULT_EROFS_VERSION) {
+export function erofsImage(
+  fs: FileSystem,
+  version: ErofsVersion = DEFAULT_EROFS_VERSION,
+): Uint8Array {
   return mkfsErofs(fs, undefined, { version });
 }
 
