@@ -165,9 +165,11 @@ function spawnOk(cmd: string, args: string[]): void {
   }
 }
 
-async function tarOf(dir: string, args: string[]): Promise<Uint8Array> {
+/** GNU tar's output for `args` in `dir`; `asIs` keeps real owners and times. */
+async function tarOf(dir: string, args: string[], asIs = false): Promise<Uint8Array> {
+  const fixed = asIs ? [] : ["--sort=name", "--mtime=@1700000000", "--owner=0", "--group=0"];
   const out = await new Deno.Command("tar", {
-    args: ["-C", dir, "--sort=name", "--mtime=@1700000000", "--owner=0", "--group=0", ...args],
+    args: ["-C", dir, ...fixed, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -240,6 +242,12 @@ function tarFixtures(): Promise<TarFixture[]> {
       { name: "only-end-blocks", tar: await tarOf(empty, ["-cf", "-", "--files-from=/dev/null"]) },
       { name: "empty-input", tar: new Uint8Array(0) },
       { name: "deno-zstd-quirk", tar: await quirkTar(path.join(dir, "quirk")) },
+      // Real trees of this machine (GNU tar's defaults, as `docker export | tar` layers).
+      {
+        name: "/usr/share/zoneinfo",
+        tar: await tarOf("/usr/share", ["-cf", "-", "zoneinfo"], true),
+      },
+      { name: "/etc", tar: await tarOf("/", ["-cf", "-", "etc"], true) },
     ];
   })();
   return fixtures;

@@ -6,6 +6,7 @@
  * @module
  */
 export { SplitStreamError } from "./error.ts";
+export type { VerityAlgorithm } from "../fsverity/digest.ts";
 export {
   CONTENT_TYPE,
   contentTypeOf,

@@ -88,6 +88,7 @@ export class SplitStreamWriter {
   #streamSize = 0;
   #done = false;
 
+  /** A writer for one file of `options.algorithm`'s ids and `options.contentType`. */
   constructor(options: SplitStreamWriterOptions) {
     if (options.algorithm !== "sha256" && options.algorithm !== "sha512") {
       throw new SplitStreamError(`unknown fs-verity algorithm '${options.algorithm}'`);
