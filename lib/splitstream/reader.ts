@@ -10,6 +10,9 @@
  * as they are decoded: a chunk header cut short, inline data past the end, an external index
  * outside the object refs. `cat` also checks the total against the recorded `stream_size`.
  *
+ * Memory: the compressed stream section is held (it is small: tar headers compress well), the
+ * decompressed content never is; inline data comes in pieces of at most 64 KiB.
+ *
  * For gc, {@link readSplitStreamRefs} reads only the header, the info and the two refs arrays.
  *
  * composefs-rs 0.9.4 ignores bytes of the file outside the sections; so does this reader (a
