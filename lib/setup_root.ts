@@ -1,8 +1,10 @@
 /**
  * `cfs setup-root`: what composefs-setup-root does in an initramfs, done by cfs.
  *
- * 1. read `composefs=<image id>` from the kernel command line (`composefs=?<id>`: insecure,
- *    no fs-verity checks; 64 hex digits: sha256, 128: sha512);
+ * 1. read the image's id from the kernel command line, in every form composefs-rs 0.9.4
+ *    writes ({@link composefsCandidates}): `composefs.digest=v1-sha512-12:<hex>` (a V1 image,
+ *    the default) or `v2-...`, and the legacy `composefs=<hex>` (V2); a `?` right after `=`
+ *    boots without fs-verity checks;
  * 2. mount the root device on the sysroot (when one is given; else the sysroot is mounted
  *    already), and open the repository at `<sysroot>/composefs`;
  * 3. enable fs-verity on the image file where it is missing, measure it, and compare the
@@ -11,9 +13,9 @@
  *    and compare the measured digest with the object's name;
  * 5. mount the EROFS image (loop device) and an overlay with `objects/` as its data-only lower
  *    layer (`lowerdir=IMAGE::OBJECTS`, metacopy, redirect_dir, `verity=require` where the
- *    kernel knows it); on kernels that refuse those options (before Linux 6.5 / 6.6) it falls
- *    back to `lowerdir=IMAGE:OBJECTS` without `verity=`, as libcomposefs does, over an image
- *    derived for it ({@link fallbackImage}, below);
+ *    kernel knows it), as composefs-rs does; on kernels that refuse those options (before
+ *    Linux 6.5 / 6.6) it falls back to `lowerdir=IMAGE:OBJECTS` without `verity=`, as
+ *    libcomposefs does ({@link fallbackImage}, below);
  * 6. move the old sysroot to `<new root>/sysroot` (when the image has that directory) and the
  *    new root onto the sysroot. The initramfs's PID 1 then runs `switch_root SYSROOT INIT`
  *    (a process other than PID 1 cannot switch the root of the whole system).
@@ -23,25 +25,24 @@
  * and its digest equal to its name, a later change of an object's bytes fails the read (EIO).
  *
  * The fallback overlay makes `objects/` an ordinary lower layer, so its directories `00`..`ff`
- * would show through in `/`. libcomposefs's images hide them with whiteouts in the root
- * directory; images in cfsctl 0.3.0's format (ours) have none. So on that path setup-root
- * mounts a derived image instead of the repository's: the verified image's bytes, read back
- * into a tree (lib/erofs/reader.ts), plus what libcomposefs adds, written again
- * (lib/erofs/writer.ts) to a file on /run (a tmpfs) that is loop-mounted and then unlinked.
- * The trust chain holds: the image file has fs-verity enabled and its measured digest equals
- * the `composefs=` id before it is read (a file with fs-verity cannot change, and reads are
- * checked against its Merkle tree), and the derived image is a pure function of those bytes
- * ({@link fallbackImage}; for an image in cfsctl 0.3.0's format `mkfsErofs(readErofs(img))` is
- * `img` again). The objects are checked as before.
+ * would show through in `/`. V0/V1 images (composefs-rs 0.9.4's default format, the layout of
+ * C mkcomposefs) hide them with whiteout stubs in their root and are mounted as they are. A
+ * V2 image has no stubs: setup-root mounts an image derived from it instead, the tree written
+ * again as V1, to a file on /run (a tmpfs) that is loop-mounted and then unlinked. The trust
+ * chain holds: the image file has fs-verity enabled and its measured digest equals the id
+ * before it is read (a file with fs-verity cannot change, and reads are checked against its
+ * Merkle tree), and the derived image is a pure function of those bytes. The objects are
+ * checked as before.
  *
  * @module
  */
 import $ from "dax";
 import { join } from "node:path";
-import { collectObjects, readErofs } from "./erofs/reader.ts";
+import { collectObjects, ErofsReader } from "./erofs/reader.ts";
 import { mkfsErofs } from "./erofs/writer.ts";
-import { bytesToName, type Inode, type Leaf, type Xattr } from "./tree.ts";
-import { toHex, type VerityAlgorithm } from "./fsverity/digest.ts";
+import { type ErofsVersion, S_IFDIR, S_IFMT } from "./erofs/format.ts";
+import type { FileSystem, Inode, Xattr } from "./tree.ts";
+import { digestSize, toHex, type VerityAlgorithm } from "./fsverity/digest.ts";
 import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
 import * as sys from "./sys/libc.ts";
 
@@ -54,15 +55,28 @@ export class SetupRootError extends Error {
   }
 }
 
-/** The image named by a kernel command line. */
+/** The image a kernel command line names (one `composefs.digest=` or `composefs=` word). */
 export interface CmdlineImage {
-  /** Image id, lower-case hex. */
+  /** Image id (its fs-verity digest), lower-case hex. */
   id: string;
-  /** `composefs=?<id>`: boot without fs-verity checks. */
+  /** A `?` right after `=`: boot without fs-verity checks. */
   insecure: boolean;
-  /** sha256 for 64 hex digits, sha512 for 128. */
+  /** The digest's algorithm: from the descriptor, or from the length of a `composefs=` id. */
   algorithm: VerityAlgorithm;
+  /**
+   * The EROFS format family the argument names: 1 for `composefs.digest=v1-...` (formats V0
+   * and V1), 2 for `composefs.digest=v2-...` and `composefs=`. Informational: setup-root
+   * looks the image up by id and reads its format from its header.
+   */
+  version: 1 | 2;
+  /** The word as written on the command line. */
+  karg: string;
 }
+
+/** The self-describing kernel argument: `composefs.digest=[?]v<1|2>-<hash>-12:<hex>`. */
+export const KARG_DIGEST = "composefs.digest";
+/** The legacy kernel argument of V2 images: `composefs=[?]<hex>`. */
+export const KARG_V2 = "composefs";
 
 /**
  * Splits a kernel command line as the kernel does: on whitespace, except inside double
@@ -94,18 +108,115 @@ export function cmdlineValue(cmdline: string, name: string): string | undefined 
   return splitCmdline(cmdline).find((w) => w.startsWith(prefix))?.slice(prefix.length);
 }
 
-/** Parses `composefs=[?]<hex id>` from a kernel command line; throws when absent or malformed. */
-export function parseComposefsCmdline(cmdline: string): CmdlineImage {
-  const value = cmdlineValue(cmdline, "composefs");
-  if (value === undefined) throw new SetupRootError("no composefs= on the kernel command line");
-  const insecure = value.startsWith("?");
-  const id = insecure ? value.slice(1) : value;
-  if (!/^[0-9a-f]+$/.test(id) || (id.length !== 64 && id.length !== 128)) {
+const HASHES: Record<string, VerityAlgorithm> = { sha256: "sha256", sha512: "sha512" };
+
+/** Lower-case hex of `hex` when it is a digest of `alg` (either case, as composefs-rs reads). */
+function digestHex(hex: string, alg: VerityAlgorithm, what: string): string {
+  const want = digestSize(alg) * 2;
+  if (!/^[0-9a-fA-F]*$/.test(hex)) {
+    throw new SetupRootError(`${what}: '${hex}' is not a hex digest`);
+  }
+  if (hex.length !== want) {
     throw new SetupRootError(
-      `composefs=${value}: not an image id (64 or 128 lower-case hex digits, optionally after '?')`,
+      `${what}: the digest has ${hex.length} hex digits, a ${alg} digest has ${want}`,
     );
   }
-  return { id, insecure, algorithm: id.length === 128 ? "sha512" : "sha256" };
+  return hex.toLowerCase();
+}
+
+/**
+ * Parses the value of `composefs.digest=`: `[?]<version>-<hash>-<lg blocksize>:<hex>`, where
+ * version is `v1` or `v2`, hash `sha256` or `sha512`, lg blocksize `12` (4 KiB, the only one
+ * composefs-rs 0.9.4 supports), and the hex digest as long as the hash's.
+ * @throws {SetupRootError} naming the argument and what is wrong with it.
+ */
+export function parseDigestValue(value: string): CmdlineImage {
+  const karg = `${KARG_DIGEST}=${value}`;
+  const insecure = value.startsWith("?");
+  const v = insecure ? value.slice(1) : value;
+  const colon = v.indexOf(":");
+  const desc = colon < 0 ? "" : v.slice(0, colon);
+  const dash = desc.indexOf("-");
+  const last = desc.lastIndexOf("-");
+  if (colon < 0 || dash < 0 || last === dash) {
+    throw new SetupRootError(`${karg}: expected [?]v1|v2-sha256|sha512-12:<hex digest>`);
+  }
+  const versionText = desc.slice(0, dash);
+  const hash = desc.slice(dash + 1, last);
+  const lg = desc.slice(last + 1);
+  const version = versionText === "v1" ? 1 : versionText === "v2" ? 2 : undefined;
+  if (version === undefined) {
+    throw new SetupRootError(`${karg}: unsupported format version '${versionText}' (v1 or v2)`);
+  }
+  const algorithm = HASHES[hash];
+  if (algorithm === undefined) {
+    throw new SetupRootError(`${karg}: unsupported hash '${hash}' (sha256 or sha512)`);
+  }
+  if (!/^[0-9]+$/.test(lg) || Number(lg) !== 12) {
+    throw new SetupRootError(`${karg}: unsupported block size '${lg}' (only 12, 4 KiB blocks)`);
+  }
+  return { id: digestHex(v.slice(colon + 1), algorithm, karg), insecure, algorithm, version, karg };
+}
+
+/**
+ * Parses the value of the legacy `composefs=`: `[?]<hex>`, 64 hex digits for sha256 and 128
+ * for sha512 (composefs-rs reads it with the repository's algorithm; `algorithm` is that,
+ * when known).
+ * @throws {SetupRootError} naming the argument and what is wrong with it.
+ */
+export function parseComposefsValue(value: string, algorithm?: VerityAlgorithm): CmdlineImage {
+  const karg = `${KARG_V2}=${value}`;
+  const insecure = value.startsWith("?");
+  const hex = insecure ? value.slice(1) : value;
+  const alg = algorithm ?? (hex.length === 64 ? "sha256" : "sha512");
+  if (algorithm === undefined && hex.length !== 64 && hex.length !== 128) {
+    throw new SetupRootError(
+      `${karg}: not an image id (64 or 128 hex digits, optionally after '?')`,
+    );
+  }
+  return { id: digestHex(hex, alg, karg), insecure, algorithm: alg, version: 2, karg };
+}
+
+/**
+ * The images a kernel command line names, in the order composefs-rs 0.9.4's initramfs tries
+ * them (composefs-boot `cmdline.rs`, `design.rs`): every `composefs.digest=` word whose hash
+ * is `algorithm` (the repository's; any when undefined), in command line order; only when
+ * there is none, the first `composefs=` word. The boot mounts the first of these whose image
+ * exists in the repository. A `?` right after `=` is the insecure marker of either form.
+ *
+ * Stricter than composefs-rs in one way: every `composefs.digest=` word must be well-formed,
+ * including one for another algorithm (composefs-rs skips those before reading the digest).
+ *
+ * @throws {SetupRootError} when a word is malformed, or none names an image of `algorithm`.
+ */
+export function composefsCandidates(cmdline: string, algorithm?: VerityAlgorithm): CmdlineImage[] {
+  const words = splitCmdline(cmdline);
+  const prefix = `${KARG_DIGEST}=`;
+  const digests = words.filter((w) => w.startsWith(prefix)).map((w) =>
+    parseDigestValue(w.slice(prefix.length))
+  );
+  const usable = digests.filter((d) => algorithm === undefined || d.algorithm === algorithm);
+  if (usable.length) return usable;
+  const legacy = cmdlineValue(cmdline, KARG_V2);
+  if (legacy !== undefined) return [parseComposefsValue(legacy, algorithm)];
+  if (digests.length) {
+    throw new SetupRootError(
+      `no ${algorithm} image on the kernel command line (the repository's algorithm), only ${
+        digests.map((d) => d.karg).join(" ")
+      }`,
+    );
+  }
+  throw new SetupRootError(`no ${KARG_DIGEST}= or ${KARG_V2}= on the kernel command line`);
+}
+
+/**
+ * The image a kernel command line names for a repository of `algorithm`: the first of
+ * {@link composefsCandidates} (composefs-boot's `ComposefsCmdline::from_cmdline`). So
+ * `composefs.digest=` wins over `composefs=`, and the first matching word wins.
+ * @throws {SetupRootError} as {@link composefsCandidates}.
+ */
+export function parseComposefsCmdline(cmdline: string, algorithm?: VerityAlgorithm): CmdlineImage {
+  return composefsCandidates(cmdline, algorithm)[0];
 }
 
 /** Input of {@link setupRoot}. */
@@ -128,8 +239,8 @@ export interface SetupRootOptions {
   /** Progress lines (one per step). */
   log?: (line: string) => void;
   /**
-   * Skip the data-only overlay and use the fallback (with its derived image) even where the
-   * kernel has data-only lower layers: for tests of that path on new kernels.
+   * Skip the data-only overlay and use the fallback even where the kernel has data-only
+   * lower layers: for tests of that path on new kernels.
    */
   forceFallback?: boolean;
 }
@@ -138,6 +249,10 @@ export interface SetupRootOptions {
 export interface SetupRootResult {
   id: string;
   insecure: boolean;
+  /** The kernel argument that named the image. */
+  karg: string;
+  /** The image's EROFS format, from its composefs header (0, 1 or 2). */
+  erofsVersion: ErofsVersion;
   /** Objects the image refers to. */
   objects: number;
   /** Of these, objects on which setup-root enabled fs-verity (0 when all had it). */
@@ -146,9 +261,14 @@ export interface SetupRootResult {
   overlay: "data-only" | "fallback";
   /** The overlay's mount options. */
   overlayOptions: string;
-  /** With the fallback overlay: whiteouts added to the root of the derived image. */
+  /**
+   * With the fallback overlay: whether setup-root mounted an image derived from the
+   * repository's ({@link fallbackImage}); false when the image was mounted as it is.
+   */
+  derived?: boolean;
+  /** With a derived image: whiteouts its root got. */
   whiteouts?: number;
-  /** With the fallback overlay: root directories `00`..`ff` of the image marked opaque. */
+  /** With a derived image: root directories `00`..`ff` of the image marked opaque. */
   opaque?: string[];
   /** Where the composed root is mounted now. */
   root: string;
@@ -192,7 +312,8 @@ function sealAndMeasure(
   } catch (e) {
     if (!(e instanceof VerityError)) throw e;
     const hint = e.unsupported
-      ? `${path}: the file system has no fs-verity (composefs=?ID boots without it)`
+      ? `${path}: the file system has no fs-verity (a '?' after 'composefs=' or ` +
+        `'composefs.digest=' boots without it)`
       : e.message;
     throw new SetupRootError(hint, { cause: e });
   } finally {
@@ -207,61 +328,61 @@ export const OBJECT_DIRS: readonly string[] = Array.from(
 );
 
 const enc = new TextEncoder();
-const SELINUX = "security.selinux";
+const dec = new TextDecoder();
 
-/** What {@link fallbackImage} made. */
+/** What {@link fallbackImage} decided. */
 export interface FallbackImage {
-  /** The derived EROFS image. */
-  image: Uint8Array;
-  /** Whiteouts added to its root (names of `00`..`ff` the image's root lacks). */
+  /** The image to mount: null for the verified image as it is, else a derived one. */
+  image: Uint8Array | null;
+  /** Whiteouts the derived image's root got (names of `00`..`ff` its tree lacks). */
   whiteouts: number;
-  /** Root directories named `00`..`ff` that the image has, marked opaque. */
+  /** Root directories named `00`..`ff` that the image has, marked opaque in the derived one. */
   opaque: string[];
 }
 
 /**
- * The image to mount with the fallback overlay `lowerdir=IMAGE:OBJECTS`, derived from the
- * (verified) bytes of a composefs image; pure.
+ * The image to mount with the fallback overlay `lowerdir=IMAGE:OBJECTS`, for the (verified)
+ * bytes of a composefs image; pure.
  *
- * As libcomposefs does for its images, each of `00`..`ff` that the root lacks gets an overlay
- * whiteout: a character device 0:0, mode 0644, owner, group and mtime of the root, and the
- * root's `security.selinux` if it has one; nothing else marks it. A name the root has stays
- * as it is (libcomposefs skips it too): a non-directory, or a whiteout already there, hides
- * the object directory by itself. A directory would be merged with the object directory
- * below, so unlike libcomposefs this also marks it opaque (`trusted.overlay.opaque=y`,
- * unescaped: the writer's `overlayXattrs`).
+ * There `objects/` is an ordinary lower layer, so each of its directories `00`..`ff` shows
+ * through in `/` unless the image's root has an entry of that name that is not a directory.
+ * Images in format V0 and V1 (composefs-rs 0.9.4's default, C mkcomposefs's layout) carry
+ * exactly that: a whiteout stub (character device 0:0) for each name the tree lacks. Such an
+ * image is mounted as it is (`image: null`).
+ *
+ * Otherwise (a V2 image has no stubs; a tree of any format may have a directory named like an
+ * object directory, which would merge with it) the image is derived: the tree read back
+ * (lib/erofs/reader.ts) and written again as V1 (lib/erofs/writer.ts, which adds the stubs
+ * for missing names), with each root directory named `00`..`ff` marked
+ * `trusted.overlay.opaque=y` (unescaped: the writer's `overlayXattrs`). libcomposefs leaves
+ * those merged; here they show the image's content only.
  *
  * The redirects still resolve: a metacopy file's `trusted.overlay.redirect` is absolute
  * (`/XX/REST`), and overlayfs looks an absolute redirect up from the root of the layers below
- * the one holding the file, component by component in each layer alone; the whiteouts and
- * opaque marks live in the image layer above and are never consulted for it.
+ * the one holding the file, component by component in each layer alone; the stubs and opaque
+ * marks live in the image layer above and are never consulted for it.
+ *
+ * `tree` is the image's tree when the caller has read it already (it is written, not changed).
  *
  * @throws {ErofsError} when the image is malformed.
  */
-export function fallbackImage(verified: Uint8Array): FallbackImage {
-  const fs = readErofs(verified);
-  const root = fs.root;
-  const selinux = root.stat.xattrs.filter((x) => bytesToName(x.name) === SELINUX);
+export function fallbackImage(verified: Uint8Array, tree?: FileSystem): FallbackImage {
+  const reader = new ErofsReader(verified);
+  const hiding = new Set<string>();
+  for (const e of reader.dirents(reader.inode(reader.rootNid))) {
+    const name = dec.decode(e.name);
+    if ((reader.inode(e.nid).mode & S_IFMT) !== S_IFDIR) hiding.add(name);
+  }
+  if (OBJECT_DIRS.every((n) => hiding.has(n))) return { image: null, whiteouts: 0, opaque: [] };
+
+  const fs = tree ?? reader.readTree();
   const overlayXattrs = new Map<Inode, Xattr[]>();
   const opaque: string[] = [];
   let whiteouts = 0;
   for (const name of OBJECT_DIRS) {
-    const have = root.entries.get(name);
-    if (have === undefined) {
-      const whiteout: Leaf = {
-        kind: "leaf",
-        stat: {
-          mode: 0o644,
-          uid: root.stat.uid,
-          gid: root.stat.gid,
-          mtime: root.stat.mtime,
-          xattrs: selinux.map((x) => ({ name: x.name, value: x.value })),
-        },
-        content: { type: "chardev", rdev: 0n },
-      };
-      root.entries.set(name, whiteout);
-      whiteouts++;
-    } else if (have.kind === "dir") {
+    const have = fs.root.entries.get(name);
+    if (have === undefined) whiteouts++;
+    else if (have.kind === "dir") {
       overlayXattrs.set(have, [{
         name: enc.encode("trusted.overlay.opaque"),
         value: enc.encode("y"),
@@ -269,7 +390,7 @@ export function fallbackImage(verified: Uint8Array): FallbackImage {
       opaque.push(name);
     }
   }
-  return { image: mkfsErofs(fs, { overlayXattrs, version: 2 }), whiteouts, opaque };
+  return { image: mkfsErofs(fs, { overlayXattrs, version: 1 }), whiteouts, opaque };
 }
 
 function exists(path: string): boolean {
@@ -285,9 +406,8 @@ function exists(path: string): boolean {
 export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResult> {
   const log = o.log ?? (() => {});
   const cmdline = o.cmdline ?? await Deno.readTextFile("/proc/cmdline");
-  const image = parseComposefsCmdline(cmdline);
+  composefsCandidates(cmdline); // malformed or missing arguments fail before any mount
   const sysroot = o.sysroot ?? "/sysroot";
-  log(`image ${image.id}${image.insecure ? " (insecure)" : ""}`);
 
   if (o.rootDevice) {
     await Deno.mkdir(sysroot, { recursive: true });
@@ -301,38 +421,46 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
   if (!exists(join(repo, "objects"))) {
     throw new SetupRootError(`${repo}: no composefs repository (no objects/ directory)`);
   }
-  const meta = readMetaAlgorithm(repo);
-  if (meta !== undefined && meta !== image.algorithm) {
+  // The repository's algorithm picks the arguments that apply; the first whose image is
+  // there wins (an old-format repository without meta.json takes any algorithm).
+  const candidates = composefsCandidates(cmdline, readMetaAlgorithm(repo));
+  const image = candidates.find((c) => exists(join(repo, "images", c.id)));
+  if (image === undefined) {
+    const kargs = candidates.map((c) => c.karg).join(" ");
     throw new SetupRootError(
-      `composefs=${image.id}: a ${image.algorithm} id, but ${repo} is a ${meta} repository`,
+      `no image ${candidates.map((c) => c.id).join(" or ")} in ${repo} (named by ${kargs})`,
     );
   }
+  const key = image.karg.slice(0, image.karg.indexOf("=") + 1);
+  log(`image ${image.id}${image.insecure ? " (insecure)" : ""} from ${key}`);
 
   // The image: its fs-verity digest is its id.
   const imagePath = join(repo, "images", image.id);
-  if (!exists(imagePath)) {
-    throw new SetupRootError(`no image ${image.id} in ${repo} (wrong composefs= id?)`);
-  }
   const imageFile = await Deno.realPath(imagePath).catch((e) => {
     throw new SetupRootError(`${imagePath}: dangling (${(e as Error).message})`);
   });
   const sealed = sealAndMeasure(imageFile, image.algorithm, image.insecure);
   if (sealed.digest !== null && toHex(sealed.digest) !== image.id) {
+    const measured = toHex(sealed.digest);
     throw new SetupRootError(
-      `image ${image.id}: fs-verity digest of ${imagePath} is ${
-        toHex(sealed.digest)
-      } (wrong composefs= id or a changed image)`,
+      `image ${image.id}: fs-verity digest of ${imagePath} is ${measured} (wrong ${key} id ` +
+        `or a changed image)`,
     );
   }
   const bytes = await Deno.readFile(imageFile);
+  let tree: FileSystem;
+  let erofsVersion: ErofsVersion;
   let objects: Uint8Array[];
   try {
-    objects = collectObjects(readErofs(bytes));
+    const reader = new ErofsReader(bytes);
+    erofsVersion = reader.version;
+    tree = reader.readTree();
+    objects = collectObjects(tree);
   } catch (e) {
     throw new SetupRootError(`image ${image.id}: ${(e as Error).message}`, { cause: e });
   }
   log(
-    `image ${image.insecure ? "read" : "verified"}: ${
+    `image ${image.insecure ? "read" : "verified"}: EROFS format V${erofsVersion}, ${
       sealed.enabled ? "fs-verity enabled, " : ""
     }${objects.length} objects`,
   );
@@ -368,15 +496,16 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
   const base = ["ro", "metacopy=on", "redirect_dir=on"];
   const overlay = (options: string[], what: string) =>
     mount(["-t", "overlay", "-o", options.join(","), `composefs:${image.id}`, root], what);
+  const mountImage = (file: string, what: string) =>
+    mount(["-t", "erofs", "-o", "loop,ro", file, lower], what);
   let used: { overlay: "data-only" | "fallback"; options: string[] } | undefined;
-  let derived: FallbackImage | undefined;
+  let fallback: FallbackImage | undefined;
+  let imageMounted = false;
   const errors: string[] = [];
   try {
     if (!o.forceFallback) {
-      await mount(
-        ["-t", "erofs", "-o", "loop,ro", imageFile, lower],
-        `cannot mount image ${image.id}`,
-      );
+      await mountImage(imageFile, `cannot mount image ${image.id}`);
+      imageMounted = true;
       const options = [
         ...base,
         `lowerdir=${lower}::${objectsDir}`,
@@ -388,33 +517,34 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
       } catch (e) {
         errors.push((e as Error).message);
         log(`${(e as Error).message}; trying the fallback`);
-        await $`umount ${lower}`.stdout("null").stderr("null").noThrow();
       }
     }
     if (!used) {
-      // The fallback: the derived image (whiteouts for 00..ff) from the verified bytes.
       const t0 = performance.now();
       try {
-        derived = fallbackImage(bytes);
+        fallback = fallbackImage(bytes, tree);
       } catch (e) {
         throw new SetupRootError(`image ${image.id}: ${(e as Error).message}`, { cause: e });
       }
-      const file = join(work, `fallback-${tag}.erofs`);
-      await Deno.writeFile(file, derived.image, { mode: 0o400 });
-      try {
-        await mount(
-          ["-t", "erofs", "-o", "loop,ro", file, lower],
-          `cannot mount the fallback image of ${image.id}`,
+      if (fallback.image === null) {
+        log(`fallback: the image's root hides objects/00..ff, mounted as it is`);
+        if (!imageMounted) await mountImage(imageFile, `cannot mount image ${image.id}`);
+      } else {
+        if (imageMounted) await $`umount ${lower}`.stdout("null").stderr("null").noThrow();
+        const file = join(work, `fallback-${tag}.erofs`);
+        await Deno.writeFile(file, fallback.image, { mode: 0o400 });
+        try {
+          await mountImage(file, `cannot mount the fallback image of ${image.id}`);
+        } finally {
+          // The loop device holds the file; nothing else needs its name.
+          await Deno.remove(file).catch(() => {});
+        }
+        log(
+          `fallback: derived V1 image, ${fallback.whiteouts} whiteouts for 00..ff in /${
+            fallback.opaque.length ? `, opaque: ${fallback.opaque.join(" ")}` : ""
+          } (${fallback.image.length} bytes, ${Math.round(performance.now() - t0)} ms)`,
         );
-      } finally {
-        // The loop device holds the file; nothing else needs its name.
-        await Deno.remove(file).catch(() => {});
       }
-      log(
-        `fallback image: ${derived.whiteouts} whiteouts for 00..ff added to /${
-          derived.opaque.length ? `, opaque: ${derived.opaque.join(" ")}` : ""
-        } (${derived.image.length} bytes, ${Math.round(performance.now() - t0)} ms)`,
-      );
       const options = [...base, `lowerdir=${lower}:${objectsDir}`];
       try {
         await overlay(options, "overlay (fallback)");
@@ -444,11 +574,18 @@ export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResu
   return {
     id: image.id,
     insecure: image.insecure,
+    karg: image.karg,
+    erofsVersion,
     objects: objects.length,
     verityEnabled,
     overlay: used.overlay,
     overlayOptions: used.options.join(","),
-    ...(derived ? { whiteouts: derived.whiteouts, opaque: derived.opaque } : {}),
+    ...(fallback
+      ? {
+        derived: fallback.image !== null,
+        ...(fallback.image ? { whiteouts: fallback.whiteouts, opaque: fallback.opaque } : {}),
+      }
+      : {}),
     root: o.mountpoint ?? sysroot,
   };
 }
@@ -460,7 +597,7 @@ function readMetaAlgorithm(repo: string): VerityAlgorithm | undefined {
     if (meta.algorithm === "fsverity-sha512-12") return "sha512";
     if (meta.algorithm === "fsverity-sha256-12") return "sha256";
   } catch {
-    // an old-format repository: the id's length decides
+    // an old-format repository: any algorithm
   }
   return undefined;
 }

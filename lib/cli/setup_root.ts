@@ -1,6 +1,6 @@
 /**
  * `cfs setup-root`: the initramfs step that mounts the composefs image named by
- * `composefs=` as the new root (lib/setup_root.ts).
+ * `composefs.digest=` or `composefs=` as the new root (lib/setup_root.ts).
  *
  * @module
  */
@@ -10,13 +10,17 @@ import { cmdlineValue, setupRoot } from "../setup_root.ts";
 
 const USAGE = `usage: cfs setup-root [OPTIONS]
 
-What composefs-setup-root does, run in an initramfs as root: read composefs=<image id> from
-the kernel command line (composefs=?<id>: no fs-verity checks), open the repository
-<SYSROOT>/composefs (or --repo), enable fs-verity on the image and on every object it uses
-where missing and compare each measured digest with its name, mount the EROFS image with
-overlayfs over objects/ (data-only lower layer with verity=require; on kernels without those,
-lowerdir=IMAGE:OBJECTS over a copy of the verified image made in /run with whiteouts for
-00..ff in its root), move the old sysroot to <new root>/sysroot and the new root onto SYSROOT. The initramfs's PID 1 then runs 'switch_root SYSROOT /sbin/init'.
+What composefs-setup-root does, run in an initramfs as root: read the image id from the
+kernel command line (composefs.digest=v1-<hash>-12:<id> for a V1 image, v2-... or
+composefs=<id> for V2; composefs.digest= wins, and of several the first of the repository's
+algorithm whose image exists; '?' right after '=' skips the fs-verity checks), open the
+repository <SYSROOT>/composefs (or --repo), enable fs-verity on the image and on every object
+it uses where missing and compare each measured digest with its name, mount the EROFS image
+with overlayfs over objects/ (data-only lower layer with verity=require; on kernels without
+those, lowerdir=IMAGE:OBJECTS: a V1 image as it is, its whiteouts for 00..ff hide the object
+directories, a V2 image rewritten as V1 in /run), move the old sysroot to <new root>/sysroot
+and the new root onto SYSROOT. The initramfs's PID 1 then runs 'switch_root SYSROOT
+/sbin/init'.
 
 options:
   --cmdline TEXT       the kernel command line to read (default: /proc/cmdline)
