@@ -237,21 +237,28 @@ function tarFixtures(): Promise<TarFixture[]> {
     makeManyFiles(many);
     const empty = path.join(dir, "nothing");
     fs.mkdirSync(empty);
-    return [
-      { name: "gnu", tar: await tarOf(tree, ["-cf", "-", "."]) },
-      { name: "pax", tar: await tarOf(tree, ["--format=pax", "-cf", "-", "."]) },
-      { name: "ustar-no-record-padding", tar: await tarOf(tree, ["-b1", "-cf", "-", "d/f65"]) },
-      { name: "many-small-files", tar: await tarOf(many, ["-cf", "-", "."]) },
-      { name: "only-end-blocks", tar: await tarOf(empty, ["-cf", "-", "--files-from=/dev/null"]) },
-      { name: "empty-input", tar: new Uint8Array(0) },
-      { name: "deno-zstd-quirk", tar: await quirkTar(path.join(dir, "quirk")) },
-      // Real trees of this machine (GNU tar's defaults, as `docker export | tar` layers).
-      {
-        name: "/usr/share/zoneinfo",
-        tar: await tarOf("/usr/share", ["-cf", "-", "zoneinfo"], true),
-      },
-      { name: "/etc", tar: await tarOf("/", ["-cf", "-", "etc"], true) },
-    ];
+    try {
+      return [
+        { name: "gnu", tar: await tarOf(tree, ["-cf", "-", "."]) },
+        { name: "pax", tar: await tarOf(tree, ["--format=pax", "-cf", "-", "."]) },
+        { name: "gnu-no-record-padding", tar: await tarOf(tree, ["-b1", "-cf", "-", "d/f65"]) },
+        { name: "many-small-files", tar: await tarOf(many, ["-cf", "-", "."]) },
+        {
+          name: "only-end-blocks",
+          tar: await tarOf(empty, ["-cf", "-", "--files-from=/dev/null"]),
+        },
+        { name: "empty-input", tar: new Uint8Array(0) },
+        { name: "deno-zstd-quirk", tar: await quirkTar(path.join(dir, "quirk")) },
+        // Real trees of this machine (GNU tar's defaults, as `docker export | tar` layers).
+        {
+          name: "/usr/share/zoneinfo",
+          tar: await tarOf("/usr/share", ["-cf", "-", "zoneinfo"], true),
+        },
+        { name: "/etc", tar: await tarOf("/", ["-cf", "-", "etc"], true) },
+      ];
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   })();
   return fixtures;
 }
