@@ -51,7 +51,11 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { debianRootfs } from "../test/fixtures/debootstrap.ts";
-import { buildOciImage, type BuiltImage, CommandError, run } from "../test/fixtures/oci.ts";
+import { CommandError, run } from "../test/fixtures/oci.ts";
+import {
+  type DebianImage as BenchImage,
+  ensureDebianImage,
+} from "../test/fixtures/debian_image.ts";
 import { pushToRegistry, type Registry, startRegistry } from "../test/fixtures/registry.ts";
 import { createHash } from "node:crypto";
 import { RUNROOT_BASE, unifiedStoragePath } from "../lib/pipeline/unified.ts";
@@ -68,21 +72,6 @@ const TAG = "v1";
 const REPEAT_UNDER_SECONDS = 30;
 const TARGET_RATIO = 1.0;
 const TARGET_RSS_MB = 256;
-/** Recorded in each image's marker; a layout built by another version is built again. */
-const IMAGE_RECIPE = 2;
-
-/** One benchmark image: its layout, tag, and the layer blobs (for the floor). */
-interface BenchImage {
-  name: string;
-  layerCount: number;
-  dir: string;
-  tag: string;
-  layerBlobs: string[];
-  layerBytes: number;
-  /** Compressed size of each layer. */
-  layerSizes: number[];
-}
-
 /** One measured run of a command. */
 interface Sample {
   seconds: number;
@@ -176,137 +165,6 @@ function rowOf(image: string, tool: string, runs: Sample[]): PullRow {
     wallSeconds: median(seconds),
     peakRssMB: round(Math.max(...runs.map((r) => r.peakMB)), 1),
     runs: seconds,
-  };
-}
-
-// --- the images ---------------------------------------------------------------------------------
-
-/**
- * Every non-directory entry and every empty directory of `root`, sorted, with its size and,
- * for files with more than one link, its inode.
- */
-async function leafEntries(
-  root: string,
-): Promise<{ path: string; size: number; inode?: number }[]> {
-  const out: { path: string; size: number; inode?: number }[] = [];
-  const walk = async (rel: string) => {
-    const names: string[] = [];
-    for await (const e of Deno.readDir(join(root, rel))) names.push(e.name);
-    names.sort();
-    if (names.length === 0 && rel !== "") out.push({ path: rel, size: 0 });
-    for (const name of names) {
-      const path = rel === "" ? name : `${rel}/${name}`;
-      const info = await Deno.lstat(join(root, path));
-      if (info.isDirectory) await walk(path);
-      else if (!info.isFile) out.push({ path, size: 0 });
-      else {out.push({
-          path,
-          size: info.size,
-          inode: (info.nlink ?? 1) > 1 ? info.ino! : undefined,
-        });}
-    }
-  };
-  await walk("");
-  return out;
-}
-
-/**
- * Makes `count` directories under `work`, hard-linked copies (`cp -al --parents`, which
- * also copies the parent directories' modes and owners) of consecutive runs of `rootfs`'s
- * entries with about equal bytes each. Layered in order, they give back `rootfs`.
- */
-async function splitTree(rootfs: string, work: string, count: number): Promise<string[]> {
-  const entries = await leafEntries(rootfs);
-  const seen = new Set<number>();
-  let total = 0;
-  for (const e of entries) {
-    if (e.inode !== undefined && seen.has(e.inode)) continue;
-    if (e.inode !== undefined) seen.add(e.inode);
-    total += e.size;
-  }
-  const parts: string[][] = Array.from({ length: count }, () => []);
-  // Each part takes entries until it holds its share of the bytes not yet placed, so a
-  // file bigger than a tenth of the tree does not leave a later part empty. Hard links to
-  // one file go to the part of its first name, so that they stay links in one layer.
-  const partOfInode = new Map<number, number>();
-  let k = 0;
-  let placed = 0;
-  let inPart = 0;
-  for (const e of entries) {
-    if (e.inode !== undefined) {
-      const first = partOfInode.get(e.inode);
-      if (first !== undefined) {
-        parts[first].push(e.path);
-        continue;
-      }
-      partOfInode.set(e.inode, k);
-    }
-    parts[k].push(e.path);
-    inPart += e.size;
-    if (k < count - 1 && inPart >= (total - placed) / (count - k)) {
-      placed += inPart;
-      inPart = 0;
-      k++;
-    }
-  }
-  const dirs: string[] = [];
-  for (const [k, paths] of parts.entries()) {
-    const dir = join(work, `part-${k}`);
-    await Deno.mkdir(dir, { recursive: true });
-    const list = join(work, `part-${k}.list`);
-    await Deno.writeTextFile(list, paths.map((p) => `${p}\0`).join(""));
-    await run(["sh", "-c", 'xargs -0 -a "$1" cp -al --parents -t "$2" --', "sh", list, dir], {
-      cwd: rootfs,
-    });
-    await Deno.remove(list);
-    dirs.push(dir);
-  }
-  return dirs;
-}
-
-/**
- * The layout of an image of the Debian rootfs in `layerCount` gzip layers, built on first use
- * and reused while its marker exists and names {@link IMAGE_RECIPE} (otherwise built again
- * from scratch).
- */
-async function ensureImage(rootfs: string, layerCount: number): Promise<BenchImage> {
-  const name = `debian-${layerCount}layer`;
-  const dir = join(DATA_DIR, name);
-  const marker = `${dir}.done`;
-  let built: Pick<BuiltImage, "layers"> & { recipe?: number } | undefined;
-  try {
-    built = JSON.parse(await Deno.readTextFile(marker));
-  } catch { /* not built yet */ }
-  if (built?.recipe !== IMAGE_RECIPE) {
-    await Deno.remove(marker).catch(() => {});
-    for (const p of [dir, `${dir}.work`, `${dir}.split`]) {
-      await Deno.remove(p, { recursive: true }).catch(() => {});
-    }
-    await Deno.mkdir(DATA_DIR, { recursive: true });
-    const parts = layerCount === 1 ? [rootfs] : await splitTree(rootfs, `${dir}.split`, layerCount);
-    const image = await buildOciImage(dir, {
-      tag: TAG,
-      layers: parts.map((p) => ({ dir: p })),
-      compression: "gzip",
-    });
-    // The uncompressed tars and the hard-linked parts are only needed while building.
-    await Deno.remove(`${dir}.work`, { recursive: true });
-    await Deno.remove(`${dir}.split`, { recursive: true }).catch(() => {});
-    built = {
-      recipe: IMAGE_RECIPE,
-      layers: image.layers.map(({ tarPath: _, ...l }) => ({ ...l, tarPath: "" })),
-    };
-    await Deno.writeTextFile(marker, JSON.stringify(built));
-  }
-  return {
-    name,
-    layerCount,
-    dir,
-    tag: TAG,
-    // From the digest, not the recorded path: the cache may have been built in another checkout.
-    layerBlobs: built.layers.map((l) => join(dir, "blobs", "sha256", l.digest.slice(7))),
-    layerBytes: built.layers.reduce((s, l) => s + l.size, 0),
-    layerSizes: built.layers.map((l) => l.size),
   };
 }
 
@@ -710,7 +568,7 @@ export async function benchPull(
   const images: BenchImage[] = [];
   for (const n of [1, 10]) {
     log(`image debian-${n}layer (built once, then cached in ${DATA_DIR})`);
-    images.push(await ensureImage(rootfs, n));
+    images.push(await ensureDebianImage(rootfs, n, DATA_DIR));
   }
   const loadBefore = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
   await using registry = await startRegistry();

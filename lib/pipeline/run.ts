@@ -145,8 +145,10 @@ export interface PipelineResult {
   pull: PullResult;
   /** The tags written. */
   tags: string[];
-  /** The bootable image's id (hex). */
+  /** The bootable image's id (hex), in the repository's default EROFS format. */
   imageId: string;
+  /** That format (meta.json `erofs_formats`). */
+  erofsVersion: ErofsFormatVersion;
   /** Boot entries of the image. */
   entries: BootEntry[];
   /** Milliseconds each stage's own work took (hooks not included). */
@@ -483,6 +485,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       pull: pull!,
       tags,
       imageId: state.imageId!,
+      erofsVersion: repo!.erofsVersion,
       entries,
       durations,
     };

@@ -149,15 +149,13 @@ export function newMeta(
 }
 
 /**
- * Metadata for an old-format repository being upgraded (no meta.json): no flags and no
- * `erofs_formats`, which reads as V2, the format such repositories were written in.
+ * Metadata for an old-format repository being upgraded (no meta.json: cfsctl before 0.7): what
+ * composefs-rs 0.9.4's `open_upgrade` writes, which is a new repository's metadata with the
+ * default EROFS format (V1 and its flag; measured with cfsctl 0.9.4, whose source comment says
+ * V2 but whose code writes V1).
  */
 export function legacyMeta(algorithm: RepoAlgorithm): RepoMeta {
-  return {
-    version: REPO_FORMAT_VERSION,
-    algorithm,
-    features: { compatible: [], "read-only-compatible": [], incompatible: [] },
-  };
+  return newMeta(algorithm, { default: 1 });
 }
 
 /** The EROFS formats a repository writes; see the module documentation for old files. */
