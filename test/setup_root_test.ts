@@ -8,8 +8,8 @@
  * The host kernel has data-only lower layers; the fallback overlay that Debian 12's 6.1 needs
  * (`lowerdir=IMAGE:OBJECTS`) is tested here too with `forceFallback`: a V1 image mounts as it
  * is (its whiteout stubs hide `objects/00..ff`), a V2 image is rewritten as V1 (for a tree
- * with whole-second mtimes, the very image cfsctl writes as V1), and a root directory named like an object directory
- * makes even a V1 image derived, with that directory opaque.
+ * with whole-second mtimes, the very image cfsctl writes as V1), and a root directory named
+ * like an object directory makes even a V1 image derived, with that directory opaque.
  *
  * @module
  */

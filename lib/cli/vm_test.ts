@@ -11,13 +11,16 @@ import { DEFAULT_EXPECT, vmBoot } from "../vm/boot.ts";
 const USAGE = `usage: cfs vm-test [OPTIONS] IMAGE
 
 Boots IMAGE (any form 'cfs pull' takes) in QEMU from its composefs image: pulls it into a
-fresh repository, writes the bootable EROFS, takes kernel, initramfs and options from its first
-BLS boot entry (/usr/lib/modules/KVER/vmlinuz + initramfs.img, or a loader entry), adds
-'console=ttyS0 panic=-1 root=/dev/vda rw composefs=<image id>', puts the repository on an ext4
-disk made with -O verity (as /composefs, the disk is /dev/vda), boots and watches the serial
-console. Passes (exit 0) when a line containing the --expect text appears; fails (exit 1) with
-the reason when the initramfs reports a failure ('cfs: ...' from cfs setup-root), the kernel
-panics, or the time runs out. The image's initramfs must mount the composefs root itself
+fresh repository (EROFS format V1, or the global --erofs-version), writes the bootable EROFS,
+takes kernel, initramfs and options from its first BLS boot entry
+(/usr/lib/modules/KVER/vmlinuz + initramfs.img, or a loader entry), adds 'console=ttyS0
+panic=-1 no_timer_check root=/dev/vda rw' and the image's kernel argument as composefs-rs
+0.9.4 writes it (composefs.digest=v1-sha512-12:<image id> for V1, composefs=<image id> for
+V2), puts the repository on an ext4 disk made with -O verity (as /composefs, the disk is
+/dev/vda), boots and watches the serial console. Passes (exit 0) when a line containing the
+--expect text appears; fails (exit 1) with the reason when the initramfs reports a failure
+('cfs: ...' from cfs setup-root), the kernel panics, or the time runs out. The image's
+initramfs must mount the composefs root itself
 (cfs setup-root as in test/fixtures/vm_image.ts, or composefs-setup-root).
 
 Needs root (QEMU, mkfs.ext4 -d), qemu-system-x86_64 and e2fsprogs.
@@ -74,6 +77,7 @@ export const vmTestCommand: CommandHandler = async (args, globals) => {
     expect: values.expect,
     until: values.until,
     append: values.append,
+    erofsVersion: globals.erofsVersion,
     memoryMiB: number("memory", values.memory, 1536),
     log: globals.json ? undefined : (l) => console.error(`cfs vm-test: ${l}`),
   });
@@ -83,6 +87,8 @@ export const vmTestCommand: CommandHandler = async (args, globals) => {
       ok: r.ok,
       reason: r.reason,
       imageId: r.imageId,
+      erofsVersion: r.erofsVersion,
+      karg: r.karg,
       cmdline: r.cmdline,
       entry: r.entry,
       consoleLog: r.consoleLog,
@@ -90,7 +96,7 @@ export const vmTestCommand: CommandHandler = async (args, globals) => {
     }));
   } else {
     println(`console ${r.consoleLog}`);
-    println(`image ${r.imageId}`);
+    println(`image ${r.imageId} (EROFS V${r.erofsVersion}): ${r.karg}`);
     if (r.ok) {
       println(
         `booted in ${r.times.boot?.toFixed(1)} s (QEMU start to '${

@@ -3,22 +3,28 @@
  * and test/vm/boot_test.ts.
  *
  * 1. `cfs pull` the image into a fresh repository `<run dir>/root/composefs` (the host needs
- *    no fs-verity: the repository is insecure there, and the guest enables fs-verity);
+ *    no fs-verity: the repository is insecure there, and the guest enables fs-verity); its
+ *    EROFS format is composefs-rs 0.9.4's default V1 unless `erofsVersion` says otherwise;
  * 2. take kernel, initramfs and options from the first BLS entry that has a kernel, and add
- *    `console=ttyS0 panic=-1 root=/dev/vda rw composefs=<image id>`;
+ *    `console=ttyS0 panic=-1 no_timer_check root=/dev/vda rw` and the kernel argument of the
+ *    bootable image in the repository's format, as composefs-rs 0.9.4 writes it (karg.ts):
+ *    `composefs.digest=v1-<hash>-12:<id>` for V0/V1, `composefs=<id>` for V2;
  * 3. write the repository disk: `mkfs.ext4 -O verity -b 4096 -d <run dir>/root` (no loop
  *    mount needed); an optional hook may damage it (the negative tests);
  * 4. boot `qemu-system-x86_64` (`-accel tcg` unless `kvm`), the serial console into
  *    `<run dir>/console.log`, and wait for the expected line, a failure, or the timeout.
  *
  * The image's initramfs does the rest: `cfs setup-root` (lib/vm/dropin.ts) or any initramfs
- * that understands `composefs=` on `root=/dev/vda`.
+ * that understands those kernel arguments on `root=/dev/vda`.
  *
  * @module
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { seedPull } from "../pipeline/seed.ts";
+import { composefsKarg } from "../boot/karg.ts";
+import { fromHex } from "../fsverity/digest.ts";
+import { type ErofsFormatVersion, Repository } from "../repository/mod.ts";
 import { bootEntryToJson } from "../boot/entries.ts";
 import type { SourceOptions } from "../oci/source.ts";
 import { bootQemu, tailFile } from "./qemu.ts";
@@ -53,8 +59,13 @@ export interface VmBootOptions {
   until?: string;
   /** Extra kernel arguments. */
   append?: string[];
-  /** Boot with this `composefs=` value (or the function's of the pulled image's id). */
-  composefs?: string | ((imageId: string) => string);
+  /**
+   * The EROFS format of the new repository (`cfs init --erofs-version`); default V1, as
+   * composefs-rs 0.9.4. The boot uses the bootable image of that format.
+   */
+  erofsVersion?: ErofsFormatVersion;
+  /** Boot with the kernel argument this returns instead of the image's own `karg`. */
+  karg?: (karg: string, imageId: string) => string;
   /** Changes the disk image before the boot (it holds `/composefs`, the repository). */
   damageDisk?: (disk: string, info: { imageId: string; entry: VmBootEntry }) => Promise<void>;
   /** Guest RAM in MiB; default 1536. */
@@ -70,6 +81,10 @@ export interface VmBootResult {
   /** Why not: setup-root's error, the initramfs's failure line, a panic, or a timeout. */
   reason?: string;
   imageId: string;
+  /** The repository's EROFS format, the bootable image's. */
+  erofsVersion: ErofsFormatVersion;
+  /** The image's kernel argument (`composefs.digest=...` or `composefs=...`). */
+  karg: string;
   entry: VmBootEntry;
   /** The kernel command line used. */
   cmdline: string;
@@ -124,12 +139,23 @@ export async function vmBoot(o: VmBootOptions): Promise<VmBootResult> {
   const repoPath = join(rootDir, "composefs");
 
   let t = performance.now();
+  if (o.erofsVersion !== undefined) {
+    Repository.init(repoPath, { insecure: true, erofsVersion: o.erofsVersion }).close();
+  }
   const pulled = await seedPull(o.image, {
     ...o.source,
     repoPath,
     allowMissingFsverity: true,
   });
   const pullSeconds = (performance.now() - t) / 1000;
+  const repo = Repository.open(repoPath);
+  const erofsVersion = repo.erofsVersion;
+  // Secure: the guest enables fs-verity on the disk (made with -O verity) and checks it.
+  const karg = composefsKarg(fromHex(pulled.imageId), {
+    algorithm: repo.algorithm,
+    version: erofsVersion,
+  });
+  repo.close();
   const bls = pulled.entries.map(bootEntryToJson).find((e) =>
     e.kind === "bls" && (e.kernel as { objectId?: string } | undefined)?.objectId
   ) as
@@ -148,7 +174,9 @@ export async function vmBoot(o: VmBootOptions): Promise<VmBootResult> {
     options: bls.options,
   };
   const object = (hex: string) => join(repoPath, "objects", hex.slice(0, 2), hex.slice(2));
-  log(`pulled ${o.image} in ${pullSeconds.toFixed(1)} s: image ${pulled.imageId}`);
+  log(
+    `pulled ${o.image} in ${pullSeconds.toFixed(1)} s: image ${pulled.imageId} (V${erofsVersion})`,
+  );
 
   // Kernel and initramfs leave the repository before the disk is made (and maybe damaged).
   const kernel = join(o.runDir, "vmlinuz");
@@ -183,13 +211,12 @@ export async function vmBoot(o: VmBootOptions): Promise<VmBootResult> {
   const cmdline = [
     "console=ttyS0",
     "panic=-1",
+    // Under TCG on a busy host the kernel's IO-APIC timer check can miss its ticks and
+    // panic ("IO-APIC + timer doesn't work"); the timer works, the check is skipped.
+    "no_timer_check",
     "root=/dev/vda",
     "rw",
-    `composefs=${
-      typeof o.composefs === "function"
-        ? o.composefs(pulled.imageId)
-        : o.composefs ?? pulled.imageId
-    }`,
+    o.karg ? o.karg(karg, pulled.imageId) : karg,
     ...(entry.options ? [entry.options] : []),
     ...(o.append ?? []),
   ].join(" ");
@@ -234,6 +261,8 @@ export async function vmBoot(o: VmBootOptions): Promise<VmBootResult> {
     ok: reason === undefined,
     reason,
     imageId: pulled.imageId,
+    erofsVersion,
+    karg,
     entry,
     cmdline,
     lines,

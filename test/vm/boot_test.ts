@@ -6,11 +6,17 @@
  * `cfs setup-root` enables fs-verity on the image and its objects, checks every digest, mounts
  * EROFS + overlayfs and switches into it; the image's /sbin/init prints the names in `/` and
  * the sha256 of every file, which must equal those made on the host from `umoci unpack` of the
- * same image (no object directories 00..ff in `/`: the fallback overlay's whiteouts hide them).
+ * same image (no object directories 00..ff in `/`).
  *
- * Negative boots, each on a fresh disk: one flipped byte in a file object, a wrong
- * `composefs=` id (with an image planted under that name, so the measured digest must catch
- * it), a missing object. Each must stop in the initramfs with the reason on the console.
+ * Two formats boot: the V1 image of a default repository (composefs-rs 0.9.4's default) with
+ * `composefs.digest=v1-sha512-12:<id>`, which the guest's Linux 6.1 (no data-only lower
+ * layers) mounts as it is under `lowerdir=IMAGE:OBJECTS`, its whiteout stubs hiding the
+ * object directories; and, through `cfs --erofs-version 2 vm-test`, the V2 image of a V2
+ * repository with `composefs=<id>`, which setup-root rewrites as V1 for that overlay.
+ *
+ * Negative boots (V1), each on a fresh disk: one flipped byte in a file object, a wrong id
+ * (with an image planted under that name, so the measured digest must catch it), a missing
+ * object. Each must stop in the initramfs with the reason on the console.
  *
  * Run by `make vm-test` (not by `make test`); prints the boot times.
  *
@@ -110,82 +116,113 @@ Deno.test("vm boot: a pulled image boots from composefs with fs-verity; damage s
     ok(host.sums.length > 20, `${host.sums.length} files`);
     const randomObject = await fsverityDigest(join(bundle, "rootfs", img.files.random));
 
-    await t.step("boots; the guest's checksum list equals umoci unpack's", async () => {
-      const r = await vmBoot({ ...base, runDir: join(tmp, "ok") });
-      report("good image", r);
-      ok(r.ok, `${r.reason}\n${r.lines.slice(-40).join("\n")}`);
-      const sums = r.lines.filter((l) => l.startsWith(SUM_PREFIX)).map((l) =>
+    const top = [...Deno.readDirSync(join(bundle, "rootfs"))].map((e) => e.name).sort();
+    /**
+     * The guest's lists equal the host's, `/` holds exactly the image's top-level names (no
+     * object directory shows through), the root is the composefs overlay of `imageId`, and
+     * setup-root sealed the objects itself.
+     */
+    const checkGuest = (lines: string[], imageId: string, imageRoot: string[]) => {
+      const sums = lines.filter((l) => l.startsWith(SUM_PREFIX)).map((l) =>
         l.slice(SUM_PREFIX.length)
       );
-      const links = r.lines.filter((l) => l.startsWith(LINK_PREFIX)).map((l) =>
+      const links = lines.filter((l) => l.startsWith(LINK_PREFIX)).map((l) =>
         l.slice(LINK_PREFIX.length)
       );
       deepEqual(sums, host.sums);
       deepEqual(links, host.links);
-      const end = r.lines.find((l) => l.startsWith(SUMS_END))!;
+      const end = lines.find((l) => l.startsWith(SUMS_END))!;
       equal(Number(end.split(" ")[1]), host.sums.length);
-      // The root is the composefs overlay, and setup-root sealed the objects itself.
-      const root = r.lines.find((l) => l.startsWith("CFS-ROOT "));
-      ok(root?.includes(`composefs:${r.imageId} / overlay`), root);
-      const objects = r.lines.find((l) => l.includes("objects verified (fs-verity enabled on"));
+      const root = lines.find((l) => l.startsWith("CFS-ROOT "));
+      ok(root?.includes(`composefs:${imageId} / overlay`), root);
+      const objects = lines.find((l) => l.includes("objects verified (fs-verity enabled on"));
       ok(objects && !objects.includes("enabled on 0 of"), objects);
-      ok(r.lines.some((l) => l.startsWith(BOOTED_MARKER)));
-      ok(r.times.boot! < 60, `boot took ${r.times.boot} s`);
-
-      // `/` holds exactly the image's top-level names. With the fallback overlay (Linux 6.1
-      // has no data-only lower layers) objects/ is an ordinary lower layer: setup-root mounts
-      // an image derived from the verified one with whiteouts for 00..ff in its root, so
-      // no object directory shows through.
-      const listed = r.lines.find((l) => l.startsWith(ROOT_LIST_PREFIX))!
+      ok(lines.some((l) => l.startsWith(BOOTED_MARKER)));
+      const listed = lines.find((l) => l.startsWith(ROOT_LIST_PREFIX))!
         .slice(ROOT_LIST_PREFIX.length).trim().split(" ").sort();
-      const image = readErofs(
-        await Deno.readFile(join(tmp, "ok", "root", "composefs", "images", r.imageId)),
-      );
-      deepEqual(listed, [...image.root.entries.keys()].sort());
-      const top = [...Deno.readDirSync(join(bundle, "rootfs"))].map((e) => e.name).sort();
+      deepEqual(listed, imageRoot);
       deepEqual(listed, top);
-      if (r.lines.some((l) => l.includes("(fallback: "))) {
-        const derived = r.lines.find((l) => l.includes("fallback image: "));
-        ok(
-          derived?.includes(
-            `fallback image: ${256 - top.filter((n) => /^[0-9a-f]{2}$/.test(n)).length} whiteouts`,
-          ),
-          derived,
-        );
-      }
-    });
-
-    await t.step("cfs vm-test boots the same image from its OCI layout", async () => {
-      const work = join(tmp, "cli");
-      const r = await runCfs([
-        "--json",
-        "vm-test",
-        "--work",
-        work,
-        "--until",
-        SUMS_END,
-        `oci:${layout}:v1`,
-      ]);
-      equal(r.code, 0, r.stderr);
-      const out = JSON.parse(r.text);
-      equal(out.ok, true);
-      ok(out.times.boot < 60, `boot took ${out.times.boot} s`);
-      log(
-        `cfs vm-test: boot ${out.times.boot.toFixed(1)} s, total ${out.times.total.toFixed(1)} s`,
+    };
+    const imageRoot = async (runDir: string, id: string) => {
+      const image = readErofs(
+        await Deno.readFile(join(runDir, "root", "composefs", "images", id)),
       );
-      const bad = await runCfs([
-        "vm-test",
-        "--work",
-        work,
-        "--expect",
-        "NEVER",
-        "--timeout",
-        "40",
-        `oci:${layout}:v1`,
-      ]);
-      equal(bad.code, 1);
-      ok(bad.text.includes("FAILED: the guest stopped without printing 'NEVER'"), bad.text);
-    });
+      return [...image.root.entries.keys()].sort();
+    };
+    /** The guest kernel (Debian 12's 6.1) has no data-only lower layers: the fallback. */
+    const fallbackLine = (lines: string[]) =>
+      lines.find((l) => l.startsWith("cfs setup-root: fallback: "));
+
+    await t.step(
+      "boots the V1 image (composefs.digest=v1-...); the guest's files equal umoci unpack's",
+      async () => {
+        const r = await vmBoot({ ...base, runDir: join(tmp, "ok") });
+        report("V1 image", r);
+        ok(r.ok, `${r.reason}\n${r.lines.slice(-40).join("\n")}`);
+        equal(r.erofsVersion, 1);
+        equal(r.karg, `composefs.digest=v1-sha512-12:${r.imageId}`);
+        ok(r.cmdline.split(" ").includes(r.karg), r.cmdline);
+        ok(
+          r.lines.some((l) => l.includes(`image ${r.imageId} from composefs.digest=`)),
+          "setup-root took composefs.digest=",
+        );
+        checkGuest(r.lines, r.imageId, await imageRoot(join(tmp, "ok"), r.imageId));
+        // The V1 image as it is: its whiteout stubs for 00..ff hide the object directories.
+        const fallback = fallbackLine(r.lines);
+        ok(fallback?.includes("mounted as it is"), fallback);
+        ok(r.times.boot! < 60, `boot took ${r.times.boot} s`);
+      },
+    );
+
+    await t.step(
+      "cfs --erofs-version 2 vm-test boots the V2 image (composefs=) from the layout",
+      async () => {
+        const work = join(tmp, "cli");
+        const r = await runCfs([
+          "--json",
+          "--erofs-version",
+          "2",
+          "vm-test",
+          "--work",
+          work,
+          "--until",
+          SUMS_END,
+          `oci:${layout}:v1`,
+        ]);
+        equal(r.code, 0, r.stderr);
+        const out = JSON.parse(r.text);
+        equal(out.ok, true);
+        equal(out.erofsVersion, 2);
+        equal(out.karg, `composefs=${out.imageId}`);
+        const lines = (await Deno.readTextFile(out.consoleLog)).split("\n").map((l) =>
+          l.replace(/\r$/, "")
+        );
+        ok(lines.some((l) => l.includes(`image ${out.imageId} from composefs=`)));
+        checkGuest(lines, out.imageId, await imageRoot(work, out.imageId));
+        // A V2 image has no stubs: setup-root mounts it rewritten as V1.
+        const fallback = fallbackLine(lines);
+        const stubs = 256 - top.filter((n) => /^[0-9a-f]{2}$/.test(n)).length;
+        ok(fallback?.includes(`derived V1 image, ${stubs} whiteouts`), fallback);
+        ok(out.times.boot < 60, `boot took ${out.times.boot} s`);
+        log(
+          `cfs vm-test (V2): boot ${out.times.boot.toFixed(1)} s, total ${
+            out.times.total.toFixed(1)
+          } s`,
+        );
+        const bad = await runCfs([
+          "vm-test",
+          "--work",
+          work,
+          "--expect",
+          "NEVER",
+          "--timeout",
+          "40",
+          `oci:${layout}:v1`,
+        ]);
+        equal(bad.code, 1);
+        ok(bad.text.includes("FAILED: the guest stopped without printing 'NEVER'"), bad.text);
+      },
+    );
 
     await t.step("one flipped byte in a file object: setup-root refuses it", async () => {
       const r = await vmBoot({
@@ -203,12 +240,12 @@ Deno.test("vm boot: a pulled image boots from composefs with fs-verity; damage s
       );
     });
 
-    await t.step("a wrong composefs= id: the measured digest differs", async () => {
+    await t.step("a wrong image id in composefs.digest=: the measured digest differs", async () => {
       const wrongOf = (id: string) => id.slice(0, -1) + (id.endsWith("0") ? "1" : "0");
       const r = await vmBoot({
         ...base,
         runDir: join(tmp, "wrong-id"),
-        composefs: wrongOf,
+        karg: (karg, id) => karg.replace(id, wrongOf(id)),
         // The real image planted under the wrong name: only measuring it can tell.
         damageDisk: (disk, { imageId }) =>
           debugfs(
