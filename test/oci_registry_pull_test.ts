@@ -4,8 +4,9 @@
  * (`dir:`), plus the image bookkeeping around it: tags, images, inspect, fsck, gc, mount.
  *
  * The reference for "the right file system" is the same image pulled from its OCI layout,
- * whose image id oci_pull_test.ts checks against cfsctl on the umoci-unpacked rootfs.
- * Digests compared here come from the fixture builder (sha256sum) or skopeo.
+ * whose image id oci_pull_test.ts checks against cfsctl 0.9.4 on the umoci-unpacked rootfs.
+ * Digests compared here come from the fixture builder (sha256sum), skopeo or `fsverity
+ * digest`; gc and fsck are also run by cfsctl 0.9.4 on the same repository, which must agree.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import { join } from "node:path";
 import { cfsOk, pathExists, requireTool, run, runCfs } from "./cfs.ts";
 import { buildOciImage, buildOciIndex, SAMPLE_LAYERS, skopeoInspect } from "./fixtures/oci.ts";
 import { pushToRegistry, REGISTRY_BINARY, startRegistry } from "./fixtures/registry.ts";
+import { cfsctl09Ok, runCfsctl09 } from "./oracles.ts";
 
 const cfs = cfsOk;
 
@@ -63,13 +65,17 @@ Deno.test("oci pull from a registry by tag and by digest equals the pull from th
       await cfs(b, "--json", "oci", "pull", "--tls-verify=false", pinned, "pinned"),
     );
     equal(byDigest.layersImported, 0);
-    equal(byDigest.verity, byTag.verity);
+    equal(byDigest.manifestVerity, byTag.manifestVerity);
     // Streams are the same objects whichever source they came from.
     const inspectA = JSON.parse(await cfs(a, "--json", "oci", "inspect", "sample"));
     const inspectB = JSON.parse(await cfs(b, "--json", "oci", "inspect", "pinned"));
+    equal(inspectA.layers.length, 3);
     deepEqual(inspectB.layers, inspectA.layers);
-    equal(inspectB.configVerity, inspectA.configVerity);
-    equal(inspectB.manifestVerity, inspectA.manifestVerity);
+    ok(/^[0-9a-f]{64}$/.test(inspectA.config_verity), inspectA.config_verity);
+    equal(inspectB.config_verity, inspectA.config_verity);
+    equal(inspectB.manifest_verity, inspectA.manifest_verity);
+    equal(inspectB.manifest_verity, byTag.manifestVerity);
+    equal(inspectB.composefs_erofs, want);
     deepEqual(inspectB.tags, ["pinned", "sample"]);
 
     // A fresh repository pulled by digest gets the same id too.
@@ -79,7 +85,9 @@ Deno.test("oci pull from a registry by tag and by digest equals the pull from th
     equal((await runCfs(["--repo", b, "fsck"])).code, 0);
     const ofsck = JSON.parse(await cfs(b, "--json", "oci", "fsck"));
     ok(ofsck.ok, JSON.stringify(ofsck));
-    equal(ofsck.images.length, 2);
+    equal(ofsck.images_checked, 2);
+    // cfsctl 0.9.4 finds the repository and both tags sound too.
+    await cfsctl09Ok(["--repo", b, "oci", "fsck"]);
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
@@ -95,12 +103,20 @@ Deno.test("oci pull of a two-platform index picks the platform asked for", async
       images: [
         {
           platform: { os: "linux", architecture: "amd64" },
-          layers: [[{ type: "file", path: "arch", content: "amd64\n" }]],
+          layers: [[{ type: "dir", path: "usr" }, {
+            type: "file",
+            path: "arch",
+            content: "amd64\n",
+          }]],
         },
         {
           platform: { os: "linux", architecture: "arm64", variant: "v8" },
           compression: "zstd",
-          layers: [[{ type: "file", path: "arch", content: "arm64\n" }]],
+          layers: [[{ type: "dir", path: "usr" }, {
+            type: "file",
+            path: "arch",
+            content: "arm64\n",
+          }]],
         },
       ],
     });
@@ -138,11 +154,15 @@ Deno.test("oci pull of a two-platform index picks the platform asked for", async
     );
     equal(amd.manifest, built.images[0].manifest.digest);
     ok((await cfs(repo, "oci", "dump", "arm")).includes("/arch 6 100644 1 0 0 0 "));
-    const images = JSON.parse(await cfs(repo, "--json", "oci", "images"));
-    deepEqual(images.map((i: { tag: string; platform: string }) => [i.tag, i.platform]), [
-      ["amd", "linux/amd64"],
-      ["arm", "linux/arm64/v8"],
-    ]);
+    const { images } = JSON.parse(await cfs(repo, "--json", "oci", "images"));
+    deepEqual(
+      images.map((i: { name: string; os: string; architecture: string }) => [
+        i.name,
+        `${i.os}/${i.architecture}`,
+      ]),
+      [["amd", "linux/amd64"], ["arm", "linux/arm64"]],
+    );
+    equal(JSON.parse(await cfs(repo, "oci", "inspect", "--config", "arm")).variant, "v8");
     const none = await runCfs([
       "--repo",
       repo,
@@ -201,13 +221,14 @@ Deno.test("tags are gc roots: untag and gc remove the image's streams, images an
   const tmp = await Deno.makeTempDir({ prefix: "cfs-tags-gc-" });
   try {
     const big = "x".repeat(5000);
+    const usr = { type: "dir", path: "usr" } as const;
     const one = await buildOciImage(join(tmp, "one"), {
       tag: "v1",
-      layers: [[{ type: "file", path: "a", content: big + "1" }]],
+      layers: [[usr, { type: "file", path: "a", content: big + "1" }]],
     });
     const two = await buildOciImage(join(tmp, "two"), {
       tag: "v1",
-      layers: [[{ type: "file", path: "b", content: big + "2" }]],
+      layers: [[usr, { type: "file", path: "b", content: big + "2" }]],
     });
     const repo = await newRepo(join(tmp, "repo"));
     await cfs(repo, "oci", "pull", `oci:${one.dir}:v1`, "one");
@@ -219,29 +240,62 @@ Deno.test("tags are gc roots: untag and gc remove the image's streams, images an
     const idOne = (await cfs(repo, "oci", "create-image", "one")).trim();
     notEqual(idOne, idTwo);
 
-    // Nothing is garbage while tagged.
+    // A pull leaves the config and manifest streams it wrote before linking the images: gc
+    // removes those (composefs-oci 0.9.4 leaves them too), and then nothing is garbage while
+    // the images are tagged.
+    const first = JSON.parse(await cfs(repo, "--json", "gc"));
+    equal(first.objectsRemoved, 4, JSON.stringify(first));
     const dry = JSON.parse(await cfs(repo, "--json", "gc", "--dry-run"));
-    deepEqual([dry.removedStreams, dry.removedObjects, dry.removedImages], [[], [], []]);
+    deepEqual([dry.objectsRemoved, dry.imagesPruned, dry.streamsPruned], [0, 0, 0]);
+    equal((await cfs(repo, "oci", "compute-id", "localhost/two:latest")).trim(), idTwo);
 
     await cfs(repo, "oci", "untag", "localhost/two:latest");
+    // cfsctl 0.9.4 would remove as many objects and bytes as cfs (its dry run counts no links
+    // to prune: they break only once the objects are gone).
+    const cfsctlDry = await cfsctl09Ok(["--repo", repo, "gc", "--dry-run"]);
+    const objectsLine = (text: string) => text.split("\n").find((l) => l.startsWith("Objects:"));
+    equal(objectsLine(await cfs(repo, "gc", "--dry-run")), objectsLine(cfsctlDry));
     const gc = JSON.parse(await cfs(repo, "--json", "gc"));
-    deepEqual(gc.removedImages, [idTwo]);
-    deepEqual(gc.removedImageRefs, [`oci-config-sha256:${two.config.digest.slice(7)}`]);
+    // "two"'s objects: the 5001-byte file, the config and manifest documents (each an object
+    // named by the fs-verity digest of its blob, from `fsverity digest`), the image, and the
+    // layer, config and manifest stream objects; their links are pruned.
+    const file = join(tmp, "b");
+    await Deno.writeTextFile(file, big + "2");
+    const digests = (await run("fsverity", [
+      "digest",
+      "--compact",
+      file,
+      two.config.path,
+      two.manifest.path,
+    ])).trim().split("\n");
+    equal(gc.objectsRemoved, 7, JSON.stringify(gc));
+    for (const d of [...digests, idTwo]) {
+      ok(gc.removedObjects.includes(d), `${d} not in ${JSON.stringify(gc.removedObjects)}`);
+    }
+    deepEqual([gc.imagesPruned, gc.streamsPruned], [1, 3]);
+    ok(cfsctlDry.includes(`Objects: 7 removed (${gc.objectsBytes} bytes)`), cfsctlDry);
+    for (
+      const name of [
+        `oci-manifest-${two.manifest.digest}`,
+        `oci-config-${two.config.digest}`,
+        `oci-layer-${two.layers[0].diffId}`,
+      ]
+    ) {
+      ok(!(await pathExists(join(repo, "streams", name))), `${name} is gone`);
+    }
+    ok(!(await pathExists(join(repo, "images", idTwo))));
     deepEqual(
-      gc.removedStreams.sort(),
-      [two.manifest.digest, two.config.digest, two.layers[0].diffId].map((d) => d.slice(7)).sort(),
-    );
-    // The 5001-byte file object of "two", the image and the three stream objects.
-    equal(gc.removedObjects.length, 5);
-    deepEqual(
-      JSON.parse(await cfs(repo, "--json", "oci", "images")).map((i: { tag: string }) => i.tag),
+      JSON.parse(await cfs(repo, "--json", "oci", "images")).images.map((i: { name: string }) =>
+        i.name
+      ),
       ["one", "one-again"],
     );
     // "one" is still whole, and untagging it once leaves the other tag holding it.
     await cfs(repo, "oci", "untag", "one");
-    deepEqual(JSON.parse(await cfs(repo, "--json", "gc")).removedObjects, []);
+    equal(JSON.parse(await cfs(repo, "--json", "gc")).objectsRemoved, 0);
     equal((await cfs(repo, "oci", "create-image", "one-again")).trim(), idOne);
     equal((await runCfs(["--repo", repo, "fsck"])).code, 0);
+    await cfsctl09Ok(["--repo", repo, "fsck"]);
     const missing = await runCfs(["--repo", repo, "oci", "untag", "one"]);
     equal(missing.code, 1);
     ok(missing.stderr.includes("no image tagged 'one'"), missing.stderr);
@@ -255,7 +309,11 @@ Deno.test("oci fsck finds a corrupted layer object and names it", async () => {
   try {
     const built = await buildOciImage(join(tmp, "img"), {
       tag: "v1",
-      layers: [[{ type: "file", path: "big", content: "y".repeat(10000) }]],
+      layers: [[{ type: "dir", path: "usr" }, {
+        type: "file",
+        path: "big",
+        content: "y".repeat(10000),
+      }]],
     });
     const repo = await newRepo(join(tmp, "repo"));
     await cfs(repo, "oci", "pull", `oci:${built.dir}:v1`, "img");
@@ -271,8 +329,13 @@ Deno.test("oci fsck finds a corrupted layer object and names it", async () => {
     await Deno.writeFile(obj, bytes);
     const r = await runCfs(["--repo", repo, "oci", "fsck"]);
     equal(r.code, 1);
-    ok(r.text.includes("error img:"), r.text);
-    ok(r.text.includes(`objects/${digest.slice(0, 2)}/${digest.slice(2)}`), r.text);
+    const path = `objects/${digest.slice(0, 2)}/${digest.slice(2)}`;
+    ok(r.text.includes(`fsck: object-digest-mismatch: ${path}`), r.text);
+    // cfsctl 0.9.4 fails on the same repository and names the same object.
+    const oracle = await runCfsctl09(["--repo", repo, "oci", "fsck"]);
+    notEqual(oracle.code, 0);
+    ok(oracle.text.includes(path), oracle.text + oracle.stderr);
+    equal(JSON.parse(await cfs(repo, "--json", "oci", "fsck")).ok, false);
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
@@ -299,8 +362,7 @@ Deno.test("oci mount shows the merged image through the kernel's EROFS and overl
     );
     equal((await Deno.stat(join(mnt, "etc/hostname"))).mode! & 0o7777, 0o600);
     // The top-level mount takes the image by id (oci mount committed it).
-    const id =
-      JSON.parse(await cfs(repo, "--json", "oci", "inspect", "img")).images["composefs.image"];
+    const id = JSON.parse(await cfs(repo, "--json", "oci", "inspect", "img")).composefs_erofs;
     ok(/^[0-9a-f]{64}$/.test(id), id);
     const mnt2 = join(tmp, "mnt2");
     await Deno.mkdir(mnt2);
