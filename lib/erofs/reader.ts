@@ -111,7 +111,30 @@ const DIR_MARKS: Readonly<Record<number, ReadonlyArray<readonly [string, string]
   ],
 };
 
+// Field offsets from the struct declarations, for the per-inode hot path.
+const CI_FORMAT = F.CompactInode.fields.format.offset;
+const CI_MODE = F.CompactInode.fields.mode.offset;
+const CI_NLINK = F.CompactInode.fields.nlink.offset;
+const CI_SIZE = F.CompactInode.fields.size.offset;
+const CI_U = F.CompactInode.fields.u.offset;
+const CI_UID = F.CompactInode.fields.uid.offset;
+const CI_GID = F.CompactInode.fields.gid.offset;
+const CI_XATTR_ICOUNT = F.CompactInode.fields.xattrIcount.offset;
+const EI_SIZE = F.ExtendedInode.fields.size.offset;
+const EI_U = F.ExtendedInode.fields.u.offset;
+const EI_UID = F.ExtendedInode.fields.uid.offset;
+const EI_GID = F.ExtendedInode.fields.gid.offset;
+const EI_MTIME = F.ExtendedInode.fields.mtime.offset;
+const EI_MTIME_NSEC = F.ExtendedInode.fields.mtimeNsec.offset;
+const EI_NLINK = F.ExtendedInode.fields.nlink.offset;
+const EI_XATTR_ICOUNT = F.ExtendedInode.fields.xattrIcount.offset;
+const XE_NAME_LEN = F.XattrEntry.fields.nameLen.offset;
+const XE_NAME_INDEX = F.XattrEntry.fields.nameIndex.offset;
+const XE_VALUE_SIZE = F.XattrEntry.fields.valueSize.offset;
+const XH_SHARED_COUNT = F.InodeXattrHeader.fields.sharedCount.offset;
 const DIRENT_NID = F.Dirent.fields.nid.offset;
+if (CI_MODE !== F.ExtendedInode.fields.mode.offset) throw new Error("i_mode offsets differ");
+const NO_MARKS: string[] = [];
 const DIRENT_NAMEOFF = F.Dirent.fields.nameoff.offset;
 const DIRENT_FILE_TYPE = F.Dirent.fields.fileType.offset;
 
@@ -191,7 +214,7 @@ export class ErofsReader {
   inode(nid: number): RawInode {
     const off = this.metaBase + nid * F.INODE_SLOT;
     this.need(off, F.CompactInode.size, `inode ${nid}`);
-    const format = this.view.getUint16(off + F.CompactInode.fields.format.offset, true);
+    const format = this.view.getUint16(off + CI_FORMAT, true);
     const extended = (format & F.INODE_LAYOUT_EXTENDED) !== 0;
     const layout = format & F.DATALAYOUT_MASK;
     if (
@@ -200,51 +223,55 @@ export class ErofsReader {
     ) {
       throw new ErofsError(`inode ${nid} has unsupported data layout ${layout >> 1}`);
     }
-    let raw: Omit<RawInode, "xattrs" | "inlineStart">;
-    let icount: number, headerSize: number;
+    const v = this.view;
+    let size: number, u: number, nlink: number, uid: number, gid: number;
+    let mtime: number, mtimeNsec: number, icount: number, headerSize: number;
     if (extended) {
       this.need(off, F.ExtendedInode.size, `inode ${nid}`);
-      const h = F.decodeStruct(F.ExtendedInode, this.view, off);
-      if (h.size > BigInt(Number.MAX_SAFE_INTEGER)) {
-        throw new ErofsError(`inode ${nid} has impossible size ${h.size}`);
+      const size64 = v.getBigUint64(off + EI_SIZE, true);
+      if (size64 > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new ErofsError(`inode ${nid} has impossible size ${size64}`);
       }
-      raw = {
-        nid,
-        extended,
-        layout,
-        mode: h.mode,
-        size: Number(h.size),
-        u: h.u,
-        nlink: h.nlink,
-        uid: h.uid,
-        gid: h.gid,
-        mtime: Number(BigInt.asIntN(64, h.mtime)),
-        mtimeNsec: h.mtimeNsec,
-      };
-      icount = h.xattrIcount;
+      size = Number(size64);
+      u = v.getUint32(off + EI_U, true);
+      uid = v.getUint32(off + EI_UID, true);
+      gid = v.getUint32(off + EI_GID, true);
+      mtime = Number(v.getBigInt64(off + EI_MTIME, true));
+      mtimeNsec = v.getUint32(off + EI_MTIME_NSEC, true);
+      nlink = v.getUint32(off + EI_NLINK, true);
+      icount = v.getUint16(off + EI_XATTR_ICOUNT, true);
       headerSize = F.ExtendedInode.size;
     } else {
-      const h = F.decodeStruct(F.CompactInode, this.view, off);
-      raw = {
-        nid,
-        extended,
-        layout,
-        mode: h.mode,
-        size: h.size,
-        u: h.u,
-        nlink: h.nlink,
-        uid: h.uid,
-        gid: h.gid,
-        mtime: this.buildTime,
-        mtimeNsec: this.buildTimeNsec,
-      };
-      icount = h.xattrIcount;
+      size = v.getUint32(off + CI_SIZE, true);
+      u = v.getUint32(off + CI_U, true);
+      uid = v.getUint16(off + CI_UID, true);
+      gid = v.getUint16(off + CI_GID, true);
+      mtime = this.buildTime;
+      mtimeNsec = this.buildTimeNsec;
+      nlink = v.getUint16(off + CI_NLINK, true);
+      icount = v.getUint16(off + CI_XATTR_ICOUNT, true);
       headerSize = F.CompactInode.size;
     }
+    // The mode sits at the same offset in both forms.
+    const mode = v.getUint16(off + CI_MODE, true);
     const xattrStart = off + headerSize;
     const xattrSize = icount === 0 ? 0 : F.InodeXattrHeader.size + (icount - 1) * F.XATTR_WORD;
     const xattrs = icount === 0 ? [] : this.xattrs(nid, xattrStart, xattrSize);
-    return { ...raw, xattrs, inlineStart: xattrStart + xattrSize };
+    return {
+      nid,
+      extended,
+      layout,
+      mode,
+      size,
+      u,
+      nlink,
+      uid,
+      gid,
+      mtime,
+      mtimeNsec,
+      xattrs,
+      inlineStart: xattrStart + xattrSize,
+    };
   }
 
   /**
@@ -253,18 +280,20 @@ export class ErofsReader {
    */
   private xattrEntry(offset: number, end: number, what: string): [Xattr, number] {
     this.need(offset, F.XattrEntry.size, what);
-    const h = F.decodeStruct(F.XattrEntry, this.view, offset);
-    if (h.nameIndex >= PREFIX_BYTES.length) {
-      throw new ErofsError(`${what} has unknown name prefix ${h.nameIndex}`);
+    const nameLen = this.image[offset + XE_NAME_LEN];
+    const nameIndex = this.image[offset + XE_NAME_INDEX];
+    const valueSize = this.view.getUint16(offset + XE_VALUE_SIZE, true);
+    if (nameIndex >= PREFIX_BYTES.length) {
+      throw new ErofsError(`${what} has unknown name prefix ${nameIndex}`);
     }
-    const total = F.XattrEntry.size + h.nameLen + h.valueSize;
+    const total = F.XattrEntry.size + nameLen + valueSize;
     if (offset + total > end) throw new ErofsError(`${what} runs past the end of its xattr area`);
-    const suffix = this.bytes(offset + F.XattrEntry.size, h.nameLen, what);
-    const prefix = PREFIX_BYTES[h.nameIndex];
-    const name = new Uint8Array(prefix.length + h.nameLen);
+    const suffix = this.bytes(offset + F.XattrEntry.size, nameLen, what);
+    const prefix = PREFIX_BYTES[nameIndex];
+    const name = new Uint8Array(prefix.length + nameLen);
     name.set(prefix);
     name.set(suffix, prefix.length);
-    const value = this.bytes(offset + F.XattrEntry.size + h.nameLen, h.valueSize, what).slice();
+    const value = this.bytes(offset + F.XattrEntry.size + nameLen, valueSize, what).slice();
     return [{ name, value }, F.roundUp(total, F.XATTR_WORD)];
   }
 
@@ -272,7 +301,7 @@ export class ErofsReader {
   private xattrs(nid: number, start: number, size: number): Xattr[] {
     this.need(start, size, `xattrs of inode ${nid}`);
     const end = start + size;
-    const shared = F.decodeStruct(F.InodeXattrHeader, this.view, start).sharedCount;
+    const shared = this.image[start + XH_SHARED_COUNT];
     if (F.InodeXattrHeader.size + shared * F.XATTR_WORD > size) {
       throw new ErofsError(`inode ${nid} claims ${shared} shared xattrs in a ${size}-byte area`);
     }
@@ -385,7 +414,7 @@ export class ErofsReader {
       marks: ReadonlyArray<readonly [string, string]> = [],
     ): [Stat, Uint8Array | undefined] => {
       let metacopy: Uint8Array | undefined;
-      const pending = marks.map(([n, v]) => `${n}=${v}`);
+      const pending = marks.length === 0 ? NO_MARKS : marks.map(([n, v]) => `${n}=${v}`);
       const xattrs: Xattr[] = [];
       for (const x of raw.xattrs) {
         const name = bytesToName(x.name);

@@ -227,8 +227,17 @@ class InodeCollector {
     private readonly rootEntries: Array<[string, Inode]>,
   ) {}
 
+  /** Sorted entries of directories already sorted once (V0/V1 walk the tree twice). */
+  private readonly sorted = new Map<Directory, Array<[string, Inode]>>();
+
   private entriesOf(dir: Directory): Array<[string, Inode]> {
-    return dir === this.root ? this.rootEntries : sortedEntries(dir);
+    if (dir === this.root) return this.rootEntries;
+    let entries = this.sorted.get(dir);
+    if (!entries) {
+      entries = sortedEntries(dir);
+      if (this.ctx.compact) this.sorted.set(dir, entries);
+    }
+    return entries;
   }
 
   /** Adds an xattr: picks the longest-index matching prefix, updates the name filter. */
@@ -352,7 +361,14 @@ class InodeCollector {
         }
       }
     };
-    findCanonical(root);
+    let hardlinks = false;
+    for (const n of this.links.values()) {
+      if (n > 1) {
+        hardlinks = true;
+        break;
+      }
+    }
+    if (hardlinks) findCanonical(root);
 
     const rootIdx = this.push(root, root.stat, F.FileType.directory);
     const queue: Array<[Directory, number, number]> = [[root, rootIdx, rootIdx]];
