@@ -20,6 +20,7 @@ import { CONTENT_TYPE, detectSplitStreamFormat } from "../splitstream/format.ts"
 import { parseSplitStream } from "../splitstream.ts";
 import { readTar } from "../oci/tar.ts";
 import { pullImage } from "../oci/pull.ts";
+import { convertLegacyRepository } from "../oci/upgrade.ts";
 import { type CfsConfig, loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { layerReporter } from "../pipeline/progress.ts";
@@ -246,7 +247,9 @@ const layerCommand: CommandHandler = async (args, globals) => {
     dumpfile: { type: "boolean" },
   }, LAYER_USAGE);
   if (values.help) return help(LAYER_USAGE);
-  if (positionals.length !== 1) throw new UsageError("exactly one DIFF_ID is required", LAYER_USAGE);
+  if (positionals.length !== 1) {
+    throw new UsageError("exactly one DIFF_ID is required", LAYER_USAGE);
+  }
   if (values.json && values.dumpfile) {
     throw new UsageError("--json and --dumpfile exclude each other", LAYER_USAGE);
   }
@@ -289,7 +292,9 @@ const layerCommand: CommandHandler = async (args, globals) => {
     } else if (values.dumpfile) {
       for await (const entry of readTar(catStream(repo, name))) {
         const m = entry.meta;
-        println(`/${m.path.replace(/^\.?\/+/, "")} ${m.size} ${octal(m.mode, 4)} ${m.uid} ${m.gid}`);
+        println(
+          `/${m.path.replace(/^\.?\/+/, "")} ${m.size} ${octal(m.mode, 4)} ${m.uid} ${m.gid}`,
+        );
       }
     } else {
       if (Deno.stdout.isTerminal()) {
@@ -396,6 +401,9 @@ const pullCommand: CommandHandler = async (args, globals) => {
   // Events only for the terminal here (--json prints one result object).
   const log = createLogger({ json: false, verbose: globals.verbose, journald: false });
   try {
+    // Streams an earlier cfs (or cfsctl 0.3.0) wrote are rewritten first, so that the old tags
+    // and the new image share one format (a no-op otherwise).
+    await convertLegacyRepository(repo);
     const r = await pullImage(repo, positionals[0], {
       ...opts,
       tag,

@@ -22,7 +22,6 @@
  *
  * @module
  */
-import { toHex } from "../fsverity/digest.ts";
 import { parseSplitStream, type SplitStreamReader as LegacyReader } from "../splitstream.ts";
 import { detectSplitStreamFormat } from "../splitstream/format.ts";
 import { SplitStreamWriter } from "../splitstream/writer.ts";
@@ -227,6 +226,22 @@ async function convertLegacyStreams(repo: Repository, report: UpgradeReport): Pr
 }
 
 /**
+ * Step 1 alone: rewrites streams still in cfsctl 0.3.0's format (a no-op, reading only, when
+ * there are none). `cfs oci pull` runs this; `cfs pull` runs {@link upgradeRepository}.
+ */
+export async function convertLegacyRepository(repo: Repository): Promise<UpgradeReport> {
+  const report: UpgradeReport = {
+    converted: { manifests: 0, configs: 0, layers: 0 },
+    refsMoved: 0,
+    upgraded: 0,
+    alreadyCurrent: 0,
+    skippedNonContainer: 0,
+  };
+  await convertLegacyStreams(repo, report);
+  return report;
+}
+
+/**
  * Brings the repository's OCI content to composefs-rs 0.9.4's format (see the module
  * documentation). `onImage` hears of each image being upgraded (progress).
  */
@@ -280,9 +295,4 @@ export function needsUpgrade(repo: Repository): boolean {
     }
   }
   return false;
-}
-
-/** For messages: a hex digest shortened. */
-export function shortHex(id: Uint8Array): string {
-  return toHex(id).slice(0, 12);
 }
