@@ -167,7 +167,7 @@ Deno.test({
       );
 
       // Nothing left to upgrade the next time.
-      const again = await runCfs(["--repo", repo, "--json", "pull", `oci:${sample}:v1`]);
+      const again = await runCfs(["--repo", repo, "--json", "pull", `oci:${boot}:v1`]);
       equal(again.code, 0, again.stderr);
       const u = JSON.parse(again.text.trim().split("\n").pop()!).result.upgrade;
       deepEqual(u.converted, { manifests: 0, configs: 0, layers: 0 });
