@@ -100,7 +100,12 @@ export interface HookLayer {
 export interface HookDocument {
   /** `sha256:...` of its bytes. */
   digest: string;
-  /** Its stream's object id (hex), once stored (after `import`). */
+  /**
+   * Its stream's object id (hex), as `import` stored it. When the pull completes it links the
+   * EROFS images into the config stream and so rewrites the config and manifest streams
+   * (composefs-oci 0.9.4's model): the ids the tags end up on are in the pull's result, and
+   * the streams seen here become garbage for `cfs gc`.
+   */
   verity?: string;
   /** The parsed JSON. */
   document: Record<string, unknown>;

@@ -19,7 +19,10 @@ import { buildOciImage, SAMPLE_LAYERS } from "./fixtures/oci.ts";
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const STAGES = ["open", "fetch", "import", "tag", "label", "image", "boot"];
 
-/** A layout with /boot (the image stage makes the bootable variant). */
+/**
+ * A layout with /usr, /boot and /sysroot: composefs-rs 0.9.4's boot transform, which the image
+ * stage applies, needs all three.
+ */
 async function bootableLayout(dir: string, extra: string = ""): Promise<string> {
   await buildOciImage(dir, {
     tag: "v1",
@@ -27,6 +30,7 @@ async function bootableLayout(dir: string, extra: string = ""): Promise<string> 
       ...SAMPLE_LAYERS,
       [
         { type: "dir", path: "boot" },
+        { type: "dir", path: "sysroot" },
         { type: "file", path: "etc/extra", content: "extra " + extra + "x".repeat(100) },
       ],
     ],
@@ -38,7 +42,7 @@ const PULL = ["--allow-missing-fsverity", "--no-default-hooks"];
 
 function tagsOf(repo: string): Promise<string[]> {
   return cfsOk(repo, "--json", "oci", "images").then((t) =>
-    JSON.parse(t).map((i: { tag: string }) => i.tag)
+    JSON.parse(t).images.map((i: { name: string }) => i.name)
   );
 }
 
@@ -130,7 +134,10 @@ export default {
     equal(at("after", "fetch").manifest, result.manifest);
     equal(at("after", "fetch").layerVerities, 0);
     equal(at("after", "import").layerVerities, 4);
-    equal(at("after", "import").manifestVerity, result.manifestVerity);
+    // The manifest stream as import stored it; linking the images at the end rewrites it
+    // (composefs-oci 0.9.4), so the result's is another.
+    ok(/^[0-9a-f]{128}$/.test(at("after", "import").manifestVerity));
+    ok(/^[0-9a-f]{128}$/.test(result.manifestVerity));
     deepEqual(at("before", "tag").tags, []);
     deepEqual(at("after", "tag").tags, [result.tag]);
     equal(at("before", "label").tree, null);
@@ -358,6 +365,7 @@ async function interruptMidLayer(signal: Deno.Signal): Promise<void> {
         ...SAMPLE_LAYERS,
         [
           { type: "dir", path: "boot" },
+          { type: "dir", path: "sysroot" },
           { type: "file", path: "big", content: noise },
         ],
       ],
@@ -464,7 +472,12 @@ Deno.test("a pull on a terminal (tmux): the progress display updates in place, t
     const layout = join(tmp, "img");
     await buildOciImage(layout, {
       tag: "v1",
-      layers: [[{ type: "dir", path: "boot" }, { type: "file", path: "big", content: noise }]],
+      layers: [[
+        { type: "dir", path: "usr" },
+        { type: "dir", path: "boot" },
+        { type: "dir", path: "sysroot" },
+        { type: "file", path: "big", content: noise },
+      ]],
     });
     const server = throttledRegistry(layout, 32 * 1024);
     try {
@@ -546,6 +559,7 @@ Deno.test("builtin:selinux-relabel: dump-files shows the labels matchpathcon giv
       tag: "v1",
       layers: [[
         { type: "dir", path: "boot" },
+        { type: "dir", path: "sysroot" },
         {
           type: "file",
           path: "etc/selinux/config",
