@@ -3,8 +3,8 @@
  * numbers also written to bench/data/results.json (git-ignored) for notes.
  *
  * - digest: `cfs digest` vs `fsverity digest` on a 1 GiB file, both algorithms, peak RSS.
- * - compute-id: `cfs compute-id` vs `cfsctl compute-id` on the Debian rootfs, both inside
- *   one QEMU guest (cfsctl needs fs-verity, which the host lacks), plus host numbers.
+ * - cfs vs cfsctl 0.9.4 (vs_cfsctl.ts): `compute-id` of the Debian rootfs and `oci pull` of
+ *   it as 1- and 10-layer images, paired runs on this host, same image ids checked, ratios.
  * - pull: `cfs oci pull` of the Debian rootfs as 1- and 10-layer gzip images, from an OCI
  *   layout and from a local docker-registry, vs `skopeo copy` + `umoci unpack` and a
  *   `gzip -dc | sha512sum` floor; wall time and peak RSS. Then `cfs pull` direct vs
@@ -14,14 +14,15 @@
  * @module
  */
 import { benchDigest } from "./digest.ts";
-import { benchComputeId, formatTable } from "./compute_id.ts";
+import { benchVsCfsctl, formatVsTable } from "./vs_cfsctl.ts";
 import { benchPull } from "./pull.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
 results.digest = await benchDigest();
+const vs = await benchVsCfsctl(Number(Deno.env.get("BENCH_RUNS") ?? 3));
+results.vsCfsctl = vs;
+console.log("\ncfs vs cfsctl 0.9.4 (medians of paired runs)\n" + formatVsTable(vs));
 results.pull = await benchPull();
-results.computeId = await benchComputeId();
-console.log(formatTable(results.computeId as Record<string, unknown>));
 await Deno.mkdir(new URL("./data/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(
   new URL("./data/results.json", import.meta.url),
