@@ -240,7 +240,7 @@ Deno.test("a whiteout with two links is refused, as cfsctl 0.9.4 refuses it", as
   }
 });
 
-Deno.test("a tree at several limits at once (255-byte names and xattr names, 65535-byte values, u32 ids and devices, 0o7777, nanoseconds) is written byte for byte as cfsctl 0.9.4 writes it", async () => {
+Deno.test("a tree at several limits at once (255-byte names and xattr names, 65535-byte values, u32 ids and devices, 0o7777, nanoseconds, a 512-byte inline file) is written byte for byte as cfsctl 0.9.4 writes it", async () => {
   const long = "n".repeat(255);
   const xname = "user." + "x".repeat(250);
   const value = Array.from(
@@ -256,11 +256,23 @@ Deno.test("a tree at several limits at once (255-byte names and xattr names, 655
     "",
   ].join("\n");
   const fs = parseDumpfile(dump);
+  // A 512-byte inline file (the most composefs-rs takes; cfs's dumpfile parser stops at 64).
+  const big = Uint8Array.from({ length: INLINE_FILE_MAX }, (_, i) => (i * 7) & 0xff);
+  const bigLine = `/${long}/big ${big.length} 100644 1 0 0 0 1700000002.0 - ${
+    [...big].map((c) => `\\x${c.toString(16).padStart(2, "0")}`).join("")
+  } -`;
+  (fs.root.entries.get(long) as Directory).entries.set(
+    "big",
+    leaf({ type: "inline", data: big }, {
+      mtime: 1_700_000_002,
+      mtimeNsec: 0,
+    }),
+  );
   const tmp = await Deno.makeTempDir({ prefix: "cfs-erofs-limits-" });
   try {
     for (const version of [0, 1] as const) {
       const ours = mkfsErofs(fs, { version });
-      const theirs = await oracleMkcomposefs(dump, version, tmp);
+      const theirs = await oracleMkcomposefs(`${dump}${bigLine}\n`, version, tmp);
       deepStrictEqual(ours, theirs, `V${version}`);
       deepStrictEqual(treeListing(readErofs(theirs)), treeListing(fs));
     }

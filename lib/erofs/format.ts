@@ -61,7 +61,8 @@ export interface Field {
   readonly kind: FieldKind;
 }
 
-type FieldValue<K> = K extends "u64" ? bigint : K extends "u8" | "u16" | "u32" ? number
+/** The value type of a field of kind `K`: bigint for u64, number for smaller, bytes. */
+export type FieldValue<K> = K extends "u64" ? bigint : K extends "u8" | "u16" | "u32" ? number
 : Uint8Array;
 
 /** Decoded values of a struct with field list `S`: numbers, bigints for u64, bytes. */
@@ -203,20 +204,22 @@ export const BLOCK_SIZE = 1 << BLOCK_BITS;
 
 // --- the composefs header -------------------------------------------------------------------
 
+/** The fields of {@link ComposefsHeader}, in order: name and width. */
+export const COMPOSEFS_HEADER_FIELDS = [
+  ["magic", "u32"],
+  /** The header's own version: always {@link COMPOSEFS_HEADER_VERSION}. */
+  ["version", "u32"],
+  /** {@link COMPOSEFS_FLAGS_HAS_ACL} or 0. */
+  ["flags", "u32"],
+  /** 0, 1 or 2: the {@link ErofsVersion} (V0 may also say 1, see the writer). */
+  ["composefsVersion", "u32"],
+  ["unused", { bytes: 16 }],
+] as const;
 /** The composefs header at offset 0, before the EROFS superblock. */
-export const ComposefsHeader = defineStruct(
+export const ComposefsHeader: Struct<typeof COMPOSEFS_HEADER_FIELDS> = defineStruct(
   "composefs header",
   32,
-  [
-    ["magic", "u32"],
-    /** The header's own version: always {@link COMPOSEFS_HEADER_VERSION}. */
-    ["version", "u32"],
-    /** {@link COMPOSEFS_FLAGS_HAS_ACL} or 0. */
-    ["flags", "u32"],
-    /** 0, 1 or 2: the {@link ErofsVersion} (V0 may also say 1, see the writer). */
-    ["composefsVersion", "u32"],
-    ["unused", { bytes: 16 }],
-  ] as const,
+  COMPOSEFS_HEADER_FIELDS,
 );
 
 /** `magic` of the composefs header. */
@@ -236,38 +239,40 @@ export function composefsVersionOf(version: ErofsVersion): number {
 /** The EROFS superblock lives at byte 1024. */
 export const SUPERBLOCK_OFFSET = 1024;
 
+/** The fields of {@link Superblock}, in order: name and width. */
+export const SUPERBLOCK_FIELDS = [
+  ["magic", "u32"],
+  ["checksum", "u32"],
+  ["featureCompat", "u32"],
+  ["blkszbits", "u8"],
+  ["extslots", "u8"],
+  ["rootNid", "u16"],
+  ["inos", "u64"],
+  /** Seconds: V0/V1 put the oldest mtime here; compact inodes take their mtime from it. */
+  ["buildTime", "u64"],
+  ["buildTimeNsec", "u32"],
+  ["blocks", "u32"],
+  ["metaBlkaddr", "u32"],
+  /** Block of the shared xattr table (V0/V1); 0 in V2, whose ids count from the start. */
+  ["xattrBlkaddr", "u32"],
+  ["uuid", { bytes: 16 }],
+  ["volumeName", { bytes: 16 }],
+  ["featureIncompat", "u32"],
+  ["availableComprAlgs", "u16"],
+  ["extraDevices", "u16"],
+  ["devtSlotoff", "u16"],
+  ["dirblkbits", "u8"],
+  ["xattrPrefixCount", "u8"],
+  ["xattrPrefixStart", "u32"],
+  ["packedNid", "u64"],
+  ["xattrFilterReserved", "u8"],
+  ["reserved", { bytes: 23 }],
+] as const;
 /** The EROFS superblock (`struct erofs_super_block`). */
-export const Superblock = defineStruct(
+export const Superblock: Struct<typeof SUPERBLOCK_FIELDS> = defineStruct(
   "superblock",
   128,
-  [
-    ["magic", "u32"],
-    ["checksum", "u32"],
-    ["featureCompat", "u32"],
-    ["blkszbits", "u8"],
-    ["extslots", "u8"],
-    ["rootNid", "u16"],
-    ["inos", "u64"],
-    /** Seconds: V0/V1 put the oldest mtime here; compact inodes take their mtime from it. */
-    ["buildTime", "u64"],
-    ["buildTimeNsec", "u32"],
-    ["blocks", "u32"],
-    ["metaBlkaddr", "u32"],
-    /** Block of the shared xattr table (V0/V1); 0 in V2, whose ids count from the start. */
-    ["xattrBlkaddr", "u32"],
-    ["uuid", { bytes: 16 }],
-    ["volumeName", { bytes: 16 }],
-    ["featureIncompat", "u32"],
-    ["availableComprAlgs", "u16"],
-    ["extraDevices", "u16"],
-    ["devtSlotoff", "u16"],
-    ["dirblkbits", "u8"],
-    ["xattrPrefixCount", "u8"],
-    ["xattrPrefixStart", "u32"],
-    ["packedNid", "u64"],
-    ["xattrFilterReserved", "u8"],
-    ["reserved", { bytes: 23 }],
-  ] as const,
+  SUPERBLOCK_FIELDS,
 );
 
 /** `magic` of the superblock. */
@@ -284,45 +289,49 @@ export const FEATURE_COMPAT_XATTR_FILTER = 4;
 /** Inode slots are 32 bytes: an inode's number (nid) is its byte offset / 32. */
 export const INODE_SLOT = 32;
 
+/** The fields of {@link CompactInode}, in order: name and width. */
+export const COMPACT_INODE_FIELDS = [
+  ["format", "u16"],
+  ["xattrIcount", "u16"],
+  ["mode", "u16"],
+  ["nlink", "u16"],
+  ["size", "u32"],
+  ["reserved", "u32"],
+  /** First data block, device number or chunk format, by data layout. */
+  ["u", "u32"],
+  ["ino", "u32"],
+  ["uid", "u16"],
+  ["gid", "u16"],
+  ["reserved2", { bytes: 4 }],
+] as const;
 /** The 32-byte compact inode: no mtime (the superblock's build time), 16-bit ids and links. */
-export const CompactInode = defineStruct(
+export const CompactInode: Struct<typeof COMPACT_INODE_FIELDS> = defineStruct(
   "compact inode",
   32,
-  [
-    ["format", "u16"],
-    ["xattrIcount", "u16"],
-    ["mode", "u16"],
-    ["nlink", "u16"],
-    ["size", "u32"],
-    ["reserved", "u32"],
-    /** First data block, device number or chunk format, by data layout. */
-    ["u", "u32"],
-    ["ino", "u32"],
-    ["uid", "u16"],
-    ["gid", "u16"],
-    ["reserved2", { bytes: 4 }],
-  ] as const,
+  COMPACT_INODE_FIELDS,
 );
 
+/** The fields of {@link ExtendedInode}, in order: name and width. */
+export const EXTENDED_INODE_FIELDS = [
+  ["format", "u16"],
+  ["xattrIcount", "u16"],
+  ["mode", "u16"],
+  ["reserved", "u16"],
+  ["size", "u64"],
+  ["u", "u32"],
+  ["ino", "u32"],
+  ["uid", "u32"],
+  ["gid", "u32"],
+  ["mtime", "u64"],
+  ["mtimeNsec", "u32"],
+  ["nlink", "u32"],
+  ["reserved2", { bytes: 16 }],
+] as const;
 /** The 64-byte extended inode. */
-export const ExtendedInode = defineStruct(
+export const ExtendedInode: Struct<typeof EXTENDED_INODE_FIELDS> = defineStruct(
   "extended inode",
   64,
-  [
-    ["format", "u16"],
-    ["xattrIcount", "u16"],
-    ["mode", "u16"],
-    ["reserved", "u16"],
-    ["size", "u64"],
-    ["u", "u32"],
-    ["ino", "u32"],
-    ["uid", "u32"],
-    ["gid", "u32"],
-    ["mtime", "u64"],
-    ["mtimeNsec", "u32"],
-    ["nlink", "u32"],
-    ["reserved2", { bytes: 16 }],
-  ] as const,
+  EXTENDED_INODE_FIELDS,
 );
 
 /** i_format bit 0: compact (0) or extended (1) inode. */
@@ -341,46 +350,63 @@ export const CHUNK_FORMAT_V2 = 31;
 /** The chunk-format bits of `u` that hold log2(chunk size) - 12. */
 export const CHUNK_FORMAT_BLKBITS_MASK = 0x1f;
 
+/** The fields of {@link ChunkAddress}, in order: name and width. */
+export const CHUNK_ADDRESS_FIELDS = [["blkaddr", "u32"]] as const;
 /** A chunk's block address (4 bytes each after a chunk-based inode). */
-export const ChunkAddress = defineStruct("chunk address", 4, [["blkaddr", "u32"]] as const);
+export const ChunkAddress: Struct<typeof CHUNK_ADDRESS_FIELDS> = defineStruct(
+  "chunk address",
+  4,
+  CHUNK_ADDRESS_FIELDS,
+);
 /** A chunk address that points nowhere: the data lives in overlayfs's lower layer. */
 export const NULL_CHUNK_ADDRESS = 0xffffffff;
 /** V0/V1 move chunk addresses to a data block of this many entries when they do not fit. */
 export const MAX_NONINLINE_CHUNKS = 1024;
 
-/** File type bits of `mode`. */
+/** The file type bits of `mode`. */
 export const S_IFMT = 0o170000;
+/** File type: socket. */
 export const S_IFSOCK = 0o140000;
+/** File type: symbolic link. */
 export const S_IFLNK = 0o120000;
+/** File type: regular file. */
 export const S_IFREG = 0o100000;
+/** File type: block device. */
 export const S_IFBLK = 0o060000;
+/** File type: directory. */
 export const S_IFDIR = 0o040000;
+/** File type: character device. */
 export const S_IFCHR = 0o020000;
+/** File type: fifo. */
 export const S_IFIFO = 0o010000;
 
 // --- xattrs ---------------------------------------------------------------------------------
 
+/** The fields of {@link InodeXattrHeader}, in order: name and width. */
+export const INODE_XATTR_HEADER_FIELDS = [
+  /** Bloom filter of the names, inverted: a set bit means "no xattr hashes here". */
+  ["nameFilter", "u32"],
+  ["sharedCount", "u8"],
+  ["reserved", { bytes: 7 }],
+] as const;
 /** The header of an inode's xattr area; the shared ids (u32 each) and entries follow. */
-export const InodeXattrHeader = defineStruct(
+export const InodeXattrHeader: Struct<typeof INODE_XATTR_HEADER_FIELDS> = defineStruct(
   "inode xattr header",
   12,
-  [
-    /** Bloom filter of the names, inverted: a set bit means "no xattr hashes here". */
-    ["nameFilter", "u32"],
-    ["sharedCount", "u8"],
-    ["reserved", { bytes: 7 }],
-  ] as const,
+  INODE_XATTR_HEADER_FIELDS,
 );
 
+/** The fields of {@link XattrEntry}, in order: name and width. */
+export const XATTR_ENTRY_FIELDS = [
+  ["nameLen", "u8"],
+  ["nameIndex", "u8"],
+  ["valueSize", "u16"],
+] as const;
 /** One xattr entry; the name suffix and the value follow, padded to 4 bytes. */
-export const XattrEntry = defineStruct(
+export const XattrEntry: Struct<typeof XATTR_ENTRY_FIELDS> = defineStruct(
   "xattr entry",
   4,
-  [
-    ["nameLen", "u8"],
-    ["nameIndex", "u8"],
-    ["valueSize", "u16"],
-  ] as const,
+  XATTR_ENTRY_FIELDS,
 );
 
 /** Xattr entries and shared ids are counted in 4-byte words. */
@@ -405,53 +431,63 @@ export const XATTR_INDEX_POSIX_ACL_DEFAULT = 3;
 /** Prefix index of `lustre.`, which libcomposefs (and so V0/V1) does not use. */
 export const XATTR_INDEX_LUSTRE = 5;
 
-/** overlayfs xattrs composefs writes, and the prefix that escapes the tree's own ones. */
+/** overlayfs's own xattrs: the tree's are escaped (see {@link OVERLAY_ESCAPED_PREFIX}). */
 export const OVERLAY_PREFIX = "trusted.overlay.";
+/** What the tree's `trusted.overlay.*` names become on disk (overlayfs shows them unescaped). */
 export const OVERLAY_ESCAPED_PREFIX = "trusted.overlay.overlay.";
+/** On an external file: its fs-verity digest ({@link OverlayMetacopy}). */
 export const OVERLAY_METACOPY = "trusted.overlay.metacopy";
+/** On an external file: `/XX/REST`, its object's path below the object directory. */
 export const OVERLAY_REDIRECT = "trusted.overlay.redirect";
 /** V0/V1: the root directory is marked opaque (value "y"), unescaped. */
 export const OVERLAY_OPAQUE = "trusted.overlay.opaque";
 /** V0/V1 whiteout escaping: on each escaped whiteout (value ""), already escaped. */
 export const OVERLAY_ESCAPED_WHITEOUT = "trusted.overlay.overlay.whiteout";
+/** V0/V1 whiteout escaping: on each escaped whiteout too (value ""), for userxattr mounts. */
 export const USER_OVERLAY_WHITEOUT = "user.overlay.whiteout";
 /** V0/V1 whiteout escaping: on the directory holding escaped whiteouts (value ""). */
 export const OVERLAY_ESCAPED_WHITEOUTS = "trusted.overlay.overlay.whiteouts";
+/** V0/V1 whiteout escaping: on that directory too (value ""), for userxattr mounts. */
 export const USER_OVERLAY_WHITEOUTS = "user.overlay.whiteouts";
 /** V1 whiteout escaping: that directory is also opaque (value "x"). */
 export const OVERLAY_ESCAPED_OPAQUE = "trusted.overlay.overlay.opaque";
+/** V1 whiteout escaping: opaque for userxattr mounts too (value "x"). */
 export const USER_OVERLAY_OPAQUE = "user.overlay.opaque";
 /** The root's SELinux label is the one xattr the whiteout stubs inherit. */
 export const SECURITY_SELINUX = "security.selinux";
 
+/** The fields of {@link OverlayMetacopy}, in order: name and width. */
+export const OVERLAY_METACOPY_FIELDS = [
+  ["version", "u8"],
+  ["len", "u8"],
+  ["flags", "u8"],
+  /** fs-verity algorithm: 1 SHA-256, 2 SHA-512. */
+  ["digestAlgo", "u8"],
+] as const;
 /**
  * The `trusted.overlay.metacopy` value (`struct ovl_metacopy`): these four bytes, then the
  * fs-verity digest; `len` is the whole value's length.
  */
-export const OverlayMetacopy = defineStruct(
+export const OverlayMetacopy: Struct<typeof OVERLAY_METACOPY_FIELDS> = defineStruct(
   "overlay metacopy",
   4,
-  [
-    ["version", "u8"],
-    ["len", "u8"],
-    ["flags", "u8"],
-    /** fs-verity algorithm: 1 SHA-256, 2 SHA-512. */
-    ["digestAlgo", "u8"],
-  ] as const,
+  OVERLAY_METACOPY_FIELDS,
 );
 
 // --- directories ----------------------------------------------------------------------------
 
+/** The fields of {@link Dirent}, in order: name and width. */
+export const DIRENT_FIELDS = [
+  ["nid", "u64"],
+  ["nameoff", "u16"],
+  ["fileType", "u8"],
+  ["reserved", "u8"],
+] as const;
 /** A directory entry header; names follow all headers of a block, unterminated. */
-export const Dirent = defineStruct(
+export const Dirent: Struct<typeof DIRENT_FIELDS> = defineStruct(
   "directory entry",
   12,
-  [
-    ["nid", "u64"],
-    ["nameoff", "u16"],
-    ["fileType", "u8"],
-    ["reserved", "u8"],
-  ] as const,
+  DIRENT_FIELDS,
 );
 
 /** Directory entry file types. */

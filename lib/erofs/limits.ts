@@ -36,7 +36,7 @@ export const XATTR_NAMES_TOTAL_MAX = 0xffff;
 /** Most shared xattrs one inode refers to: the xattr header's u8 `shared_count`. */
 export const SHARED_XATTRS_PER_INODE_MAX = 255;
 /** Largest xattr area of one inode: the inode's u16 `xattr_icount` counts 4-byte words. */
-export const XATTR_AREA_MAX = 12 + 4 * (0xffff - 1);
+export const XATTR_AREA_MAX: number = 12 + 4 * (0xffff - 1);
 /**
  * Largest inline file: composefs-rs 0.9.4's MAX_INLINE_CONTENT, the most its dumpfile parser
  * and its reader of V2 images (which keep the whole file after the inode) accept.
@@ -70,14 +70,21 @@ export type ErofsLimit =
 /** A tree that cannot be written as a composefs EROFS image; `path` names the inode. */
 export class ErofsLimitError extends Error {
   /**
+   * Creates the error; the message names the path and what is wrong.
    * @param path the offending inode's path in the image ("/" for the root), as text
    * @param limit which limit it breaks
    * @param detail what is wrong, for the message
    */
-  constructor(readonly path: string, readonly limit: ErofsLimit, detail: string) {
+  constructor(path: string, limit: ErofsLimit, detail: string) {
     super(`cannot write EROFS image: ${path}: ${detail}`);
     this.name = "ErofsLimitError";
+    this.path = path;
+    this.limit = limit;
   }
+  /** The offending inode's path in the image ("/" for the root), as text. */
+  readonly path: string;
+  /** Which limit it breaks. */
+  readonly limit: ErofsLimit;
 }
 
 /** A byte-string path as text: printable ASCII as is, other bytes as \xNN. */
