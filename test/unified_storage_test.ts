@@ -34,6 +34,7 @@ function layers(): LayerSpec[] {
   return [
     [
       { type: "dir", path: "boot" },
+      { type: "dir", path: "sysroot" },
       { type: "dir", path: "etc", mode: 0o755 },
       { type: "file", path: "etc/hostname", content: "one\n" },
       { type: "file", path: "etc/motd", content: "m".repeat(300) },
@@ -134,8 +135,8 @@ Deno.test("pull --unified equals the direct pull; podman sees the image; objects
       a.layers.map((l: { verity: string }) => l.verity),
     );
     for (const [i, layer] of built.layers.entries()) {
-      const x = await runCfs(["--repo", direct, "cat", layer.diffId.slice(7)]);
-      const y = await runCfs(["--repo", repo, "cat", layer.diffId.slice(7)]);
+      const x = await runCfs(["--repo", direct, "cat", `oci-layer-${layer.diffId}`]);
+      const y = await runCfs(["--repo", repo, "cat", `oci-layer-${layer.diffId}`]);
       equal(x.code, 0, x.stderr);
       equal(y.code, 0, y.stderr);
       equal(await sha256(y.stdout), layer.diffId, `layer ${i}`);
@@ -305,7 +306,9 @@ Deno.test("oci pull containers-storage: reads the store directly; zerocopy acros
       "s",
     ]);
     equal(c.code, 1);
-    match(c.stderr, /layer content has sha256 [0-9a-f]{64}, expected/);
+    match(c.stderr, /layer content has digest sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/);
+    ok(c.stderr.includes(`expected ${built.layers[0].diffId}`), c.stderr);
+    equal((await runCfs(["--repo", bad, "cat", `oci-layer-${built.layers[0].diffId}`])).code, 1);
   } finally {
     await run("umount", [mnt]).catch(() => {});
     await removeAll(tmp);
