@@ -18,10 +18,9 @@ import { transformForBoot, transformForBootFromDir } from "./boot/transform.ts";
 import { findBootEntries } from "./boot/entries.ts";
 import { mkfsErofs } from "./erofs/writer.ts";
 import { DEFAULT_EROFS_VERSION, type ErofsVersion } from "./erofs/format.ts";
-import { fsverityDigest, toHex, type VerityAlgorithm } from "./fsverity/digest.ts";
+import { fsverityDigest, type VerityAlgorithm } from "./fsverity/digest.ts";
 import { fsverityDigestFileSync } from "./fsverity/file.ts";
 import type { Repository } from "./repository.ts";
-import * as sys from "./sys/libc.ts";
 
 /** Options of {@link treeFromPath}. */
 export interface TreeFromPathOptions {
@@ -56,6 +55,12 @@ export class TreeBuildError extends Error {
   }
 }
 
+/** The transforms of {@link finishTree}: what cfsctl's flags ask for. */
+export type TreeTransformOptions = Pick<
+  TreeFromPathOptions,
+  "repo" | "bootable" | "propagateUsrToRoot" | "xattrs" | "statRoot"
+>;
+
 /**
  * Reads `path` into a tree ready for the EROFS writer or the dumpfile writer, transformed as
  * the options ask (module doc).
@@ -63,15 +68,22 @@ export class TreeBuildError extends Error {
 export function treeFromPath(path: string, options: TreeFromPathOptions = {}): FileSystem {
   const repo = options.repo;
   const algorithm = repo?.algorithm ?? options.algorithm ?? "sha256";
-  const sources = new Map<string, Uint8Array>();
   const fs = readTree(path, {
     onInode: options.onInode,
-    external: (p, size) => {
-      const digest = repo ? repo.storeFile(p, size).bytes : fsverityDigestFileSync(p, algorithm);
-      sources.set(toHex(digest), p);
-      return digest;
-    },
+    external: (p, size) =>
+      repo ? repo.storeFile(p, size).bytes : fsverityDigestFileSync(p, algorithm),
   });
+  finishTree(fs, path, options);
+  return fs;
+}
+
+/**
+ * Steps 2 and 3 of the module doc on `fs`, read from `path` (in place): the container-root
+ * transform unless `propagateUsrToRoot` is false, then the boot transform for `bootable`
+ * (policy and boot entries from `repo` when the files were stored there, else from `path`).
+ */
+export function finishTree(fs: FileSystem, path: string, options: TreeTransformOptions): void {
+  const repo = options.repo;
   const propagate = (options.propagateUsrToRoot ?? true) && !options.statRoot;
   if (propagate) {
     try {
@@ -86,10 +98,7 @@ export function treeFromPath(path: string, options: TreeFromPathOptions = {}): F
   }
   if (options.bootable) {
     if (repo) {
-      const read = (c: { digest: Uint8Array; size: number }) => {
-        const src = sources.get(toHex(c.digest));
-        return src ? sys.readFileBytes(src, c.size) : repo.readObject(c.digest);
-      };
+      const read = (c: { digest: Uint8Array }) => repo.readObject(c.digest);
       // As cfsctl create-image: the boot entries are looked for (and refused when
       // malformed) before /boot is emptied.
       findBootEntries(fs, read);
@@ -98,7 +107,6 @@ export function treeFromPath(path: string, options: TreeFromPathOptions = {}): F
       transformForBootFromDir(fs, path);
     }
   }
-  return fs;
 }
 
 /** The EROFS image of `fs` in format `version` (default: 0.9.4's default, V1). */

@@ -240,6 +240,30 @@ export function cloneStat(stat: Stat): Stat {
 }
 
 /**
+ * A deep copy of `fs` that shares nothing mutable with it: hardlinks stay hardlinks (one
+ * leaf copy per leaf), contents are shared (they are never changed in place).
+ */
+export function cloneTree(fs: FileSystem): FileSystem {
+  const leaves = new Map<Leaf, Leaf>();
+  const dir = (d: Directory): Directory => {
+    const out: Directory = { kind: "dir", stat: cloneStat(d.stat), entries: new Map() };
+    for (const [name, inode] of d.entries) {
+      if (inode.kind === "dir") out.entries.set(name, dir(inode));
+      else {
+        let copy = leaves.get(inode);
+        if (copy === undefined) {
+          copy = { kind: "leaf", stat: cloneStat(inode.stat), content: inode.content };
+          leaves.set(inode, copy);
+        }
+        out.entries.set(name, copy);
+      }
+    }
+    return out;
+  };
+  return { root: dir(fs.root), haveRootStat: fs.haveRootStat };
+}
+
+/**
  * The subdirectory `name` of `dir`, or undefined when there is no such entry; throws a
  * {@link TreeError} when the entry is not a directory. The messages are composefs-rs's
  * (`Directory entry "usr" does not exist`), which cfs's users may know from cfsctl.

@@ -257,8 +257,9 @@ function writeLines(lines: Iterable<string>): void {
 const CREATE_IMAGE_USAGE = `usage: cfs create-image ${TREE_FLAGS} PATH [NAME]
 
 Stores the tree at PATH in the repository (large files as objects), writes its EROFS image
-and prints ALGORITHM:ID; NAME becomes a ref (images/refs/NAME), a GC root. The repository
-decides the algorithm: --hash must agree with it.
+in every format the repository keeps (meta.json erofs_formats; only --erofs-version's when
+given) and prints ALGORITHM:ID of the first; NAME becomes a ref (images/refs/NAME), a GC
+root. The repository decides the algorithm: --hash must agree with it.
 
 ${TREE_HELP}`;
 
@@ -267,8 +268,7 @@ export const createImageCommand: CommandHandler = (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, CREATE_IMAGE_USAGE);
   if (values.help) return Promise.resolve(help(CREATE_IMAGE_USAGE));
   const explicit = parseAlgorithm(values, CREATE_IMAGE_USAGE) ?? globals.hash;
-  const version = erofsVersionOption(values["erofs-version"], globals, CREATE_IMAGE_USAGE) ??
-    DEFAULT_EROFS_VERSION;
+  const version = erofsVersionOption(values["erofs-version"], globals, CREATE_IMAGE_USAGE);
   const [path, name] = oneTreeArg(positionals, CREATE_IMAGE_USAGE, 2);
   const options = treeOptions({ values, usage: CREATE_IMAGE_USAGE });
   const repo = openRepo(globals);
@@ -280,7 +280,13 @@ export const createImageCommand: CommandHandler = (args, globals) => {
       );
     }
     const fs = treeFromPath(path, { ...options, repo });
-    const id = repo.writeImage(erofsImage(fs, version), name).hex;
+    // As cfsctl: every format the repository writes (default first, which alone gets the
+    // name), or only the one --erofs-version asks for.
+    const formats = repo.erofsFormats;
+    const versions = version !== undefined ? [version] : [formats.default, ...formats.extra];
+    const images = versions.map((v) => erofsImage(fs, v));
+    const id = repo.writeImage(images[0], name).hex;
+    for (const image of images.slice(1)) repo.writeImage(image);
     println(
       globals.json
         ? JSON.stringify({ id, algorithm: repo.algorithm, name: name ?? null })
