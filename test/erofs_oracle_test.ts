@@ -16,7 +16,9 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { buildCorpus } from "./fixtures/trees.ts";
 import { debianRootfs } from "./fixtures/debootstrap.ts";
-import { parseDumpfile } from "../lib/dumpfile.ts";
+import { parseDumpfile, writeDumpfile } from "../lib/dumpfile.ts";
+import { Repository } from "../lib/repository.ts";
+import { runCfs } from "./cfs.ts";
 import { mkfsErofs } from "../lib/erofs/writer.ts";
 import { readErofs } from "../lib/erofs/reader.ts";
 import { ErofsLimitError } from "../lib/erofs/limits.ts";
@@ -255,6 +257,34 @@ Deno.test("Debian bookworm rootfs: our V0, V1, V2 image IDs (sha256, sha512) are
           }
         }
       }
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("cfs dump-files of cfsctl 0.9.4's V0/V1 images lists the tree, not the whiteout stub table", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "cfs-erofs-dump-files-" });
+  try {
+    const [tree] = await buildCorpus(`${tmp}/corpus`, ["whiteouts"]);
+    const theirRepo = await oracleRepo(`${tmp}/cfsctl-repo`, "sha256");
+    const dump = await oracleDumpfile(tree.path, "sha256");
+    const want = writeDumpfile(parseDumpfile(dump));
+    const repo = `${tmp}/repo`;
+    const init = await runCfs(["init", "--insecure", "--algorithm", "fsverity-sha256-12", repo]);
+    strictEqual(init.code, 0, init.stderr);
+    for (const version of [0, 1] as const) {
+      const bytes = await oracleCreateImage(theirRepo, tree.path, version);
+      const r = Repository.open(repo);
+      try {
+        r.writeImage(bytes, `v${version}`);
+      } finally {
+        r.close();
+      }
+      const out = await runCfs(["--repo", repo, "dump-files", `v${version}`]);
+      strictEqual(out.code, 0, out.stderr);
+      strictEqual(out.text, want, `V${version}`);
+      ok(!/^\/[0-9a-f]{2} /m.test(out.text), `V${version}: no stub listed`);
     }
   } finally {
     await Deno.remove(tmp, { recursive: true });
