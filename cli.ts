@@ -18,7 +18,7 @@ import {
   mountCommand,
 } from "./lib/cli/image.ts";
 import { bootEntriesCommand, pullCommand } from "./lib/cli/pull.ts";
-import { fsckCommand, gcCommand, initCommand } from "./lib/cli/repo.ts";
+import { fsckCommand, gcCommand, imagesCommand, initCommand } from "./lib/cli/repo.ts";
 import { catCommand, ociCommand } from "./lib/cli/oci.ts";
 import { setupRootCommand } from "./lib/cli/setup_root.ts";
 import { vmTestCommand } from "./lib/cli/vm_test.ts";
@@ -43,7 +43,8 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   "image-objects": { handler: imageObjectsCommand, summary: "list the objects an image refers to" },
   "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
   mount: { handler: mountCommand, summary: "mount an image (EROFS + overlayfs; root)" },
-  cat: { handler: catCommand, summary: "write a stream's content (refs/NAME or sha256) to stdout" },
+  images: { handler: imagesCommand, summary: "list named image refs (images/refs)" },
+  cat: { handler: catCommand, summary: "write a stream's content (refs/NAME or its name) to stdout" },
   oci: {
     handler: ociCommand,
     summary: "OCI commands: pull, images, inspect, tag, untag, compute-id, dump, mount, fsck, ...",
@@ -54,7 +55,7 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   },
   "boot-entries": { handler: bootEntriesCommand, summary: "list a pulled image's boot entries" },
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
-  gc: { handler: gcCommand, summary: "remove unreferenced images and objects" },
+  gc: { handler: gcCommand, summary: "remove what no ref keeps alive" },
   "setup-root": { handler: setupRootCommand, summary: "initramfs: mount composefs=ID as root" },
   "vm-test": { handler: vmTestCommand, summary: "boot a pulled image in QEMU from composefs" },
 };

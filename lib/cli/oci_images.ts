@@ -21,7 +21,7 @@ import {
   untagImage,
 } from "../oci/store.ts";
 import { commitOciImages } from "../oci/commit.ts";
-import { fsckOci, formatOciProblem } from "../oci/fsck.ts";
+import { formatOciProblem, fsckOci } from "../oci/fsck.ts";
 import { formatFsckReport, formatProblem, RepositoryError } from "../repository/mod.ts";
 import { mountImage } from "../mount.ts";
 import { printTable } from "./repo.ts";
@@ -176,7 +176,11 @@ const tagCommand: CommandHandler = (args, globals) => {
       ? from
       : openImage(repo, from).manifestDigest;
     tagImage(repo, name, digest);
-    println(globals.json ? JSON.stringify({ tag: name, manifest: digest }) : `Tagged ${digest} as ${name}`);
+    println(
+      globals.json
+        ? JSON.stringify({ tag: name, manifest: digest })
+        : `Tagged ${digest} as ${name}`,
+    );
   } finally {
     repo.close();
   }
@@ -194,7 +198,9 @@ const untagCommand: CommandHandler = (args, globals) => {
     if (!untagImage(repo, positionals[0])) {
       throw new RepositoryError(`no image tagged '${positionals[0]}' in ${repo.path}`);
     }
-    println(globals.json ? JSON.stringify({ removed: positionals[0] }) : `Removed tag ${positionals[0]}`);
+    println(
+      globals.json ? JSON.stringify({ removed: positionals[0] }) : `Removed tag ${positionals[0]}`,
+    );
   } finally {
     repo.close();
   }
@@ -216,7 +222,9 @@ const createImageCommand: CommandHandler = async (args, globals) => {
     const r = await commitOciImages(repo, img.manifestDigest, img.manifestId, {
       bootable: values.bootable,
     });
-    if (!r) throw new RepositoryError(`${img.manifestDigest} is an artifact: it has no file system`);
+    if (!r) {
+      throw new RepositoryError(`${img.manifestDigest} is an artifact: it has no file system`);
+    }
     const id = values.bootable ? r.bootImage! : r.image;
     println(globals.json ? JSON.stringify({ id: id.hex }) : id.hex);
   } finally {
@@ -296,7 +304,9 @@ const fsckCommand: CommandHandler = (args, globals) => {
     return Promise.resolve(0);
   }
   let text = formatFsckReport(report.repo);
-  text += `oci images: ${report.imagesChecked - report.imagesCorrupted}/${report.imagesChecked} ok\n`;
+  text += `oci images: ${
+    report.imagesChecked - report.imagesCorrupted
+  }/${report.imagesChecked} ok\n`;
   if (report.errors.length > 0) {
     text += `oci errors: ${report.errors.length}\n`;
     for (const e of report.errors) text += `  - ${formatOciProblem(e)}\n`;

@@ -14,7 +14,6 @@ import { type BootEntry, bootEntryToJson, displayName, findBootEntries } from ".
 import { openImage } from "../oci/store.ts";
 import { ociFilesystem } from "../oci/commit.ts";
 import { REPO_ALGORITHMS, type RepoAlgorithm } from "../repository.ts";
-import { toHex } from "../fsverity/digest.ts";
 
 const PULL_USAGE = `usage: cfs pull [OPTIONS] IMAGE
 

@@ -98,21 +98,25 @@ export const fsckCommand: CommandHandler = (args, globals) => {
     repo.close();
   }
   if (globals.json || values.json) {
-    println(JSON.stringify({
-      ok: report.ok,
-      has_metadata: report.hasMetadata,
-      objects_checked: report.objectsChecked,
-      objects_corrupted: report.objectsCorrupted,
-      streams_checked: report.streamsChecked,
-      streams_corrupted: report.streamsCorrupted,
-      images_checked: report.imagesChecked,
-      images_corrupted: report.imagesCorrupted,
-      broken_links: report.brokenLinks,
-      missing_objects: report.missingObjects,
-      errors: report.errors.map(formatProblem),
-      problems: report.errors,
-      warnings: report.warnings,
-    }, null, 2));
+    println(JSON.stringify(
+      {
+        ok: report.ok,
+        has_metadata: report.hasMetadata,
+        objects_checked: report.objectsChecked,
+        objects_corrupted: report.objectsCorrupted,
+        streams_checked: report.streamsChecked,
+        streams_corrupted: report.streamsCorrupted,
+        images_checked: report.imagesChecked,
+        images_corrupted: report.imagesCorrupted,
+        broken_links: report.brokenLinks,
+        missing_objects: report.missingObjects,
+        errors: report.errors.map(formatProblem),
+        problems: report.errors,
+        warnings: report.warnings,
+      },
+      null,
+      2,
+    ));
     return Promise.resolve(0);
   }
   Deno.stdout.writeSync(new TextEncoder().encode(formatFsckReport(report)));

@@ -61,7 +61,11 @@ function checkImage(
   };
   let manifest;
   try {
-    manifest = readExternalStream(repo, manifestContentId(manifestDigest), CONTENT_TYPE.ociManifest);
+    manifest = readExternalStream(
+      repo,
+      manifestContentId(manifestDigest),
+      CONTENT_TYPE.ociManifest,
+    );
   } catch (e) {
     return err("manifest-read-failed", (e as Error).message);
   }

@@ -212,7 +212,9 @@ export async function importLayer(
   }
   const actual = `sha256:${sha.digest("hex")}`;
   if (actual !== diffId) {
-    throw new LayerDigestError(`layer content has digest ${actual}, expected ${diffId}; not imported`);
+    throw new LayerDigestError(
+      `layer content has digest ${actual}, expected ${diffId}; not imported`,
+    );
   }
   const streamId = repo.writeStream(stream, contentId, opts.name);
   return { streamId, objects: externals, inlineBytes, existing: false };

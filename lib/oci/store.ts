@@ -125,7 +125,10 @@ export function imageRefKey(version: ErofsFormatVersion): string {
  * The named-ref key of a config's bootable image of format `version` built with xattr mode
  * `mode`: the plain keys for the default mode (`allowlist-only`), else `.xattrs=<mode>` added.
  */
-export function bootImageRefKey(version: ErofsFormatVersion, mode: XattrMode = "allowlist-only"): string {
+export function bootImageRefKey(
+  version: ErofsFormatVersion,
+  mode: XattrMode = "allowlist-only",
+): string {
   const base = isEpoch1(version) ? BOOT_IMAGE_REF_KEY_V1 : BOOT_IMAGE_REF_KEY;
   return mode === "allowlist-only" ? base : `${base}.xattrs=${mode}`;
 }
@@ -265,7 +268,9 @@ export async function writeManifestStream(
 ): Promise<ObjectId> {
   const computed = sha256Digest(manifestJson);
   if (computed !== manifestDigest) {
-    throw new RepositoryError(`manifest digest mismatch: expected ${manifestDigest}, got ${computed}`);
+    throw new RepositoryError(
+      `manifest digest mismatch: expected ${manifestDigest}, got ${computed}`,
+    );
   }
   if (tag !== undefined) validateTag(tag);
   const refs: Array<[string, ObjectId]> = [[`config:${configDigest}`, configId], ...layers];
@@ -297,7 +302,10 @@ export function listTags(repo: Repository): Array<{ tag: string; manifestDigest:
   for (const r of repo.listStreamRefs(OCI_TAG_DIR)) {
     const encoded = r.name.slice(OCI_TAG_DIR.length + 1);
     if (encoded.includes("/") || !r.contentId.startsWith("oci-manifest-")) continue;
-    out.push({ tag: decodeTag(encoded), manifestDigest: r.contentId.slice("oci-manifest-".length) });
+    out.push({
+      tag: decodeTag(encoded),
+      manifestDigest: r.contentId.slice("oci-manifest-".length),
+    });
   }
   return out.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
 }
@@ -319,7 +327,9 @@ export function resolveTag(
     throw new RepositoryError(`tag '${tag}' points to ${contentId}, not a manifest`);
   }
   const manifestId = repo.hasStream(contentId);
-  if (!manifestId) throw new RepositoryError(`tag '${tag}': manifest stream ${contentId} is missing`);
+  if (!manifestId) {
+    throw new RepositoryError(`tag '${tag}': manifest stream ${contentId} is missing`);
+  }
   return { manifestDigest: contentId.slice("oci-manifest-".length), manifestId };
 }
 
@@ -385,7 +395,9 @@ export class OciImage {
       throw new RepositoryError(`manifest ${manifestDigest}: config digest is not sha256`);
     }
     const configId = m.namedRefs.get(`config:${configDigest}`);
-    if (!configId) throw new RepositoryError(`manifest ${manifestDigest}: missing config reference`);
+    if (!configId) {
+      throw new RepositoryError(`manifest ${manifestDigest}: missing config reference`);
+    }
     const c = readExternalStream(
       repo,
       configContentId(configDigest),
@@ -456,7 +468,10 @@ export class OciImage {
   }
 
   /** The bootable image of format `version` built with `mode`, if generated. */
-  bootImageRef(version: ErofsFormatVersion, mode: XattrMode = "allowlist-only"): ObjectId | undefined {
+  bootImageRef(
+    version: ErofsFormatVersion,
+    mode: XattrMode = "allowlist-only",
+  ): ObjectId | undefined {
     return this.images.boot.get(bootImageRefKey(version, mode));
   }
 

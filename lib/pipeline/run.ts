@@ -172,8 +172,7 @@ function repositoryView(repo: Repository): HookRepository {
     path: repo.path,
     algorithm: repo.meta.algorithm,
     secure: repo.secure,
-    tags: () =>
-      listTags(repo).map((t) => ({ tag: t.tag, manifest: t.manifestDigest })),
+    tags: () => listTags(repo).map((t) => ({ tag: t.tag, manifest: t.manifestDigest })),
     readObject: (id) => repo.readObject(ObjectId.parse(id, repo.algorithm)),
   };
 }
@@ -348,8 +347,11 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     });
     // bootc runs composefs-rs's upgrade_repo before every pull; so does cfs (and it also
     // converts streams of cfsctl 0.3.0's format): lib/oci/upgrade.ts.
-    upgrade = await upgradeRepository(repo!, (tag) =>
-      log.info(IMAGE_WRITTEN, `upgrading ${tag}: making its EROFS images`, { [Field.TAG]: tag }));
+    upgrade = await upgradeRepository(
+      repo!,
+      (tag) =>
+        log.info(IMAGE_WRITTEN, `upgrading ${tag}: making its EROFS images`, { [Field.TAG]: tag }),
+    );
     let sourceRef = opts.reference;
     let sourceOpts: SourceOptions = opts;
     const storage = unifiedStoragePath(opts.repoPath);

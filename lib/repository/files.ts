@@ -85,5 +85,8 @@ export function readLinkOrUndefined(path: string): string | undefined {
 /** A directory's entries sorted by name (byte order for ASCII names), [] when it is missing. */
 export function sortedDir(path: string): Deno.DirEntry[] {
   if (!exists(path)) return [];
-  return [...Deno.readDirSync(path)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return [...Deno.readDirSync(path)].sort((
+    a,
+    b,
+  ) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

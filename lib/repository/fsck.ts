@@ -85,8 +85,7 @@ export function checkRepository(repo: RepositoryView): FsckReport {
     warnings: [],
   };
   const error = (kind: string, path: string, detail = "") => r.errors.push({ kind, path, detail });
-  const warn = (kind: string, path: string, detail = "") =>
-    r.warnings.push({ kind, path, detail });
+  const warn = (kind: string, path: string, detail = "") => r.warnings.push({ kind, path, detail });
 
   // meta.json
   const metaPath = join(repo.path, META_FILE);

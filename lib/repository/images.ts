@@ -60,14 +60,18 @@ export class ImageStore {
     const other = ObjectId.tryParse(name);
     if (other) {
       throw new RepositoryError(
-        `'${name.slice(0, 24)}...' is a ${other.algorithm} id; ${this.repoPath} uses ${this.objects.algorithm}`,
+        `'${
+          name.slice(0, 24)
+        }...' is a ${other.algorithm} id; ${this.repoPath} uses ${this.objects.algorithm}`,
       );
     }
     const ref = name.startsWith("refs/") ? name.slice(5) : name;
     validateRefName(ref);
     const refPath = join(this.dir, "refs", ref);
     const target = readLinkOrUndefined(refPath);
-    if (target === undefined) throw new RepositoryError(`no image named '${name}' in ${this.repoPath}`);
+    if (target === undefined) {
+      throw new RepositoryError(`no image named '${name}' in ${this.repoPath}`);
+    }
     const id = ObjectId.tryParse(refEntry(target), this.objects.algorithm);
     if (!id || !this.has(id)) {
       throw new RepositoryError(`image ref ${refPath} is dangling (points to ${target})`);

@@ -11,8 +11,8 @@ export { RepositoryError } from "./errors.ts";
 export { ObjectId, ObjectIdError } from "./object_id.ts";
 export {
   type ErofsFormats,
-  type ErofsFormatVersion,
   erofsFormatsOf,
+  type ErofsFormatVersion,
   FEATURE_V1_EROFS,
   META_FILE,
   REPO_ALGORITHMS,
@@ -30,6 +30,6 @@ export {
 } from "./objects.ts";
 export { validateRefName } from "./refs.ts";
 export { validateContentId } from "./streams.ts";
-export { type FsckProblem, type FsckReport, formatFsckReport, formatProblem } from "./fsck.ts";
+export { formatFsckReport, formatProblem, type FsckProblem, type FsckReport } from "./fsck.ts";
 export type { GcReport } from "./gc.ts";
 export type { RepositoryView, StreamRefs } from "./view.ts";

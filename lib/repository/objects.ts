@@ -107,7 +107,9 @@ export class ObjectStore {
     const id = digest instanceof ObjectId ? digest : ObjectId.fromBytes(digest);
     if (id.algorithm !== this.algorithm) {
       throw new RepositoryError(
-        `object id ${id.hex.slice(0, 16)}... is ${id.algorithm}; this repository uses ${this.algorithm}`,
+        `object id ${
+          id.hex.slice(0, 16)
+        }... is ${id.algorithm}; this repository uses ${this.algorithm}`,
       );
     }
     return id;

@@ -31,8 +31,8 @@ import { exists, isDirectory, sortedDir, writeFileAtomic } from "./files.ts";
 import { RepositoryError } from "./errors.ts";
 import {
   type ErofsFormats,
-  type ErofsFormatVersion,
   erofsFormatsOf,
+  type ErofsFormatVersion,
   formatMeta,
   legacyMeta,
   META_FILE,
@@ -224,7 +224,9 @@ export class Repository implements RepositoryView {
         meta = parseMeta(Deno.readTextFileSync(metaPath), metaPath);
       } catch (e) {
         if (e instanceof MetaError) throw new RepositoryError(e.message, { cause: e });
-        throw new RepositoryError(`${metaPath}: cannot read: ${(e as Error).message}`, { cause: e });
+        throw new RepositoryError(`${metaPath}: cannot read: ${(e as Error).message}`, {
+          cause: e,
+        });
       }
       secure = probeSecure(metaPath, verityAlgorithmOf(meta.algorithm));
     } else if (exists(join(path, "objects"))) {
