@@ -18,7 +18,13 @@ export {
   objectPathname,
   overlayMetacopy,
 } from "./lib/erofs/writer.ts";
-export { DEFAULT_EROFS_VERSION, EROFS_VERSIONS, type ErofsVersion } from "./lib/erofs/format.ts";
+export {
+  DEFAULT_EROFS_VERSION,
+  EROFS_VERSIONS,
+  type ErofsVersion,
+  parseErofsVersion,
+} from "./lib/erofs/format.ts";
+export { checkErofsLimits, ErofsLimitError } from "./lib/erofs/limits.ts";
 export {
   collectObjects,
   ErofsError,
