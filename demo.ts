@@ -1,9 +1,10 @@
 /**
  * `make demo`: the main job on a built-in sample. Builds a small tree (inline and external
- * files, a symlink, a hardlink, xattrs, a /boot), creates an insecure repository (this host
- * has no fs-verity), commits the image, and prints its image ID, the objects it uses, a dump
- * of it read back from the repository, and fsck's verdict. Every step is a `cfs` command,
- * shown as it runs.
+ * files, a symlink, a hardlink, xattrs, and the /usr, /boot and /sysroot that composefs-rs
+ * 0.9.4 wants for a bootable image), creates an insecure repository (this host has no
+ * fs-verity), commits the image, and prints its image ID, the objects it uses, a dump of it
+ * read back from the repository, and fsck's verdict. Every step is a `cfs` command, shown as
+ * it runs.
  *
  * @module
  */
@@ -15,7 +16,7 @@ const tree = `${dir}/tree`;
 const repo = `${dir}/repo`;
 
 // The sample tree.
-for (const d of ["", "/etc", "/usr", "/usr/bin", "/usr/share/doc", "/boot"]) {
+for (const d of ["", "/etc", "/usr", "/usr/bin", "/usr/share/doc", "/boot", "/sysroot"]) {
   Deno.mkdirSync(`${tree}${d}`, { recursive: true });
 }
 Deno.writeTextFileSync(`${tree}/etc/hostname`, "cfs-demo\n");
@@ -41,6 +42,7 @@ for (
     "/usr/share",
     "/usr",
     "/boot",
+    "/sysroot",
     "",
   ]
 ) {
