@@ -6,8 +6,9 @@
  * What the guest gets:
  *
  * - an initramfs with static busybox, the Deno executable (the ELF behind
- *   `.tools/node_modules/.bin/deno`) with its shared libraries, optionally `cfsctl` and more
- *   host executables (`fsverity`, `debugfs`, ...), and the kernel modules of
+ *   `.tools/node_modules/.bin/deno`) with its shared libraries, optionally the oracles
+ *   (cfsctl 0.3.0 as `cfsctl` and `cfsctl03`, composefs-ctl 0.9.4's cfsctl as `cfsctl09`) and
+ *   more host executables (`fsverity`, `debugfs`, ...), and the kernel modules of
  *   {@link GUEST_CFS_MODULES}; it is cached under `test/.work/vm` by its inputs;
  * - the project checkout, read-only over 9p, at `/src`; `cfs` on PATH is a wrapper around
  *   `deno run -A /src/cli.ts` with `DENO_DIR=/deno`, which holds a copy of the checkout's
@@ -57,6 +58,7 @@ import {
   tailFile,
 } from "./qemu.ts";
 import { buildTreesImage, findCfsctl, GUEST_MODULES, treeStats } from "./cfsctl_oracle.ts";
+import { cfsctl09 } from "../oracles.ts";
 import { denoElf } from "../../lib/vm/dropin.ts";
 
 /** The project checkout (shared read-only with the guest as `/src`). */
@@ -76,8 +78,8 @@ export const GUEST_CFS_MODULES: string[] = [...GUEST_MODULES, "sha512_generic"];
 /** Input of {@link runCfsInGuest}. */
 export interface GuestCfsOptions {
   /**
-   * busybox ash code run as root after every mount. `cfs ARGS` runs our CLI, `cfsctl` is there
-   * when {@link cfsctl} is set; `$OUT` is the output directory; `now` and `rec` are defined
+   * busybox ash code run as root after every mount. `cfs ARGS` runs our CLI, `cfsctl03` and
+   * `cfsctl09` are there when {@link cfsctl} and {@link cfsctl09} are set; `$OUT` is the output directory; `now` and `rec` are defined
    * (see the module doc). Its exit status is {@link GuestCfsResult.exitCode}.
    */
   script: string;
@@ -87,8 +89,17 @@ export interface GuestCfsOptions {
   repoDiskMiB?: number;
   /** When set, an ext4 disk of this size *without* the verity feature is mounted at `/plain`. */
   plainDiskMiB?: number;
-  /** Put cfsctl into the guest (`true`: found like the oracle does; a string: that binary). */
+  /**
+   * Put cfsctl 0.3.0 into the guest as `cfsctl` and `cfsctl03` (`true`: `$CFSCTL_0_3`, see
+   * test/oracles.ts; a string: that binary). It is the oracle for repositories in the old
+   * format, and needs fs-verity for everything it stores.
+   */
   cfsctl?: boolean | string;
+  /**
+   * Put composefs-ctl 0.9.4's cfsctl into the guest as `cfsctl09` (`true`: `$CFSCTL_0_9`; a
+   * string: that binary): the oracle of the current format, on secure repositories.
+   */
+  cfsctl09?: boolean | string;
   /** More host executables to put into the guest at the same path, with their libraries. */
   binaries?: string[];
   /** Kill QEMU after this long; default 300 s. The guest's own watchdog fires 30 s later. */
@@ -145,7 +156,7 @@ export function findDenoBinary(): string {
 
 /** Throws one error naming every missing host prerequisite of {@link runCfsInGuest}. */
 export function checkGuestPrerequisites(
-  opts: { cfsctl?: boolean | string; binaries?: string[] } = {},
+  opts: { cfsctl?: boolean | string; cfsctl09?: boolean | string; binaries?: string[] } = {},
 ) {
   const missing = missingCommands([
     ["qemu-system-x86_64", "apt-get install qemu-system-x86"],
@@ -166,6 +177,7 @@ export function checkGuestPrerequisites(
   if (opts.cfsctl) {
     attempt(() => findCfsctl(typeof opts.cfsctl === "string" ? opts.cfsctl : undefined));
   }
+  if (opts.cfsctl09) attempt(() => findCfsctl09(opts.cfsctl09));
   for (const b of opts.binaries ?? []) {
     if (!fs.existsSync(b)) missing.push(`${b} not found`);
   }
@@ -174,6 +186,13 @@ export function checkGuestPrerequisites(
   }
   if (process.getuid?.() !== 0) missing.push("must run as root (QEMU 9p passthrough, loop mounts)");
   if (missing.length) throw new Error(`guest prerequisites missing:\n  ${missing.join("\n  ")}`);
+}
+
+/** composefs-ctl 0.9.4's cfsctl: `explicit` when a path, else `$CFSCTL_0_9`; throws when absent. */
+function findCfsctl09(explicit: boolean | string | undefined): string {
+  if (typeof explicit !== "string") return cfsctl09();
+  if (!fs.existsSync(explicit)) throw new Error(`cfsctl 0.9.4 not found at ${explicit}`);
+  return explicit;
 }
 
 /** The guest's /init: mounts the 9p share, runs the generated `/share/guest.sh`. */
@@ -187,6 +206,7 @@ const INIT = busyboxInit({
 export function guestInitramfs(
   opts: {
     cfsctl?: boolean | string;
+    cfsctl09?: boolean | string;
     binaries?: string[];
     workRoot?: string;
     log?: (s: string) => void;
@@ -198,6 +218,7 @@ export function guestInitramfs(
   const cfsctl = opts.cfsctl
     ? findCfsctl(typeof opts.cfsctl === "string" ? opts.cfsctl : undefined)
     : undefined;
+  const ctl09 = opts.cfsctl09 ? findCfsctl09(opts.cfsctl09) : undefined;
   const extra = [...new Set(opts.binaries ?? [])].sort();
   const npm = npmCacheEntries();
   // The Deno binary is 95 MiB: key it by identity, not content.
@@ -210,6 +231,7 @@ export function guestInitramfs(
     `deno:${deno}:${st.size}:${st.mtimeMs}:${st.ino}`,
     { file: busybox },
     ...(cfsctl ? [{ file: cfsctl }] : []),
+    ...(ctl09 ? ["cfsctl09", { file: ctl09 }] : []),
     ...extra.flatMap((b) => [b, { file: b }]),
     npm.key,
   ]).slice(0, 20);
@@ -222,6 +244,7 @@ export function guestInitramfs(
         { source: busybox, path: "/bin/busybox" },
         { source: deno, path: "/usr/bin/deno" },
         ...(cfsctl ? [{ source: cfsctl, path: "/usr/bin/cfsctl" }] : []),
+        ...(ctl09 ? [{ source: ctl09, path: "/usr/bin/cfsctl09" }] : []),
         ...extra,
       ],
       modules: {
@@ -333,6 +356,8 @@ function guestScript(o: {
     } /src/cli.ts "$@"`,
     "EOF",
     "chmod 755 /usr/bin/cfs",
+    // cfsctl 0.3.0 under the name that says which one it is, beside cfsctl09.
+    "[ -x /usr/bin/cfsctl ] && ln -sf cfsctl /usr/bin/cfsctl03",
     "now() { cut -d' ' -f1 /proc/uptime; }",
     "# rec NAME CMD...: CMD's stdout, stderr, exit code into $OUT/NAME.{out,err,rc}; timing into $OUT/times",
     'rec() { _n=$1; shift; _t0=$(now); "$@" > "$OUT/$_n.out" 2> "$OUT/$_n.err"; _rc=$?; ' +
@@ -384,7 +409,13 @@ export async function runCfsInGuest(o: GuestCfsOptions): Promise<GuestCfsResult>
   checkGuestPrerequisites(o);
   const workRoot = o.workRoot ?? DEFAULT_WORK_ROOT;
   fs.mkdirSync(workRoot, { recursive: true });
-  const initrd = guestInitramfs({ cfsctl: o.cfsctl, binaries: o.binaries, workRoot, log });
+  const initrd = guestInitramfs({
+    cfsctl: o.cfsctl,
+    cfsctl09: o.cfsctl09,
+    binaries: o.binaries,
+    workRoot,
+    log,
+  });
   const runDir = fs.mkdtempSync(path.join(workRoot, "cfs-run-"));
   const share = path.join(runDir, "share");
   fs.mkdirSync(path.join(share, "out"), { recursive: true });

@@ -1,27 +1,35 @@
 /**
- * Secure repositories with real fs-verity: the cfs CLI runs inside a QEMU guest (Debian's 6.1
- * kernel has CONFIG_FS_VERITY; this host's kernel does not) on an ext4 file system made with
- * `-O verity`, in ONE boot. What it pins:
+ * Secure repositories with real fs-verity, in ONE QEMU boot: cfs, cfsctl 0.9.4 (the oracle of
+ * the current format) and `fsverity` run in a guest whose kernel has CONFIG_FS_VERITY (this
+ * host's kernel does not), on an ext4 file system made with `-O verity`. What it pins:
  *
  * - `cfs init` (secure, fsverity-sha512-12) enables fs-verity on `meta.json`: the kernel's
  *   measurement (`fsverity measure`) equals the user-space digest (`fsverity digest`);
- * - `create-image` gives every object fs-verity with the digest that is its name, and the
- *   image ID the host computes for the same tree; `fsck` passes;
- * - the kernel refuses to open a verity file for writing (recorded: EPERM), so corruption is
- *   made underneath: the file system is unmounted, one byte of the object's first data block
- *   (found with `debugfs -R blocks`) is changed on the block device, and it is mounted again;
- *   then reading the object fails with EIO and `cfs fsck` must report the object; the same
- *   done to the image must make `cfs image-objects` fail with a message about the corruption
- *   (not "missing") and `fsck` name the image;
- * - a fsverity-sha256-12 repository: the image ID equals `cfsctl compute-id` (composefs-rs
- *   0.3.0, run in the same guest), `cfsctl image-objects` reads our repository and lists the
- *   same objects as `cfs image-objects`, and `cfs fsck` accepts the repository cfsctl wrote;
- * - `cfs digest --algorithm sha512 OBJECT` prints what `fsverity measure OBJECT` prints;
+ * - `create-image`, `oci pull` and `pull` give every object (file contents, splitstreams,
+ *   JSON documents, EROFS images) fs-verity with the digest that is its name; the image ids
+ *   equal cfsctl 0.9.4's (`compute-id` of the tree, `oci compute-id` of the image pulled fresh
+ *   on the host); `cfs fsck` prints what cfsctl 0.9.4's `fsck` prints, and both `oci fsck` pass;
+ * - gc: `cfs gc --dry-run` counts the objects cfsctl 0.9.4's `gc --dry-run` counts (after the
+ *   pulls, and after cfsctl 0.9.4 removed both tags; cfs also predicts the links it will prune,
+ *   0.9.4 does not), `cfs gc` removes that, and cfsctl 0.9.4 then finds nothing more to
+ *   collect and a clean repository; the named image and its objects stay;
+ * - a fsverity-sha256-12 repository made by `cfsctl init` (0.9.4, secure): cfs writes an image
+ *   and an OCI image into it, the image ids and `image-objects` agree, both fsck are clean;
+ * - `cfs digest --algorithm sha512 OBJECT` prints what `fsverity measure OBJECT` prints; the
+ *   kernel refuses writers on a sealed object (EPERM);
  * - `cfs init` without `--insecure` on a file system without fs-verity (ext4 without the
- *   feature, and tmpfs) exits 1 with one line that mentions `--insecure` and leaves no
- *   `meta.json` (nor the directory it created).
+ *   feature, and tmpfs) exits 1 with one line that mentions `--insecure` and leaves nothing;
+ * - a flipped byte in an object, through the file system: an object replaced by a copy with
+ *   its first byte changed and fs-verity enabled is `object-digest-mismatch` (with the digest
+ *   the host's `fsverity digest` gives the changed bytes) for both `cfs fsck` and cfsctl 0.9.4's
+ *   `fsck`; a changed copy without fs-verity is `object-verity-missing` for both;
+ * - a flipped byte underneath fs-verity (changed on the block device, the file system
+ *   unmounted): reads fail with EIO, `cfs fsck` reports the object (it reads every object;
+ *   cfsctl 0.9.4's fsck only asks the kernel for the measurement, which reads no data, and so
+ *   passes: pinned, as the one intended difference), and a corrupted image makes
+ *   `cfs image-objects` fail with a message about corruption and both fsck name the image.
  *
- * No skipping: missing QEMU, guest kernel, cfsctl, fsverity or debugfs fail the test.
+ * No skipping: missing QEMU, guest kernel, cfsctl 0.9.4, fsverity or debugfs fail the test.
  *
  * @module
  */
@@ -32,29 +40,35 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkGuestPrerequisites, outputText, runCfsInGuest, stepSeconds } from "./guest_cfs.ts";
 import { requireCommand } from "./qemu.ts";
+import { cfsctl09Ok } from "../oracles.ts";
+import { buildGuestImage, oracleImageIds } from "./oci_fixture.ts";
 
 const WORK = fileURLToPath(new URL("../.work", import.meta.url));
-const CLI = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 const FSVERITY = "/usr/bin/fsverity";
 const DEBUGFS = "/usr/sbin/debugfs";
 
-/** The file whose object gets corrupted; its first byte is 'T'. */
+/** The file whose object gets corrupted underneath fs-verity; its first byte is 'T'. */
 const TAMPER_FILE = "data/tamper-me";
+/** The file whose object is replaced by a changed copy with fs-verity. */
+const FLIP_SEALED_FILE = "data/65";
+/** The file whose object is replaced by a changed copy without fs-verity. */
+const FLIP_PLAIN_FILE = "data/sub/big";
 
 /** A small tree: files above and at the 64-byte inline limit, a multi-level Merkle tree, a duplicate. */
 function makeTree(root: string): void {
   fs.mkdirSync(path.join(root, "data/sub"), { recursive: true });
+  fs.mkdirSync(path.join(root, "usr/bin"), { recursive: true }); // the root's metadata comes from /usr
   fs.writeFileSync(path.join(root, TAMPER_FILE), "T" + "tamper me please\n".repeat(600)); // 10201 B
   const big = new Uint8Array((1 << 20) + 1); // 257 blocks: two Merkle levels with sha256
   for (let i = 0; i < big.length; i++) big[i] = (i * 131 + (i >> 9)) & 0xff;
-  fs.writeFileSync(path.join(root, "data/sub/big"), big);
-  fs.writeFileSync(path.join(root, "data/65"), "6".repeat(65)); // smallest external file
+  fs.writeFileSync(path.join(root, FLIP_PLAIN_FILE), big);
+  fs.writeFileSync(path.join(root, FLIP_SEALED_FILE), "6".repeat(65)); // smallest external file
   fs.writeFileSync(path.join(root, "data/64"), "4".repeat(64)); // inline
   fs.writeFileSync(path.join(root, "data/copy"), fs.readFileSync(path.join(root, TAMPER_FILE)));
-  fs.writeFileSync(path.join(root, "hello"), "hello\n");
+  fs.writeFileSync(path.join(root, "usr/bin/hello"), "hello\n");
   fs.writeFileSync(path.join(root, "empty"), "");
   fs.symlinkSync("data/65", path.join(root, "link"));
-  for (const p of ["", "data", "data/sub"]) {
+  for (const p of ["", "data", "data/sub", "usr", "usr/bin"]) {
     fs.utimesSync(path.join(root, p), 1700000000, 1700000000);
   }
 }
@@ -67,38 +81,44 @@ function hostFsverityDigest(file: string, alg: "sha256" | "sha512"): string {
   return m[2];
 }
 
-/** `cfs compute-id` on the host (user space digests). */
-function hostComputeId(tree: string, alg: "sha256" | "sha512"): string {
-  return execFileSync(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    CLI,
-    "compute-id",
-    "--algorithm",
-    alg,
-    tree,
-  ], {
-    encoding: "utf8",
-  }).trim();
+/** The sha512 fs-verity digest of `file` with its first byte changed as the guest's `flip` does. */
+function flippedDigest(file: string, scratch: string): string {
+  const bytes = fs.readFileSync(file);
+  bytes[0] = bytes[0] === 0x58 ? 0x59 : 0x58; // 'X', or 'Y' when it was 'X'
+  fs.writeFileSync(scratch, bytes);
+  return hostFsverityDigest(scratch, "sha512");
 }
 
-/** The guest script: each step's output, errors, exit code and time land in $OUT/<step>.*. */
-function guestScript(tamperHex: string): string {
-  const obj = `/verity/repo/objects/${tamperHex.slice(0, 2)}/${tamperHex.slice(2)}`;
-  return `
-OBJ=${obj}
-measure_all() { for f in "$1"/objects/*/*; do fsverity measure "$f" || echo "FAILED $f"; done; }
+/** `objects/XX/REST` of a hex digest. */
+const objectRel = (hex: string) => `objects/${hex.slice(0, 2)}/${hex.slice(2)}`;
 
-# --- secure sha512 repository ---
-rec init cfs init /verity/repo
-rec meta_measure fsverity measure /verity/repo/meta.json
-rec meta_digest fsverity digest --hash-alg=sha512 /verity/repo/meta.json
-cp /verity/repo/meta.json "$OUT/meta.json"
-rec create cfs --repo /verity/repo create-image /trees/0 small
-rec objects_measure measure_all /verity/repo
-rec fsck cfs --repo /verity/repo fsck
-rec image_objects cfs --repo /verity/repo image-objects small
+/** The guest script: each step's output, errors, exit code and time land in $OUT/<step>.*. */
+function guestScript(
+  o: { tamper: string; flipSealed: string; flipPlain: string; manifest: string },
+) {
+  const R = "/verity/repo";
+  return `
+R=${R}
+OBJ=$R/${objectRel(o.tamper)}
+measure_all() { for f in "$1"/objects/*/*; do fsverity measure "$f" || echo "FAILED $f"; done; }
+I=oci:/trees/0/img:v1
+
+# --- secure sha512 repository: init, create-image, oci pull, pull ---
+rec init cfs init $R
+rec meta_measure fsverity measure $R/meta.json
+rec meta_digest fsverity digest --hash-alg=sha512 $R/meta.json
+cp $R/meta.json "$OUT/meta.json"
+rec create cfs --repo $R create-image /trees/0/tree small
+rec opull cfs --repo $R oci pull $I plain
+rec pull cfs --repo $R --json pull $I
+rec objects_measure measure_all $R
+rec images_list ls $R/images
+rec fsck cfs --repo $R fsck
+rec fsck_c09 cfsctl09 --repo $R fsck
+rec ofsck_c09 cfsctl09 --repo $R oci fsck
+rec id_plain cfs --repo $R oci compute-id plain
+rec image_objects cfs --repo $R image-objects small
+rec image_objects_c09 cfsctl09 --repo $R image-objects refs/small
 rec digest cfs digest --algorithm sha512 "$OBJ"
 rec obj_measure fsverity measure "$OBJ"
 # the kernel refuses writers on a verity file
@@ -106,18 +126,30 @@ rec write_append sh -c 'echo x >> "$1"' sh "$OBJ"
 rec write_dd dd if=/dev/zero of="$OBJ" bs=1 count=1 conv=notrunc
 rec truncate_obj truncate -s 0 "$OBJ"
 
-# --- sha256 repository, cfsctl in the same guest ---
-rec init256 cfs init --algorithm fsverity-sha256-12 /verity/repo256
-rec create256 cfs --repo /verity/repo256 create-image /trees/0 small
-id256=$(sed 's/^sha256://' "$OUT/create256.out")
-mkdir -p /verity/cfsctl
-rec cfsctl_id cfsctl --repo /verity/cfsctl compute-id /trees/0
-rec cfsctl_objects cfsctl --repo /verity/repo256 image-objects "$id256"
-rec image_objects256 cfs --repo /verity/repo256 image-objects small
-rec objects256_measure measure_all /verity/repo256
-rec fsck256 cfs --repo /verity/repo256 fsck
-rec cfsctl_repo_measure measure_all /verity/cfsctl
-rec fsck_cfsctl_repo cfs --repo /verity/cfsctl fsck
+# --- gc, next to cfsctl 0.9.4's ---
+rec gc_dry1 cfs --repo $R gc --dry-run
+rec gc_dry1_c09 cfsctl09 --repo $R gc --dry-run
+rec untag_plain cfsctl09 --repo $R oci untag plain
+rec untag_bootc cfsctl09 --repo $R oci untag localhost/bootc-${o.manifest}
+rec gc_dry2 cfs --repo $R gc --dry-run
+rec gc_dry2_c09 cfsctl09 --repo $R gc --dry-run
+rec gc cfs --repo $R gc
+rec gc_after_c09 cfsctl09 --repo $R gc --dry-run
+rec gc_fsck_c09 cfsctl09 --repo $R fsck
+rec gc_image_objects_c09 cfsctl09 --repo $R image-objects refs/small
+rec gc_streams ls $R/streams
+
+# --- sha256: a secure repository cfsctl 0.9.4 made, written to by both ---
+R2=/verity/c09
+rec init256_c09 cfsctl09 init --algorithm fsverity-sha256-12 $R2
+rec create256_c09 cfsctl09 --repo $R2 create-image /trees/0/tree theirs
+rec create256 cfs --repo $R2 create-image /trees/0/tree ours
+rec opull256 cfs --repo $R2 oci pull $I plain
+rec id256_c09 cfsctl09 --repo $R2 oci compute-id plain
+rec image_objects256_c09 cfsctl09 --repo $R2 image-objects refs/ours
+rec objects256_measure measure_all $R2
+rec fsck256 cfs --repo $R2 fsck
+rec fsck256_c09 cfsctl09 --repo $R2 fsck
 
 # --- no fs-verity: ext4 without the feature, and tmpfs ---
 rec init_plain cfs init /plain/repo
@@ -125,6 +157,21 @@ rec plain_after ls -la /plain
 mkdir -p /tmp/t
 rec init_tmpfs cfs init /tmp/t/repo
 rec tmpfs_after ls -la /tmp/t
+
+# --- a flipped byte in an object, through the file system ---
+# flip OBJECT: /verity/flip.tmp is a copy of OBJECT with its first byte changed
+flip() {
+  cp "$1" /verity/flip.tmp || return 1
+  if [ "$(head -c 1 /verity/flip.tmp)" = X ]; then _c=Y; else _c=X; fi
+  printf $_c | dd of=/verity/flip.tmp bs=1 count=1 conv=notrunc 2>/dev/null
+}
+flip $R/${objectRel(o.flipSealed)}
+rec flip_enable fsverity enable --hash-alg=sha512 /verity/flip.tmp
+mv -f /verity/flip.tmp $R/${objectRel(o.flipSealed)}
+flip $R/${objectRel(o.flipPlain)}
+mv -f /verity/flip.tmp $R/${objectRel(o.flipPlain)}
+rec flipped_fsck cfs --repo $R fsck
+rec flipped_fsck_c09 cfsctl09 --repo $R fsck
 
 # --- corruption underneath fs-verity (last: it unmounts /verity) ---
 # corrupt STEP PATH: changes the first byte of PATH's first data block on the block device,
@@ -145,15 +192,15 @@ corrupt() {
 }
 corrupt tamper "$OBJ"
 rec cat_tampered sh -c 'cat "$1" > /dev/null' sh "$OBJ"
-rec cat_other_ok sh -c 'for f in /verity/repo/objects/*/*; do [ "$f" = "$1" ] || cat "$f"; done > /dev/null' sh "$OBJ"
 rec measure_tampered fsverity measure "$OBJ"
-rec fsck_tampered cfs --repo /verity/repo fsck
-rec fsck_tampered_json cfs --repo /verity/repo fsck --json
+rec fsck_tampered cfs --repo $R fsck
+rec fsck_tampered_c09 cfsctl09 --repo $R fsck
 # the image itself
-img=/verity/repo/images/$(sed 's/^sha512://' "$OUT/create.out")
+img=$R/images/$(sed 's/^sha512://' "$OUT/create.out")
 corrupt tamper_image "$(readlink -f "$img")"
-rec image_objects_tampered cfs --repo /verity/repo image-objects small
-rec fsck_tampered_image cfs --repo /verity/repo fsck
+rec image_objects_tampered cfs --repo $R image-objects small
+rec fsck_tampered_image cfs --repo $R fsck
+rec fsck_tampered_image_c09 cfsctl09 --repo $R fsck
 dmesg | grep -i verity > "$OUT/dmesg_verity.txt"
 true
 `;
@@ -161,36 +208,63 @@ true
 
 const lines = (s: string) => s.split("\n").filter((l) => l.trim() !== "");
 
+/** The `fsck: KIND: PATH` part of each error line of a fsck report (cfs's and cfsctl's). */
+function fsckErrors(report: string): string[] {
+  return lines(report).flatMap((l) => {
+    const m = /^\s*- (fsck: [a-z-]+: [^:]+)/.exec(l);
+    return m ? [m[1]] : [];
+  }).sort();
+}
+
 /** One boot, then one step per behaviour, so that a failure names what broke. */
-Deno.test("secure repository with real fs-verity (QEMU guest)", async (t) => {
+Deno.test("secure repository with real fs-verity, next to cfsctl 0.9.4 (QEMU guest)", async (t) => {
   // Missing tools fail here with an install hint: no skipping.
   requireCommand("fsverity", "apt-get install fsverity");
   requireCommand("debugfs", "apt-get install e2fsprogs");
-  checkGuestPrerequisites({ cfsctl: true, binaries: [FSVERITY, DEBUGFS] });
+  checkGuestPrerequisites({ cfsctl09: true, binaries: [FSVERITY, DEBUGFS] });
   fs.mkdirSync(WORK, { recursive: true });
   const dir = fs.mkdtempSync(path.join(WORK, "secure-repo-test-"));
   const t0 = performance.now();
   try {
-    const tree = path.join(dir, "tree");
-    fs.mkdirSync(tree);
+    const input = path.join(dir, "input");
+    const tree = path.join(input, "tree");
+    fs.mkdirSync(tree, { recursive: true });
     makeTree(tree);
+    const img = await buildGuestImage(path.join(input, "img"));
     // Expected object names, from the host's user-space `fsverity digest`.
-    const externals = ["data/tamper-me", "data/sub/big", "data/65", "data/copy"];
+    const externals = [TAMPER_FILE, FLIP_PLAIN_FILE, FLIP_SEALED_FILE, "data/copy"];
     const want512 = new Set(externals.map((f) => hostFsverityDigest(path.join(tree, f), "sha512")));
     const want256 = new Set(externals.map((f) => hostFsverityDigest(path.join(tree, f), "sha256")));
     equal(want512.size, 3, "data/copy duplicates the tamper file");
-    const tamperHex = hostFsverityDigest(path.join(tree, TAMPER_FILE), "sha512");
-    const hostId512 = hostComputeId(tree, "sha512");
-    const hostId256 = hostComputeId(tree, "sha256");
+    const digest512 = (f: string) => hostFsverityDigest(path.join(tree, f), "sha512");
+    const tamperHex = digest512(TAMPER_FILE);
+    const flipSealed = digest512(FLIP_SEALED_FILE);
+    const flipPlain = digest512(FLIP_PLAIN_FILE);
+    const flippedSealedDigest = flippedDigest(
+      path.join(tree, FLIP_SEALED_FILE),
+      path.join(dir, "flipped"),
+    );
+    // Expected image ids: cfsctl 0.9.4 on the host.
+    const treeId = async (hash: string) =>
+      (await cfsctl09Ok(["--no-repo", "--hash", hash, "compute-id", tree])).trim();
+    const treeId512 = await treeId("sha512");
+    const treeId256 = await treeId("sha256");
+    const oci512 = await oracleImageIds(img.dir, path.join(dir, "c512"), "fsverity-sha512-12");
+    const oci256 = await oracleImageIds(img.dir, path.join(dir, "c256"), "fsverity-sha256-12");
 
     const r = await runCfsInGuest({
-      script: guestScript(tamperHex),
-      trees: [tree],
+      script: guestScript({
+        tamper: tamperHex,
+        flipSealed,
+        flipPlain,
+        manifest: img.manifest.digest,
+      }),
+      trees: [input],
       repoDiskMiB: 256,
       plainDiskMiB: 64,
-      cfsctl: true,
+      cfsctl09: true,
       binaries: [FSVERITY, DEBUGFS],
-      timeoutMs: 240_000,
+      timeoutMs: 900_000,
       keepWorkDir: Deno.env.get("KEEP") === "1",
       log: (s) => console.log(`  ${s}`),
     });
@@ -199,6 +273,9 @@ Deno.test("secure repository with real fs-verity (QEMU guest)", async (t) => {
     const rc = (n: string) => Number(outputText(r, `${n}.rc`).trim() || NaN);
     const okStep = (n: string) =>
       equal(rc(n), 0, `${n} failed (exit ${rc(n)}): ${err(n)}${out(n)}`);
+    /** cfs fsck's report without its warning lines (cfsctl has none). */
+    const cfsReport = (n: string) =>
+      lines(out(n)).filter((l) => !l.startsWith("warning: ")).join("\n");
     console.log(`  guest seconds per step: ${JSON.stringify(stepSeconds(r))}`);
     console.log(`  timings: ${JSON.stringify(r.timings)}`);
     equal(r.exitCode, 0, `guest script failed:\n${r.log}`);
@@ -220,37 +297,47 @@ Deno.test("secure repository with real fs-verity (QEMU guest)", async (t) => {
       equal(JSON.parse(fs.readFileSync(hostMeta, "utf8")).algorithm, "fsverity-sha512-12");
     });
 
-    await t.step(
-      "create-image seals every object with the digest that is its name; fsck passes",
-      () => {
-        okStep("create");
-        equal(
-          out("create").trim(),
-          `sha512:${hostId512}`,
-          "secure create-image ID = host compute-id",
-        );
-        okStep("objects_measure");
-        const measured = lines(out("objects_measure")).map((l) => {
-          const m =
-            /^sha512:([0-9a-f]{128}) \/verity\/repo\/objects\/([0-9a-f]{2})\/([0-9a-f]{126})$/.exec(
-              l,
-            );
-          ok(m, `unexpected fsverity measure line: ${l}`);
-          equal(m[1], m[2] + m[3], `object ${m[2]}/${m[3]} is sealed with digest ${m[1]}`);
-          return m[1];
-        });
-        deepEqual(
-          new Set(measured),
-          new Set([...want512, hostId512]),
-          "objects = large files + image",
-        );
-        equal(measured.length, 4);
-        okStep("fsck");
-        match(out("fsck"), /^ok: 4 objects, 1 images/m);
-        okStep("image_objects");
-        deepEqual(lines(out("image_objects")), [...want512].sort().map((h) => `sha512:${h}`));
-      },
-    );
+    await t.step("create-image, oci pull and pull seal every object with its name", () => {
+      okStep("create");
+      equal(out("create").trim(), `sha512:${treeId512}`, "create-image id = cfsctl compute-id");
+      okStep("opull");
+      okStep("pull");
+      const res = JSON.parse(lines(out("pull")).at(-1)!).result;
+      equal(res.secure, true);
+      equal(res.imageId, oci512.bootable, "cfs pull's bootable image = cfsctl's");
+      okStep("id_plain");
+      equal(out("id_plain").trim(), oci512.plain);
+      okStep("objects_measure");
+      const measured = lines(out("objects_measure")).map((l) => {
+        const m = /^sha512:([0-9a-f]{128}) \/verity\/repo\/objects\/([0-9a-f]{2})\/([0-9a-f]{126})$/
+          .exec(l);
+        ok(m, `unexpected fsverity measure line: ${l}`);
+        equal(m[1], m[2] + m[3], `object ${m[2]}/${m[3]} is sealed with digest ${m[1]}`);
+        return m[1];
+      });
+      for (const h of [...want512, treeId512, oci512.plain, oci512.bootable]) {
+        ok(measured.includes(h), `object ${h} sealed`);
+      }
+      okStep("images_list");
+      for (const i of lines(out("images_list"))) {
+        if (i !== "refs") ok(measured.includes(i), `image ${i} is a sealed object`);
+      }
+      okStep("image_objects");
+      deepEqual(lines(out("image_objects")), [...want512].sort().map((h) => `sha512:${h}`));
+      okStep("image_objects_c09");
+      deepEqual(
+        lines(out("image_objects_c09")).map((l) => l.replace(/^sha512:/, "")).sort(),
+        [...want512].sort(),
+      );
+    });
+
+    await t.step("fsck: cfs prints what cfsctl 0.9.4 prints; both oci fsck pass", () => {
+      okStep("fsck");
+      okStep("fsck_c09");
+      match(out("fsck"), /^status: ok$/m);
+      equal(cfsReport("fsck"), lines(out("fsck_c09")).join("\n"));
+      okStep("ofsck_c09");
+    });
 
     await t.step("cfs digest --algorithm sha512 prints what fsverity measure prints", () => {
       okStep("digest");
@@ -265,43 +352,59 @@ Deno.test("secure repository with real fs-verity (QEMU guest)", async (t) => {
       }
     });
 
-    await t.step(
-      "fsverity-sha256-12 repository: image ID and objects agree with cfsctl 0.3.0",
-      () => {
-        okStep("init256");
-        okStep("create256");
-        okStep("cfsctl_id");
-        equal(
-          out("create256").trim(),
-          `sha256:${out("cfsctl_id").trim()}`,
-          "cfs create-image ID = cfsctl compute-id",
-        );
-        equal(out("cfsctl_id").trim(), hostId256);
-        okStep("cfsctl_objects");
-        okStep("image_objects256");
-        const norm = (s: string) => lines(s).map((l) => l.replace(/^sha256:/, "")).sort();
-        deepEqual(
-          norm(out("cfsctl_objects")),
-          norm(out("image_objects256")),
-          "cfsctl image-objects = cfs image-objects",
-        );
-        deepEqual(new Set(norm(out("image_objects256"))), want256);
-        okStep("objects256_measure");
-        equal(lines(out("objects256_measure")).length, 4);
-        for (const l of lines(out("objects256_measure"))) {
-          const m =
-            /^sha256:([0-9a-f]{64}) \/verity\/repo256\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})$/
-              .exec(l);
-          ok(m, `unexpected fsverity measure line: ${l}`);
-          equal(m[1], m[2] + m[3]);
-        }
-        okStep("fsck256");
-        // cfsctl's own repository (no meta.json): its objects are sealed, and cfs fsck accepts it.
-        okStep("cfsctl_repo_measure");
-        ok(!/FAILED/.test(out("cfsctl_repo_measure")), out("cfsctl_repo_measure"));
-        okStep("fsck_cfsctl_repo");
-      },
-    );
+    await t.step("gc: cfs collects what cfsctl 0.9.4 would, and keeps the named image", () => {
+      for (const n of ["gc_dry1", "gc_dry1_c09", "untag_plain", "untag_bootc"]) okStep(n);
+      // cfs's dry run also counts the links gc would prune; 0.9.4's counts only links already
+      // dangling (none before objects go), so it prints no "Pruned symlinks" line.
+      const counted = (n: string) => lines(out(n)).filter((l) => !l.startsWith("Pruned "));
+      deepEqual(counted("gc_dry1"), lines(out("gc_dry1_c09")), "after the pulls");
+      match(out("gc_dry1"), /^Objects: [1-9]\d* removed/m, "the streams the pulls rewrote");
+      okStep("gc_dry2");
+      okStep("gc_dry2_c09");
+      deepEqual(counted("gc_dry2"), lines(out("gc_dry2_c09")), "after both tags are gone");
+      okStep("gc");
+      equal(
+        lines(out("gc")).join("\n"),
+        lines(out("gc_dry2")).filter((l) => !l.startsWith("Dry run")).join("\n"),
+        "gc removes what --dry-run counted",
+      );
+      okStep("gc_after_c09");
+      deepEqual(lines(out("gc_after_c09")), [
+        "Dry run (no files deleted):",
+        "Objects: 0 removed (0 bytes)",
+      ]);
+      okStep("gc_fsck_c09");
+      match(out("gc_fsck_c09"), /^status: ok$/m);
+      okStep("gc_image_objects_c09");
+      deepEqual(
+        lines(out("gc_image_objects_c09")).map((l) => l.replace(/^sha512:/, "")).sort(),
+        [...want512].sort(),
+        "the named image and its objects stay",
+      );
+      deepEqual(lines(out("gc_streams")), ["refs"], "no OCI stream is left");
+    });
+
+    await t.step("a secure sha256 repository of cfsctl 0.9.4: both write, both agree", () => {
+      for (const n of ["init256_c09", "create256_c09", "create256", "opull256", "id256_c09"]) {
+        okStep(n);
+      }
+      equal(out("create256").trim(), `sha256:${treeId256}`);
+      equal(out("create256_c09").trim().replace(/^sha256:/, ""), treeId256);
+      equal(out("id256_c09").trim(), oci256.plain, "cfsctl reads the image cfs pulled");
+      okStep("image_objects256_c09");
+      const norm = (s: string) => lines(s).map((l) => l.replace(/^sha256:/, "")).sort();
+      deepEqual(new Set(norm(out("image_objects256_c09"))), want256, "cfsctl reads cfs's image");
+      okStep("objects256_measure");
+      for (const l of lines(out("objects256_measure"))) {
+        const m = /^sha256:([0-9a-f]{64}) \/verity\/c09\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})$/
+          .exec(l);
+        ok(m, `unexpected fsverity measure line: ${l}`);
+        equal(m[1], m[2] + m[3]);
+      }
+      okStep("fsck256");
+      okStep("fsck256_c09");
+      equal(cfsReport("fsck256"), lines(out("fsck256_c09")).join("\n"));
+    });
 
     await t.step("init without --insecure on a file system without fs-verity fails cleanly", () => {
       for (
@@ -318,6 +421,26 @@ Deno.test("secure repository with real fs-verity (QEMU guest)", async (t) => {
       }
     });
 
+    await t.step("a flipped byte through the file system: same error kinds as cfsctl 0.9.4", () => {
+      okStep("flip_enable");
+      equal(rc("flipped_fsck"), 1, out("flipped_fsck"));
+      ok(rc("flipped_fsck_c09") !== 0, out("flipped_fsck_c09"));
+      const want = [
+        `fsck: object-digest-mismatch: ${objectRel(flipSealed)}`,
+        `fsck: object-verity-missing: ${objectRel(flipPlain)}`,
+      ].sort();
+      deepEqual(fsckErrors(out("flipped_fsck_c09")), want, out("flipped_fsck_c09"));
+      deepEqual(fsckErrors(out("flipped_fsck")), want, out("flipped_fsck"));
+      for (const n of ["flipped_fsck", "flipped_fsck_c09"]) {
+        match(
+          out(n),
+          new RegExp(
+            `object-digest-mismatch: ${objectRel(flipSealed)}: measured ${flippedSealedDigest}`,
+          ),
+        );
+      }
+    });
+
     await t.step("corruption under fs-verity: reads fail with EIO, the sealed digest stays", () => {
       okStep("tamper_blocks");
       equal(outputText(r, "tamper_before").trim(), "54", "first byte of the object is 'T'");
@@ -325,50 +448,37 @@ Deno.test("secure repository with real fs-verity (QEMU guest)", async (t) => {
       ok(rc("cat_tampered") !== 0, "reading a corrupted verity file must fail");
       match(err("cat_tampered"), /Input\/output error/); // EIO
       match(outputText(r, "dmesg_verity.txt"), /FILE CORRUPTED/);
-      okStep("cat_other_ok");
       okStep("measure_tampered");
       equal(out("measure_tampered"), out("obj_measure"), "FS_IOC_MEASURE_VERITY reads no data");
     });
 
-    await t.step("corruption under fs-verity: fsck exits 1 and names the object", () => {
-      console.log(
-        `  fsck after corruption: exit ${rc("fsck_tampered")}: ${out("fsck_tampered").trim()}`,
-      );
-      equal(
-        rc("fsck_tampered"),
-        1,
-        `fsck must fail on a corrupted object:\n${out("fsck_tampered")}`,
-      );
-      match(
-        out("fsck_tampered"),
-        new RegExp(`error: .*${tamperHex.slice(0, 2)}/${tamperHex.slice(2)}`),
-      );
-      const report = JSON.parse(out("fsck_tampered_json"));
-      equal(report.ok, false);
-      ok(report.problems.some((p: { path: string }) => p.path.includes(tamperHex.slice(2))));
-    });
-
     await t.step(
-      "corrupted image: image-objects fails with a message about corruption, not a missing object",
+      "corruption under fs-verity: cfs fsck reads and reports it, 0.9.4 measures",
       () => {
-        okStep("tamper_image_blocks");
-        ok(
-          outputText(r, "tamper_image_before").trim() !==
-            outputText(r, "tamper_image_after").trim(),
-        );
-        equal(rc("image_objects_tampered"), 1, err("image_objects_tampered"));
-        console.log(
-          `  image-objects on a corrupted image: ${err("image_objects_tampered").trim()}`,
-        );
-        ok(
-          !/missing/.test(err("image_objects_tampered")),
-          `misleading: ${err("image_objects_tampered")}`,
-        );
-        match(err("image_objects_tampered"), /Input\/output error|corrupt|fs-verity/i);
-        equal(rc("fsck_tampered_image"), 1, out("fsck_tampered_image"));
-        match(out("fsck_tampered_image"), new RegExp(`error: /verity/repo/images/${hostId512}`));
+        equal(rc("fsck_tampered"), 1, out("fsck_tampered"));
+        const tampered = `fsck: object-verity-failed: ${objectRel(tamperHex)}`;
+        ok(fsckErrors(out("fsck_tampered")).includes(tampered), out("fsck_tampered"));
+        match(out("fsck_tampered"), /Input\/output error/);
+        // cfsctl 0.9.4 only measures (no read), so it sees the earlier flips and nothing more.
+        deepEqual(fsckErrors(out("fsck_tampered_c09")), fsckErrors(out("flipped_fsck_c09")));
       },
     );
+
+    await t.step("corrupted image: image-objects says so, both fsck name the image", () => {
+      okStep("tamper_image_blocks");
+      ok(
+        outputText(r, "tamper_image_before").trim() !== outputText(r, "tamper_image_after").trim(),
+      );
+      equal(rc("image_objects_tampered"), 1, err("image_objects_tampered"));
+      console.log(`  image-objects on a corrupted image: ${err("image_objects_tampered").trim()}`);
+      ok(!/missing/.test(err("image_objects_tampered")), err("image_objects_tampered"));
+      match(err("image_objects_tampered"), /Input\/output error|corrupt|fs-verity/i);
+      equal(rc("fsck_tampered_image"), 1, out("fsck_tampered_image"));
+      ok(rc("fsck_tampered_image_c09") !== 0, out("fsck_tampered_image_c09"));
+      const image = (s: string) => fsckErrors(s).filter((e) => e.includes(`images/${treeId512}`));
+      equal(image(out("fsck_tampered_image")).length, 1, out("fsck_tampered_image"));
+      deepEqual(image(out("fsck_tampered_image")), image(out("fsck_tampered_image_c09")));
+    });
 
     console.log(`  total wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } finally {
