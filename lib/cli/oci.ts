@@ -25,12 +25,11 @@ import { type CfsConfig, loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { layerReporter } from "../pipeline/progress.ts";
 import type { LocalFetchMode } from "../oci/source.ts";
-import { ociFilesystem } from "../oci/commit.ts";
+import { bootTransform, ociFilesystem } from "../oci/commit.ts";
 import { layerContentId, openImage } from "../oci/store.ts";
 import { parsePlatform } from "../oci/layout.ts";
 import { OCI_IMAGE_COMMANDS } from "./oci_images.ts";
 import { dumpfileLines } from "../dumpfile.ts";
-import { transformForBoot } from "../boot/transform.ts";
 import { mkfsErofs } from "../erofs/writer.ts";
 import { fsverityDigest, toHex } from "../fsverity/digest.ts";
 import { parseXattrFiltering, type XattrFiltering } from "../tree_transform.ts";
@@ -458,7 +457,7 @@ async function imageTree(
 ): Promise<FileSystem> {
   const img = openImage(repo, name);
   const fs = await ociFilesystem(repo, img, xattrs);
-  if (bootable) transformForBoot(fs, (c) => repo.readObject(c.digest));
+  if (bootable) bootTransform(repo, fs);
   return fs;
 }
 

@@ -20,8 +20,10 @@
  */
 import type { FileSystem } from "../tree.ts";
 import { mkfsErofs } from "../erofs/writer.ts";
-import { transformForOci, type XattrFiltering } from "../tree_transform.ts";
+import type { XattrFiltering } from "../tree_transform.ts";
 import { transformForBoot } from "../boot/transform.ts";
+import { findBootEntries } from "../boot/entries.ts";
+import { finishOciTree } from "./layer_tree.ts";
 import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
 import type { ErofsFormatVersion } from "../repository/meta.ts";
 import { createFilesystem } from "./image.ts";
@@ -52,8 +54,19 @@ export async function ociFilesystem(
     throw new RepositoryError(`${image.manifestDigest} is an artifact, not a container image`);
   }
   const fs = await createFilesystem(repo, image);
-  transformForOci(fs, { xattrs });
+  finishOciTree(fs, image.manifestDigest, (c) => repo.readObject(c.digest), { xattrs });
   return fs;
+}
+
+/**
+ * The boot transform of a stored image's tree, in place, as composefs-boot 0.9.4 does it: the
+ * boot entries are read first (a malformed one stops it, before `/boot` is emptied), then
+ * `/boot` and `/sysroot` are emptied and the tree relabelled from its own SELinux policy.
+ */
+export function bootTransform(repo: Repository, fs: FileSystem): void {
+  const read = (c: { digest: Uint8Array }) => repo.readObject(c.digest);
+  findBootEntries(fs, read);
+  transformForBoot(fs, read);
 }
 
 /** Writes `fs` once per format of the repository (step 2/3); returns id per format. */
@@ -165,7 +178,7 @@ export async function commitOciImages(
   const images = writeImages(repo, fs);
   let bootImages = new Map<ErofsFormatVersion, ObjectId>();
   if (options.bootable) {
-    transformForBoot(fs, (c) => repo.readObject(c.digest));
+    bootTransform(repo, fs);
     bootImages = writeImages(repo, fs);
   }
   const newManifestId = await linkImages(repo, image, {
