@@ -136,6 +136,12 @@ export function checkRepository(repo: RepositoryView): FsckReport {
         error("object-open-failed", objRel, (e as Error).message);
         continue;
       }
+      // In a secure repository an object the kernel cannot measure lacks fs-verity.
+      if (repo.secure && !repo.objects.hasVerity(objPath)) {
+        r.objectsCorrupted++;
+        error("object-verity-missing", objRel);
+        continue;
+      }
       if (!target.isFile) {
         r.objectsCorrupted++;
         error("object-verity-failed", objRel, "Computing verity digest in userspace");

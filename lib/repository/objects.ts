@@ -425,6 +425,27 @@ export class ObjectStore {
   }
 
   /**
+   * Whether the kernel gives a measurement of `path` in this repository's algorithm: fsck's
+   * test for `object-verity-missing` in a secure repository (composefs-rs 0.9.4 counts any
+   * failure to measure as missing fs-verity, and then reads nothing).
+   */
+  hasVerity(path: string): boolean {
+    let fd: number;
+    try {
+      fd = sys.openRead(path);
+    } catch {
+      return false;
+    }
+    try {
+      return measureVerity(fd, this.algorithm, path) !== null;
+    } catch {
+      return false;
+    } finally {
+      sys.close(fd);
+    }
+  }
+
+  /**
    * The hex digest of an object file's content, computed by reading all of it. In a secure
    * repository the fs-verity measurement must match too: the measurement alone only reports
    * the stored root hash, while reading makes the kernel check every block (EIO if corrupt).
