@@ -36,6 +36,9 @@
  * and no faster (2.0 s). A read-only DENO_DIR on the 9p share works but costs 3.5 s per call
  * (no code cache), a 9p copy of the npm cache 1.5 s per boot: hence the initramfs copy.
  * `cfs init`, `create-image` of a small tree, `fsck`, `image-objects` take 2-2.7 s each.
+ * TCG shares the host's two cores: with other work running (load 3-13) every cfs call took
+ * 10-40 s instead (a `deno bundle` of cli.ts was no faster), while a native `cfsctl09` call
+ * stays under a second; tests therefore keep their cfs calls few and give generous timeouts.
 
  * @module
  */

@@ -264,7 +264,7 @@ Deno.test("secure repository with real fs-verity, next to cfsctl 0.9.4 (QEMU gue
       plainDiskMiB: 64,
       cfsctl09: true,
       binaries: [FSVERITY, DEBUGFS],
-      timeoutMs: 900_000,
+      timeoutMs: 1_200_000,
       keepWorkDir: Deno.env.get("KEEP") === "1",
       log: (s) => console.log(`  ${s}`),
     });
