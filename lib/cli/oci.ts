@@ -26,7 +26,7 @@ import { createLogger } from "../log.ts";
 import { layerReporter } from "../pipeline/progress.ts";
 import type { LocalFetchMode } from "../oci/source.ts";
 import { bootTransform, ociFilesystem } from "../oci/commit.ts";
-import { layerContentId, openImage } from "../oci/store.ts";
+import { layerContentId, openImageOrConfig } from "../oci/store.ts";
 import { parsePlatform } from "../oci/layout.ts";
 import { OCI_IMAGE_COMMANDS } from "./oci_images.ts";
 import { dumpfileLines } from "../dumpfile.ts";
@@ -75,7 +75,10 @@ options:
                         copying (e.g. store and repository on different file systems)
   --storage-root DIR    containers-storage: the store (default: storage.conf's graphroot)`;
 
-const IMAGE_NAME_HELP = `IMAGE: a tag, or @sha256:HEX (a manifest digest); also sha256:HEX or HEX.`;
+const IMAGE_NAME_HELP =
+  `IMAGE: a tag, or @sha256:HEX (a config digest, as cfsctl reads it here, or a manifest digest);
+also sha256:HEX or HEX, and refs/NAME (a stream ref to a manifest or config, as cfsctl 0.3.0
+named pulled images).`;
 
 const COMPUTE_ID_USAGE = `usage: cfs oci compute-id [--bootable] [--xattrs MODE] IMAGE
 
@@ -455,8 +458,7 @@ async function imageTree(
   bootable: boolean | undefined,
   xattrs: XattrFiltering | undefined,
 ): Promise<FileSystem> {
-  const img = openImage(repo, name);
-  const fs = await ociFilesystem(repo, img, xattrs);
+  const fs = await ociFilesystem(repo, openImageOrConfig(repo, name), xattrs);
   if (bootable) bootTransform(repo, fs);
   return fs;
 }

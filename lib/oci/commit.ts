@@ -31,6 +31,7 @@ import {
   bootImageRefKey,
   type ConfigImages,
   OciImage,
+  type StoredConfig,
   writeConfigStream,
   writeManifestStream,
 } from "./store.ts";
@@ -47,14 +48,15 @@ export function repoFormats(repo: Repository): ErofsFormatVersion[] {
  */
 export async function ociFilesystem(
   repo: Repository,
-  image: OciImage,
+  image: OciImage | StoredConfig,
   xattrs?: XattrFiltering,
 ): Promise<FileSystem> {
-  if (!image.isContainerImage) {
+  if (image instanceof OciImage && !image.isContainerImage) {
     throw new RepositoryError(`${image.manifestDigest} is an artifact, not a container image`);
   }
   const fs = await createFilesystem(repo, image);
-  finishOciTree(fs, image.manifestDigest, (c) => repo.readObject(c.digest), { xattrs });
+  const name = image instanceof OciImage ? image.manifestDigest : image.configDigest;
+  finishOciTree(fs, name, (c) => repo.readObject(c.digest), { xattrs });
   return fs;
 }
 

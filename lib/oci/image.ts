@@ -178,7 +178,10 @@ export async function applyLayer(
  * each found through the config stream's named ref) applied one after the other, as
  * composefs-oci 0.9.4 `create_filesystem` does.
  */
-export async function createFilesystem(repo: Repository, image: OciImage): Promise<FileSystem> {
+export async function createFilesystem(
+  repo: Repository,
+  image: Pick<OciImage, "diffIds" | "layers" | "configDigest">,
+): Promise<FileSystem> {
   const fs = newOciFileSystem();
   for (const diffId of image.diffIds) {
     const id = image.layers.get(diffId);

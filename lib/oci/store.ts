@@ -496,6 +496,76 @@ export class OciImage {
 }
 
 /**
+ * A stored config on its own, without a manifest: what `cfsctl oci compute-id|dump` read when
+ * given a config digest (`@sha256:<config digest>`), and what a cfsctl 0.3.0 `oci pull IMAGE
+ * NAME` left behind (`streams/refs/NAME` -> the config stream; 0.3.0 stored no manifests).
+ */
+export interface StoredConfig {
+  /** `sha256:...` of the config. */
+  configDigest: string;
+  /** The config stream's object id. */
+  configId: ObjectId;
+  /** The config's `rootfs.diff_ids`. */
+  diffIds: string[];
+  /** diff_id -> layer stream id, from the config stream's named refs. */
+  layers: Map<string, ObjectId>;
+}
+
+/** Opens the config stream `oci-config-<digest>`; its bytes must hash to the digest. */
+export function openConfig(
+  repo: Repository,
+  configDigest: string,
+  verity?: ObjectId,
+): StoredConfig {
+  const c = readExternalStream(
+    repo,
+    configContentId(configDigest),
+    CONTENT_TYPE.ociConfig,
+    verity,
+  );
+  if (sha256Digest(c.data) !== configDigest) {
+    throw new RepositoryError(
+      `config integrity failed: expected ${configDigest}, got ${sha256Digest(c.data)}`,
+    );
+  }
+  const config = parseJson(c.data, `config ${configDigest}`);
+  const ids = (config.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
+  const diffIds = Array.isArray(ids) ? ids.filter((d): d is string => typeof d === "string") : [];
+  const layers = new Map<string, ObjectId>();
+  for (const d of diffIds) {
+    const id = c.namedRefs.get(d);
+    if (id) layers.set(d, id);
+  }
+  return { configDigest, configId: c.id, diffIds, layers };
+}
+
+/**
+ * The image or config a file-system command reads (`oci compute-id`, `oci dump`): as cfsctl
+ * 0.9.4 resolves them, `@sha256:<hex>` names a config digest (and cfs falls back to a manifest
+ * digest) and a tag names an image; cfs also takes `refs/NAME`, a stream ref to a manifest or a
+ * config (cfsctl 0.3.0's names), and what {@link openImage} takes.
+ */
+export function openImageOrConfig(repo: Repository, name: string): OciImage | StoredConfig {
+  if (name.startsWith("@")) {
+    const digest = name.slice(1);
+    if (/^sha256:[0-9a-f]{64}$/.test(digest) && repo.hasStream(configContentId(digest))) {
+      return openConfig(repo, digest);
+    }
+  }
+  if (name.startsWith("refs/")) {
+    const target = repo.streamRefTarget(name.slice(5));
+    if (target?.startsWith("oci-config-")) return openConfig(repo, target.slice(11));
+    if (target?.startsWith("oci-manifest-")) return OciImage.open(repo, target.slice(13));
+    throw new RepositoryError(
+      target === undefined
+        ? `no stream named '${name}' in ${repo.path}`
+        : `'${name}' names ${target}, not an image manifest or config`,
+    );
+  }
+  return openImage(repo, name);
+}
+
+/**
  * Opens an image by the names cfsctl 0.9.4 takes (`@sha256:<hex>`: a manifest digest; any
  * other text: a tag), plus cfs's own: `sha256:<hex>` and a bare 64-digit hex (a manifest
  * digest, or a config digest some tag's image has).

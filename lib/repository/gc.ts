@@ -165,13 +165,14 @@ export function collectGarbage(
     report.removedTemporary.push(p);
     remove(p);
   }
-  // Dangling links: an entry whose object is gone (now, or in a dry run, about to be).
+  // Dangling links: an entry whose object is gone. A dry run counts only those dangling now,
+  // as composefs-rs's does (it removes nothing, so no link is left dangling by it).
   const gone = (dir: string, name: string): boolean => {
     const p = join(dir, name);
     try {
       const target = Deno.readLinkSync(p);
       const id = ObjectId.fromObjectPath(target, repo.algorithm);
-      if (id && removedSet.has(id.hex)) return true;
+      if (!dryRun && id && removedSet.has(id.hex)) return true;
       return !exists(join(dir, target));
     } catch {
       return false;
@@ -191,7 +192,8 @@ export function collectGarbage(
     }
     for (const r of walkRefs(join(dir, "refs"))) {
       const entry = r.target.split("/").pop() ?? "";
-      const dangling = prunedEntries.has(entry) || !exists(join(r.path, "..", r.target));
+      const dangling = (!dryRun && prunedEntries.has(entry)) ||
+        !exists(join(r.path, "..", r.target));
       if (dangling) {
         if (category === "images") report.imagesPruned++;
         else report.streamsPruned++;
