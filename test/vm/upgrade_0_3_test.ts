@@ -102,6 +102,8 @@ rec up_id cfs --repo $R oci compute-id ${bootcTag}
 rec up_c09_id cfsctl09 --repo $R oci compute-id ${bootcTag}
 rec up_c09_id_boot cfsctl09 --repo $R oci compute-id --bootable ${bootcTag}
 rec up_c09_id_config cfsctl09 --repo $R oci compute-id @${o.config}
+rec up_id_config cfs --repo $R oci compute-id @${o.config}
+rec up_id_ref cfs --repo $R oci compute-id refs/sample
 rec up_fsck cfs --repo $R fsck
 rec up_c09_fsck cfsctl09 --repo $R fsck
 rec up_c09_ofsck cfsctl09 --repo $R oci fsck
@@ -245,6 +247,11 @@ Deno.test("repositories of cfsctl 0.3.0: read-only use, cfs pull upgrade, cfsctl
       // directly: the converted config stream alone is enough.
       okStep("up_c09_id_config");
       equal(out("up_c09_id_config").trim(), wantId, "cfsctl 0.9.4, @config digest");
+      okStep("up_id_config");
+      equal(out("up_id_config").trim(), wantId, "cfs, @config digest");
+      // cfsctl 0.3.0's own name for the pulled image, a stream ref to its config.
+      okStep("up_id_ref");
+      equal(out("up_id_ref").trim(), wantId, "cfs oci compute-id refs/sample");
     });
 
     await t.step("fsck of cfs and of cfsctl 0.9.4 are clean after the upgrade and after gc", () => {
