@@ -578,6 +578,19 @@ const DAMAGE: Array<[string, Damage, string]> = [
     await Deno.remove(join(repo, "objects", asObjectName(idB)));
     return `images/${idB}`;
   }, "broken-symlink"],
+  ["an image symlink pointing outside objects/", async (repo) => {
+    const hex = "cd".repeat(64);
+    await Deno.symlink("/etc/passwd", join(repo, "images", hex));
+    return `images/${hex}`;
+  }, "image-invalid"],
+  [
+    "the object of an image a ref names is missing (the ref is broken too)",
+    async (repo, { idA }) => {
+      await Deno.remove(join(repo, "objects", asObjectName(idA)));
+      return "images/refs/keep";
+    },
+    "broken-symlink",
+  ],
   ["an image referring to a missing file object", async (repo, { idB }) => {
     const shared = await imageObjects(repo, "keep");
     const onlyB = (await imageObjects(repo, idB)).filter((o) => !shared.includes(o));

@@ -177,20 +177,13 @@ export function checkRepository(repo: RepositoryView): FsckReport {
         continue;
       }
       const target = Deno.readLinkSync(join(dir, e.name));
-      if (!exists(join(dir, target))) {
-        r.brokenLinks++;
-        corrupt();
-        error("broken-symlink", rel);
-        continue;
-      }
-      const id = ObjectId.fromObjectPath(target, repo.algorithm);
-      if (!id || !target.startsWith("../objects/")) {
-        corrupt();
-        error(
-          category === "streams" ? "stream-open-failed" : "image-open-failed",
-          rel,
-          `link target ${target} is not ../objects/XX/<rest>`,
-        );
+      const resolved = resolves(join(dir, e.name));
+      if (resolved !== true) {
+        if (resolved === false) {
+          r.brokenLinks++;
+          corrupt();
+          error("broken-symlink", rel);
+        } else error("stat-failed", rel, resolved);
         continue;
       }
       let bytes: Uint8Array;
@@ -232,11 +225,6 @@ export function checkRepository(repo: RepositoryView): FsckReport {
           }
         }
       } else {
-        if (id.hex !== e.name) {
-          r.imagesCorrupted++;
-          error("image-invalid", rel, `the link names object ${id.hex}`);
-          continue;
-        }
         let objects: ObjectId[];
         try {
           objects = repo.imageObjects(bytes);
@@ -252,6 +240,20 @@ export function checkRepository(repo: RepositoryView): FsckReport {
           }
         }
       }
+      // Beyond composefs-rs, which reads whatever the link leads to: the link must be
+      // ../objects/XX/<rest>, and an image's link named after that object.
+      const id = ObjectId.fromObjectPath(target, repo.algorithm);
+      if (!id || !target.startsWith("../objects/")) {
+        corrupt();
+        error(
+          category === "streams" ? "stream-open-failed" : "image-open-failed",
+          rel,
+          `link target ${target} is not ../objects/XX/<rest>`,
+        );
+      } else if (category === "images" && id.hex !== e.name) {
+        r.imagesCorrupted++;
+        error("image-invalid", rel, `the link names object ${id.hex}`);
+      }
     }
     // refs
     const walk = (d: string, prefix: string) => {
@@ -260,10 +262,11 @@ export function checkRepository(repo: RepositoryView): FsckReport {
         if (e.name.startsWith(TMP_PREFIX)) continue;
         if (e.isDirectory) walk(join(d, e.name), `${prefix}${e.name}/`);
         else if (e.isSymlink) {
-          if (!exists(join(d, Deno.readLinkSync(join(d, e.name))))) {
+          const resolved = resolves(join(d, e.name));
+          if (resolved === false) {
             r.brokenLinks++;
             error("broken-symlink", rel);
-          }
+          } else if (resolved !== true) error("stat-failed", rel, resolved);
         } else error("unexpected-file-type", rel, e.isFile ? "regular file" : "not a symlink");
       }
     };
@@ -274,6 +277,21 @@ export function checkRepository(repo: RepositoryView): FsckReport {
   }
   r.ok = r.errors.length === 0;
   return r;
+}
+
+/**
+ * Whether the symlink at `path` leads to something, following the whole chain as stat(2)
+ * does (as composefs-rs checks links): true, false when something on the way is missing, or
+ * the error message of any other failure (a loop, a non-directory on the way).
+ */
+function resolves(path: string): true | false | string {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    return (e as Error).message;
+  }
 }
 
 /** The report as cfsctl prints it (`meta.json: ok`, `objects: N/M ok`, ..., `status: ok`). */
