@@ -249,7 +249,7 @@ Deno.test("library: importLayer stores regular bodies over 64 bytes as objects; 
       equal(r.objects, 5);
       equal(r.existing, false);
       equal(repo.hasStream(`oci-layer-${diffId}`)?.hex, r.streamId.hex);
-      equal(repo.streamRefs(repo.readObject(r.streamId)).objectRefs.length, 5);
+      equal((await repo.streamRefs(repo.readObject(r.streamId))).objectRefs.length, 5);
       // A second import reads nothing.
       const again = await importLayer(repo, [new Uint8Array()], { diffId });
       deepEqual([again.existing, again.streamId.hex], [true, r.streamId.hex]);
@@ -263,12 +263,12 @@ Deno.test("library: importLayer stores regular bodies over 64 bytes as objects; 
         "holder",
       );
       const before = objectFiles(repo.path);
-      const g = repo.gc();
+      const g = await repo.gc();
       deepEqual([g.objectsRemoved, g.streamsPruned], [0, 0]);
       deepEqual(objectFiles(repo.path), before);
-      ok(repo.fsck().ok);
+      ok((await repo.fsck()).ok);
       repo.removeRef("streams", "holder");
-      const g2 = repo.gc();
+      const g2 = await repo.gc();
       equal(g2.objectsRemoved, before.length);
       deepEqual(objectFiles(repo.path), []);
     } finally {

@@ -37,6 +37,15 @@ async function withTemp(fn: (dir: string) => Promise<void> | void): Promise<void
 }
 
 /** Opens, runs, closes (the lock is released even when `fn` throws). */
+async function withRepoAsync<T>(path: string, fn: (repo: Repository) => Promise<T>): Promise<T> {
+  const repo = Repository.open(path);
+  try {
+    return await fn(repo);
+  } finally {
+    repo.close();
+  }
+}
+
 function withRepo<T>(path: string, fn: (repo: Repository) => T): T {
   const repo = Repository.open(path);
   try {
@@ -525,7 +534,7 @@ Deno.test("readObject refuses an object whose content does not match its name", 
 Deno.test("fsck is clean after create-image, through the library and the CLI (text and --json), as cfsctl 0.9.4 sees it", async () => {
   await withTemp(async (dir) => {
     const { repo } = await populated(dir);
-    const report = withRepo(repo, (r) => r.fsck());
+    const report = await withRepoAsync(repo, (r) => r.fsck());
     assertEquals(report.errors, []);
     assertEquals(report.warnings, []);
     strictEqual(report.ok, true);
@@ -641,7 +650,7 @@ for (const [what, damage, kind] of DAMAGE) {
     await withTemp(async (dir) => {
       const { repo, idA, idB } = await populated(dir);
       const bad = await damage(repo, { idA, idB });
-      const report = withRepo(repo, (r) => r.fsck());
+      const report = await withRepoAsync(repo, (r) => r.fsck());
       strictEqual(report.ok, false, `${what}: fsck passed`);
       const named = report.errors.filter((p) => p.path === bad);
       assert(named.length > 0, `${what}: no error names ${bad}: ${JSON.stringify(report.errors)}`);
@@ -674,7 +683,7 @@ Deno.test("fsck leaves alone what composefs-rs leaves alone: a stray file direct
 Deno.test("leftover staging files (objects/.tmp-object-*, and objects/XX/.tmp-* of older cfs) are warnings in fsck (exit 0), not objects, and gc removes them", async () => {
   await withTemp(async (dir) => {
     const { repo, idA } = await populated(dir);
-    const before = withRepo(repo, (r) => r.fsck());
+    const before = await withRepoAsync(repo, (r) => r.fsck());
     // What a crash mid-write leaves: a partial staging file in objects/ (cfs and composefs-rs
     // 0.9.4 stage there), or in objects/XX (where earlier cfs releases staged).
     const staging = join(repo, "objects", ".tmp-object-fedcba9876543210");
@@ -684,7 +693,7 @@ Deno.test("leftover staging files (objects/.tmp-object-*, and objects/XX/.tmp-* 
     strictEqual((await fsckAgrees(repo, "staging file")).ok, true);
     await gcDryRunAgrees(repo, "staging file");
     await Deno.writeFile(legacy, bytes(5, 3000));
-    const report = withRepo(repo, (r) => r.fsck());
+    const report = await withRepoAsync(repo, (r) => r.fsck());
     strictEqual(report.ok, true, JSON.stringify(report.errors));
     strictEqual(report.objectsChecked, before.objectsChecked, "temporary files are not objects");
     const rel = (p: string) => p.slice(repo.length + 1);
@@ -702,7 +711,7 @@ Deno.test("leftover staging files (objects/.tmp-object-*, and objects/XX/.tmp-* 
     strictEqual(gc.code, 0, gc.stderr);
     assertEquals(JSON.parse(gc.text).removedTemporary.sort(), [staging, legacy].sort());
     strictEqual(exists(staging) || exists(legacy), false, "gc removed the temporary files");
-    const after = withRepo(repo, (r) => r.fsck());
+    const after = await withRepoAsync(repo, (r) => r.fsck());
     assertEquals(after.warnings, []);
     strictEqual(after.ok, true);
     await fsckAgrees(repo, "after gc");
@@ -718,20 +727,20 @@ Deno.test("a leftover .tmp-* symlink in images/ or images/refs/ (crash while lin
     const tmpRef = join(repo, "images", "refs", ".tmp-44556677eeff0011");
     await Deno.symlink(`../objects/${asObjectName(idB)}`, tmpLink);
     await Deno.symlink(`../${idB}`, tmpRef);
-    const report = withRepo(repo, (r) => r.fsck());
+    const report = await withRepoAsync(repo, (r) => r.fsck());
     strictEqual(report.ok, true, JSON.stringify(report.errors));
     strictEqual(report.imagesChecked, 2, "a temporary link is not an image");
     const rel = (p: string) => p.slice(repo.length + 1);
     assert(report.warnings.some((w) => w.path === rel(tmpLink)), JSON.stringify(report.warnings));
     assert(report.warnings.some((w) => w.path === rel(tmpRef)), JSON.stringify(report.warnings));
-    const gc = withRepo(repo, (r) => r.gc());
+    const gc = await withRepoAsync(repo, (r) => r.gc());
     assert(
       gc.removedObjects.includes(idB),
       "image b has no ref: the temporary link does not keep it",
     );
     strictEqual(exists(tmpLink), false, "gc removed images/.tmp-*");
     strictEqual(exists(tmpRef), false, "gc removed images/refs/.tmp-*");
-    const after = withRepo(repo, (r) => r.fsck());
+    const after = await withRepoAsync(repo, (r) => r.fsck());
     assertEquals([after.ok, after.errors, after.warnings], [true, [], []]);
   });
 });
@@ -749,7 +758,7 @@ Deno.test("gc removes the unreferenced image and the objects only it used, keeps
     const all = objectFiles(repo);
 
     // --dry-run: reports, removes nothing; cfsctl counts the same.
-    const dry = withRepo(repo, (r) => r.gc({ dryRun: true }));
+    const dry = await withRepoAsync(repo, (r) => r.gc({ dryRun: true }));
     strictEqual(dry.dryRun, true);
     assertEquals(dry.removedObjects, [idB, ...onlyB].sort());
     strictEqual(dry.objectsRemoved, 2);
@@ -791,7 +800,7 @@ Deno.test("gc removes the unreferenced image and the objects only it used, keeps
     strictEqual(dump.code, 0, dump.stderr);
     // A second gc has nothing left to do (and neither would cfsctl's).
     await gcDryRunAgrees(repo, "second gc");
-    const again = withRepo(repo, (r) => r.gc());
+    const again = await withRepoAsync(repo, (r) => r.gc());
     assertEquals(
       [again.objectsRemoved, again.imagesPruned, again.streamsPruned, again.removedTemporary],
       [0, 0, 0, []],

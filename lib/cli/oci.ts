@@ -17,7 +17,7 @@ import type { Repository } from "../repository/mod.ts";
 import { checkSha256Digest, importLayer } from "../oci/import.ts";
 import { SplitStreamReader } from "../splitstream/reader.ts";
 import { CONTENT_TYPE, detectSplitStreamFormat } from "../splitstream/format.ts";
-import { parseSplitStream } from "../splitstream.ts";
+import { LegacySplitStreamReader } from "../splitstream/legacy.ts";
 import { readTar } from "../oci/tar.ts";
 import { pullImage } from "../oci/pull.ts";
 import { convertLegacyRepository } from "../oci/upgrade.ts";
@@ -168,9 +168,9 @@ async function* catStream(repo: Repository, name: string): AsyncGenerator<Uint8A
   const { contentId, bytes } = repo.readStream(name);
   const read = (id: Uint8Array) => repo.readObject(id);
   if (detectSplitStreamFormat(bytes.subarray(0, 64)) === "legacy-0.3") {
-    const legacy = parseSplitStream(bytes, {
+    const legacy = await LegacySplitStreamReader.open(bytes, {
       name: `stream ${contentId}`,
-      objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
+      algorithm: repo.algorithm,
     });
     yield* legacy.cat(read);
     return;

@@ -262,7 +262,7 @@ const mountCommand: CommandHandler = async (args, globals) => {
   return 0;
 };
 
-const fsckCommand: CommandHandler = (args, globals) => {
+const fsckCommand: CommandHandler = async (args, globals) => {
   const { values, positionals } = parseCommandArgs(args, {
     help: { type: "boolean", short: "h" },
     json: { type: "boolean" },
@@ -272,7 +272,7 @@ const fsckCommand: CommandHandler = (args, globals) => {
   const repo = openReadOnly(globals);
   let report;
   try {
-    report = fsckOci(repo, positionals[0]);
+    report = await fsckOci(repo, positionals[0]);
   } finally {
     repo.close();
   }

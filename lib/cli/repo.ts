@@ -84,7 +84,7 @@ any; with --json, the report as JSON (exit status 0 unless the check itself fail
 Warnings (leftovers of interrupted writes, streams in cfsctl 0.3.0's format) are not errors.`;
 
 /** `cfs fsck` */
-export const fsckCommand: CommandHandler = (args, globals) => {
+export const fsckCommand: CommandHandler = async (args, globals) => {
   const { values } = parseCommandArgs(args, {
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -93,7 +93,7 @@ export const fsckCommand: CommandHandler = (args, globals) => {
   const repo = openReadOnly(globals);
   let report;
   try {
-    report = repo.fsck();
+    report = await repo.fsck();
   } finally {
     repo.close();
   }
@@ -131,7 +131,7 @@ a stream name) reaches, and removes the rest; then prunes links left pointing no
 temporary files of interrupted writes. --dry-run only counts.`;
 
 /** `cfs gc` */
-export const gcCommand: CommandHandler = (args, globals) => {
+export const gcCommand: CommandHandler = async (args, globals) => {
   const { values } = parseCommandArgs(args, {
     "dry-run": { type: "boolean", short: "n" },
     root: { type: "string", short: "r", multiple: true },
@@ -141,7 +141,7 @@ export const gcCommand: CommandHandler = (args, globals) => {
   const repo = values["dry-run"] ? openReadOnly(globals) : openRepo(globals);
   let report;
   try {
-    report = repo.gc({ dryRun: values["dry-run"], roots: values.root });
+    report = await repo.gc({ dryRun: values["dry-run"], roots: values.root });
   } finally {
     repo.close();
   }

@@ -135,9 +135,9 @@ function checkImage(
 }
 
 /** Checks the repository and every tagged image, or only `name` (a tag). */
-export function fsckOci(repo: Repository, name?: string): OciFsckReport {
+export async function fsckOci(repo: Repository, name?: string): Promise<OciFsckReport> {
   const report: OciFsckReport = {
-    repo: repo.fsck(),
+    repo: await repo.fsck(),
     imagesChecked: 0,
     imagesCorrupted: 0,
     errors: [],

@@ -28,7 +28,8 @@
 import { createHash } from "node:crypto";
 import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
 import { SplitStreamWriter } from "../splitstream/writer.ts";
-import { CONTENT_TYPE } from "../splitstream/format.ts";
+import { CONTENT_TYPE, detectSplitStreamFormat } from "../splitstream/format.ts";
+import { SplitStreamReader } from "../splitstream/reader.ts";
 import type { ErofsFormatVersion } from "../repository/meta.ts";
 
 /** The directory below `streams/refs/` that holds tags. */
@@ -164,23 +165,24 @@ export function readExternalStream(
   const id = verity ?? repo.hasStream(contentId);
   if (!id) throw new RepositoryError(`no stream ${contentId} in ${repo.path}`);
   const bytes = repo.readObject(id);
-  const refs = repo.streamRefs(bytes);
-  if (refs.format !== "0.9") {
+  if (detectSplitStreamFormat(bytes.subarray(0, 64)) === "legacy-0.3") {
     throw new RepositoryError(
-      `stream ${contentId} is in cfsctl 0.3.0's format; open the repository with cfs pull to upgrade it`,
+      `stream ${contentId} is in cfsctl 0.3.0's format; cfs pull (or cfs oci pull) upgrades it`,
     );
   }
-  if (refs.contentType !== expectedContentType) {
-    throw new RepositoryError(`stream ${contentId}: wrong content type`);
-  }
-  if (refs.objectRefs.length !== 1) {
+  const reader = SplitStreamReader.open(bytes, {
+    name: `stream ${contentId}`,
+    algorithm: repo.algorithm,
+    contentType: expectedContentType,
+  });
+  if (reader.objectRefs.length !== 1) {
     throw new RepositoryError(
-      `stream ${contentId}: expected exactly 1 external object, found ${refs.objectRefs.length}`,
+      `stream ${contentId}: expected exactly 1 external object, found ${reader.objectRefs.length}`,
     );
   }
   const namedRefs = new Map<string, ObjectId>();
-  for (const n of refs.namedRefs) namedRefs.set(n.name, n.id);
-  return { id, data: repo.readObject(refs.objectRefs[0]), namedRefs };
+  for (const [name, ref] of reader.namedRefs) namedRefs.set(name, ObjectId.fromBytes(ref));
+  return { id, data: repo.readObject(ObjectId.fromBytes(reader.objectRefs[0])), namedRefs };
 }
 
 /**

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { parseSplitStream, type SplitStreamReader as LegacyReader } from "../splitstream.ts";
+import { LegacySplitStreamReader as LegacyReader } from "../splitstream/legacy.ts";
 import { detectSplitStreamFormat } from "../splitstream/format.ts";
 import { SplitStreamWriter } from "../splitstream/writer.ts";
 import { CONTENT_TYPE } from "../splitstream/format.ts";
@@ -63,18 +63,35 @@ interface Legacy {
   reader: LegacyReader;
 }
 
-/** The streams still in cfsctl 0.3.0's format, by the sha256 hex they are named after. */
-function legacyStreams(repo: Repository): Map<string, Legacy> {
-  const out = new Map<string, Legacy>();
+/** The names of streams still in cfsctl 0.3.0's format (named by the sha256 hex). */
+function legacyStreamNames(repo: Repository): Array<{ hex: string; id: ObjectId }> {
+  const out: Array<{ hex: string; id: ObjectId }> = [];
   for (const s of repo.streams.list()) {
     if (!HEX64.test(s.contentId) || !s.id || !repo.hasObject(s.id)) continue;
-    const bytes = repo.readObject(s.id);
-    if (detectSplitStreamFormat(bytes.subarray(0, 64)) !== "legacy-0.3") continue;
-    const reader = parseSplitStream(bytes, {
-      name: `stream ${s.contentId}`,
-      objectIdLength: repo.algorithm === "sha512" ? 64 : 32,
+    const head = new Uint8Array(64);
+    const f = Deno.openSync(repo.objectPath(s.id));
+    let n: number | null;
+    try {
+      n = f.readSync(head);
+    } finally {
+      f.close();
+    }
+    if (detectSplitStreamFormat(head.subarray(0, n ?? 0)) === "legacy-0.3") {
+      out.push({ hex: s.contentId, id: s.id });
+    }
+  }
+  return out;
+}
+
+/** The streams still in cfsctl 0.3.0's format, opened, by the sha256 hex they are named after. */
+async function legacyStreams(repo: Repository): Promise<Map<string, Legacy>> {
+  const out = new Map<string, Legacy>();
+  for (const { hex, id } of legacyStreamNames(repo)) {
+    const reader = await LegacyReader.open(repo.readObject(id), {
+      name: `stream ${hex}`,
+      algorithm: repo.algorithm,
     });
-    out.set(s.contentId, { hex: s.contentId, id: s.id, reader });
+    out.set(hex, { hex, id, reader });
   }
   return out;
 }
@@ -102,8 +119,8 @@ function jsonObject(bytes: Uint8Array | undefined): Record<string, unknown> | un
 }
 
 /** The first inline bytes of a legacy stream: a tar starts with a header, JSON with `{`. */
-function startsLikeJson(s: Legacy): boolean {
-  for (const f of s.reader.fragments()) {
+async function startsLikeJson(s: Legacy): Promise<boolean> {
+  for await (const f of s.reader.chunks()) {
     if (f.kind !== "inline") return false;
     if (f.data.length > 0) return f.data[0] === 0x7b;
   }
@@ -121,7 +138,7 @@ async function convertLayer(repo: Repository, s: Legacy): Promise<ObjectId> {
   });
   let bytes: Uint8Array;
   try {
-    for (const f of s.reader.fragments()) {
+    for await (const f of s.reader.chunks()) {
       if (f.kind === "inline") writer.writeInline(f.data);
       else {
         const id = ObjectId.fromBytes(f.id);
@@ -138,7 +155,7 @@ async function convertLayer(repo: Repository, s: Legacy): Promise<ObjectId> {
 
 /** Step 1 of the module documentation. */
 async function convertLegacyStreams(repo: Repository, report: UpgradeReport): Promise<void> {
-  const legacy = legacyStreams(repo);
+  const legacy = await legacyStreams(repo);
   if (legacy.size === 0) return;
   repo.requireWritable();
   const newName = new Map<string, string>(); // legacy hex -> new content id
@@ -147,7 +164,7 @@ async function convertLegacyStreams(repo: Repository, report: UpgradeReport): Pr
   const docs = new Map<string, Record<string, unknown>>();
   const raw = new Map<string, Uint8Array>();
   for (const s of legacy.values()) {
-    if (!startsLikeJson(s)) continue;
+    if (!(await startsLikeJson(s))) continue;
     const bytes = await smallContent(repo, s);
     const doc = jsonObject(bytes);
     if (doc && bytes && sha256Digest(bytes) === `sha256:${s.hex}`) {
@@ -285,7 +302,7 @@ export async function upgradeRepository(
 
 /** Whether the repository holds anything {@link upgradeRepository} would change (read-only). */
 export function needsUpgrade(repo: Repository): boolean {
-  if (legacyStreams(repo).size > 0) return true;
+  if (legacyStreamNames(repo).length > 0) return true;
   for (const { manifestDigest } of listTags(repo)) {
     try {
       const image = OciImage.open(repo, manifestDigest);

@@ -69,7 +69,7 @@ export function formatProblem(p: FsckProblem): string {
 }
 
 /** Checks the repository; see the module documentation. */
-export function checkRepository(repo: RepositoryView): FsckReport {
+export async function checkRepository(repo: RepositoryView): Promise<FsckReport> {
   const r: FsckReport = {
     ok: true,
     hasMetadata: false,
@@ -201,7 +201,7 @@ export function checkRepository(repo: RepositoryView): FsckReport {
       if (category === "streams") {
         let refs;
         try {
-          refs = repo.streamRefs(bytes);
+          refs = await repo.streamRefs(bytes);
         } catch (err) {
           r.streamsCorrupted++;
           error("stream-open-failed", rel, (err as Error).message);

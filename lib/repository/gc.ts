@@ -49,7 +49,10 @@ export interface GcReport {
 }
 
 /** Collects the live object set: see the module documentation, points 1 and 2. */
-export function liveObjects(repo: RepositoryView, extraRoots: readonly string[] = []): Set<string> {
+export async function liveObjects(
+  repo: RepositoryView,
+  extraRoots: readonly string[] = [],
+): Promise<Set<string>> {
   const live = new Set<string>();
   const streamByObject = new Map<string, string>();
   const allStreams = repo.streams.list();
@@ -83,7 +86,7 @@ export function liveObjects(repo: RepositoryView, extraRoots: readonly string[] 
   }
 
   const walked = new Set<string>();
-  const walk = (contentId: string) => {
+  const walk = async (contentId: string): Promise<void> => {
     if (walked.has(contentId)) return;
     walked.add(contentId);
     const id = repo.streams.has(contentId);
@@ -91,7 +94,7 @@ export function liveObjects(repo: RepositoryView, extraRoots: readonly string[] 
     live.add(id.hex);
     let refs;
     try {
-      refs = repo.streamRefs(repo.objects.read(id));
+      refs = await repo.streamRefs(repo.objects.read(id));
     } catch (e) {
       throw new RepositoryError(
         `gc: live stream ${contentId} cannot be read (${(e as Error).message}); nothing removed`,
@@ -102,20 +105,20 @@ export function liveObjects(repo: RepositoryView, extraRoots: readonly string[] 
     for (const n of refs.namedRefs) {
       live.add(n.id.hex);
       const next = streamByObject.get(n.id.hex);
-      if (next !== undefined) walk(next);
+      if (next !== undefined) await walk(next);
     }
   };
-  for (const root of streamRoots) walk(root);
+  for (const root of streamRoots) await walk(root);
   return live;
 }
 
 /** Removes what is not live; see the module documentation. The caller holds the exclusive lock. */
-export function collectGarbage(
+export async function collectGarbage(
   repo: RepositoryView,
   options: { dryRun?: boolean; roots?: readonly string[] } = {},
-): GcReport {
+): Promise<GcReport> {
   const dryRun = options.dryRun ?? false;
-  const live = liveObjects(repo, options.roots ?? []);
+  const live = await liveObjects(repo, options.roots ?? []);
   const report: GcReport = {
     dryRun,
     objectsRemoved: 0,

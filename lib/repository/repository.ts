@@ -290,7 +290,7 @@ export class Repository implements RepositoryView {
   // --- format readers fsck and gc follow references with ------------------------------------
 
   /** A stream object's references (splitstream 0.9 format, or cfsctl 0.3.0's). */
-  streamRefs(bytes: Uint8Array): StreamRefs {
+  streamRefs(bytes: Uint8Array): Promise<StreamRefs> {
     return readStreamRefs(bytes, this.algorithm);
   }
 
@@ -424,7 +424,7 @@ export class Repository implements RepositoryView {
   // --- fsck and gc ---------------------------------------------------------------------------
 
   /** Checks every object, stream, image and ref; read-only. */
-  fsck(): FsckReport {
+  fsck(): Promise<FsckReport> {
     return checkRepository(this);
   }
 
@@ -432,11 +432,11 @@ export class Repository implements RepositoryView {
    * Removes what no ref (or extra root) keeps alive; composefs-rs 0.9.4's semantics (gc.ts).
    * Holds the exclusive lock while it works.
    */
-  gc(options: { dryRun?: boolean; roots?: readonly string[] } = {}): GcReport {
+  async gc(options: { dryRun?: boolean; roots?: readonly string[] } = {}): Promise<GcReport> {
     if (!options.dryRun) this.requireWritable();
     this.lock(!options.dryRun);
     try {
-      return collectGarbage(this, options);
+      return await collectGarbage(this, options);
     } finally {
       this.lock(false);
     }

@@ -38,8 +38,8 @@ export interface RepositoryView {
   readonly streams: StreamStore;
   /** `images/`. */
   readonly images: ImageStore;
-  /** Parses a stream object's references; throws when it is not a splitstream. */
-  streamRefs(bytes: Uint8Array): StreamRefs;
+  /** Parses a stream object's references; rejects when it is not a splitstream. */
+  streamRefs(bytes: Uint8Array): Promise<StreamRefs>;
   /** The objects an EROFS image refers to; throws when it is not a valid image. */
   imageObjects(bytes: Uint8Array): ObjectId[];
 }
