@@ -24,7 +24,7 @@ export {
   type ErofsVersion,
   parseErofsVersion,
 } from "./lib/erofs/format.ts";
-export { checkErofsLimits, ErofsLimitError } from "./lib/erofs/limits.ts";
+export { checkErofsLimits, type ErofsLimit, ErofsLimitError } from "./lib/erofs/limits.ts";
 export {
   collectObjects,
   ErofsError,
@@ -76,7 +76,12 @@ export {
   type RepoMeta,
   Repository,
   RepositoryError,
+  type RepositoryView,
+  type StreamRefs,
 } from "./lib/repository/mod.ts";
+export { ObjectStore } from "./lib/repository/objects.ts";
+export { type StreamEntry, StreamStore } from "./lib/repository/streams.ts";
+export { ImageStore } from "./lib/repository/images.ts";
 export {
   computeImageId,
   erofsImage,
@@ -192,7 +197,11 @@ export {
   imageRefKey,
   listTags,
   OciImage,
+  openConfig,
   openImage,
+  openImageOrConfig,
+  type StoredConfig,
+  type XattrMode,
   TagError,
   tagImage,
   tagsOf,

@@ -21,6 +21,7 @@ export class ImageStore {
   /** The `images/` directory. */
   readonly dir: string;
 
+  /** The images of the repository at `repoPath`; `requireWritable` guards every write. */
   constructor(
     private readonly repoPath: string,
     private readonly objects: ObjectStore,

@@ -85,6 +85,7 @@ export class ObjectStore {
   /** The `objects/` directory. */
   readonly dir: string;
 
+  /** The store of the repository at `repoPath`; `requireWritable` guards every write. */
   constructor(
     repoPath: string,
     /** The digest algorithm naming every object. */

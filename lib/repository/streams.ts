@@ -48,6 +48,7 @@ export class StreamStore {
   /** The `streams/` directory. */
   readonly dir: string;
 
+  /** The streams of the repository at `repoPath`; `requireWritable` guards every write. */
   constructor(
     private readonly repoPath: string,
     private readonly objects: ObjectStore,
