@@ -44,7 +44,10 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
   mount: { handler: mountCommand, summary: "mount an image (EROFS + overlayfs; root)" },
   images: { handler: imagesCommand, summary: "list named image refs (images/refs)" },
-  cat: { handler: catCommand, summary: "write a stream's content (refs/NAME or its name) to stdout" },
+  cat: {
+    handler: catCommand,
+    summary: "write a stream's content (refs/NAME or its name) to stdout",
+  },
   oci: {
     handler: ociCommand,
     summary: "OCI commands: pull, images, inspect, tag, untag, compute-id, dump, mount, fsck, ...",

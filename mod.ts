@@ -201,11 +201,11 @@ export {
   openImage,
   openImageOrConfig,
   type StoredConfig,
-  type XattrMode,
   TagError,
   tagImage,
   tagsOf,
   untagImage,
+  type XattrMode,
 } from "./lib/oci/store.ts";
 export { createFilesystem, OciImageError } from "./lib/oci/image.ts";
 export {

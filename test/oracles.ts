@@ -19,7 +19,8 @@ const ROOT = "/opt/cfs-oracles";
 
 /** How to install each oracle (also what the Makefile runs). */
 export const ORACLE_HINTS = {
-  "0.9": `make oracles (cargo install composefs-ctl --locked --version 0.9.4 --root ${ROOT}/composefs-ctl-0.9.4)`,
+  "0.9":
+    `make oracles (cargo install composefs-ctl --locked --version 0.9.4 --root ${ROOT}/composefs-ctl-0.9.4)`,
   "0.3": `make oracles (cargo install cfsctl --locked --version 0.3.0 --root ${ROOT}/cfsctl-0.3.0)`,
 } as const;
 
