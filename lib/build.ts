@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "./errors.ts";
 import { type FileSystem, TreeError } from "./tree.ts";
 import { readTree } from "./treefs.ts";
 import { transformForOci, type XattrFiltering } from "./tree_transform.ts";
@@ -47,10 +48,10 @@ export interface TreeFromPathOptions {
 }
 
 /** A tree could not be made into an image: names the directory it came from and why. */
-export class TreeBuildError extends Error {
+export class TreeBuildError extends CfsError {
   /** Creates the error; `message` names the directory. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "tree-build-failed"));
     this.name = "TreeBuildError";
   }
 }

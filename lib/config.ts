@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { CfsError } from "./errors.ts";
 import { z } from "zod";
 import { REPO_ALGORITHMS, type RepoAlgorithm } from "./repository.ts";
 
@@ -65,10 +66,10 @@ const configSchema = z.strictObject({
 });
 
 /** A configuration file that cannot be used; the message names file and key. */
-export class ConfigError extends Error {
+export class ConfigError extends CfsError {
   /** Creates `config FILE: MESSAGE`. */
   constructor(readonly file: string, message: string) {
-    super(`config ${file}: ${message}`);
+    super(`config ${file}: ${message}`, { code: "config-invalid" });
     this.name = "ConfigError";
   }
 }

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { CfsError } from "./errors.ts";
 import { fromHex, toHex } from "./fsverity/digest.ts";
 import {
   bytesToName,
@@ -222,7 +223,7 @@ export const DUMPFILE_XATTR_NAME_MAX = 255;
 export const DUMPFILE_XATTR_SIZE_MAX = 0xffff;
 
 /** A dumpfile that cannot be read: names the line and what is wrong with it. */
-export class DumpfileError extends Error {
+export class DumpfileError extends CfsError {
   /**
    * Creates the error; the message reads "<source> line <line>: <reason>".
    * @param line the 1-based line number of the offending line.
@@ -230,7 +231,7 @@ export class DumpfileError extends Error {
    * @param source what the text came from, for the message (default "dumpfile").
    */
   constructor(readonly line: number, reason: string, source = "dumpfile") {
-    super(`${source} line ${line}: ${reason}`);
+    super(`${source} line ${line}: ${reason}`, { code: "dumpfile-invalid" });
     this.name = "DumpfileError";
   }
 }

@@ -13,15 +13,16 @@
  *
  * @module
  */
+import { CfsError } from "./errors.ts";
 import $ from "dax";
 import { join } from "node:path";
 import type { Repository } from "./repository.ts";
 
 /** A mount that failed. */
-export class MountError extends Error {
+export class MountError extends CfsError {
   /** Creates the error; the message is one line naming the input. */
   constructor(message: string) {
-    super(message);
+    super(message, { code: "mount-failed" });
     this.name = "MountError";
   }
 }

@@ -36,6 +36,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "./errors.ts";
 import $ from "dax";
 import { join } from "node:path";
 import { collectObjects, ErofsReader } from "./erofs/reader.ts";
@@ -47,10 +48,10 @@ import { enableVerity, measureVerity, VerityError } from "./fsverity/ioctl.ts";
 import * as sys from "./sys/libc.ts";
 
 /** setup-root failed; the message names the file or id and what is wrong. */
-export class SetupRootError extends Error {
+export class SetupRootError extends CfsError {
   /** Creates the error with a one-line message. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "setup-root-failed"));
     this.name = "SetupRootError";
   }
 }

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "./errors.ts";
 
 /** Files of at most this many bytes are stored inside the image; larger ones as objects. */
 export const INLINE_CONTENT_MAX = 64;
@@ -287,10 +288,10 @@ export function requireDirectory(dir: Directory, name: string): Directory {
 }
 
 /** Problems with paths inside a tree. */
-export class TreeError extends Error {
+export class TreeError extends CfsError {
   /** Creates the error; `message` names the path and the problem. */
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "tree-invalid"));
     this.name = "TreeError";
   }
 }

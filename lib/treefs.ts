@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "./errors.ts";
 import * as sys from "./sys/libc.ts";
 import {
   bytesToName,
@@ -41,10 +42,10 @@ export interface ReadTreeOptions {
 }
 
 /** A file system tree could not be read: names the path and the reason. */
-export class TreeReadError extends Error {
+export class TreeReadError extends CfsError {
   /** Creates the error; `options.cause` keeps the underlying system error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "tree-read-failed"));
     this.name = "TreeReadError";
   }
 }

@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import { toHex } from "../fsverity/digest.ts";
 import {
   type Directory,
@@ -43,10 +44,10 @@ export type { ReadExternal } from "./selinux.ts";
 export const MAX_CONF_SIZE = 1024 * 1024;
 
 /** A boot entry cannot be read: the message is one line and names the file. */
-export class BootEntryError extends Error {
+export class BootEntryError extends CfsError {
   /** Creates the error; `message` names the file and the problem. */
   constructor(message: string) {
-    super(message);
+    super(message, { code: "boot-entry-invalid" });
     this.name = "BootEntryError";
   }
 }

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import {
   cloneStat,
   compareBytes,
@@ -36,10 +37,10 @@ import {
 } from "../tree.ts";
 
 /** A file_contexts/subs file that cannot be used: names the file, line and reason. */
-export class SelinuxPolicyError extends Error {
+export class SelinuxPolicyError extends CfsError {
   /** Creates the error; `message` names the file and line. */
   constructor(message: string) {
-    super(message);
+    super(message, { code: "selinux-policy-invalid" });
     this.name = "SelinuxPolicyError";
   }
 }

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { type Directory, type FileSystem, TreeError } from "../tree.ts";
 import {
   diskPolicyFiles,
@@ -23,10 +24,10 @@ import {
 } from "./selinux.ts";
 
 /** Thrown when a tree cannot be made bootable. */
-export class BootTransformError extends Error {
+export class BootTransformError extends CfsError {
   /** Creates the error; `message` says why the tree cannot be made bootable. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "boot-transform-failed"));
     this.name = "BootTransformError";
   }
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { ErofsVersion } from "../erofs/format.ts";
 
@@ -29,9 +30,10 @@ export interface GlobalOptions {
 export type CommandHandler = (args: string[], globals: GlobalOptions) => Promise<number>;
 
 /** Wrong arguments: the entry point prints the message and the command's usage, exit 2. */
-export class UsageError extends Error {
+export class UsageError extends CfsError {
+  /** Creates the error; `usage` is the command's usage text, printed after the message. */
   constructor(message: string, readonly usage?: string) {
-    super(message);
+    super(message, { code: "usage", exitCode: 2 });
     this.name = "UsageError";
   }
 }

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import {
   bytesToName,
   type Directory,
@@ -68,7 +69,7 @@ export type ErofsLimit =
   | "whiteout-nlink";
 
 /** A tree that cannot be written as a composefs EROFS image; `path` names the inode. */
-export class ErofsLimitError extends Error {
+export class ErofsLimitError extends CfsError {
   /**
    * Creates the error; the message names the path and what is wrong.
    * @param path the offending inode's path in the image ("/" for the root), as text
@@ -76,7 +77,7 @@ export class ErofsLimitError extends Error {
    * @param detail what is wrong, for the message
    */
   constructor(path: string, limit: ErofsLimit, detail: string) {
-    super(`cannot write EROFS image: ${path}: ${detail}`);
+    super(`cannot write EROFS image: ${path}: ${detail}`, { code: "erofs-limit" });
     this.name = "ErofsLimitError";
     this.path = path;
     this.limit = limit;

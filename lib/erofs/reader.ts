@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import {
   bytesToName,
   type Directory,
@@ -40,10 +41,10 @@ import {
 import * as F from "./format.ts";
 
 /** A malformed or unsupported image. */
-export class ErofsError extends Error {
+export class ErofsError extends CfsError {
   /** Creates the error; the message gets the prefix "corrupt EROFS image: ". */
   constructor(message: string) {
-    super(`corrupt EROFS image: ${message}`);
+    super(`corrupt EROFS image: ${message}`, { code: "erofs-corrupt" });
     this.name = "ErofsError";
   }
 }

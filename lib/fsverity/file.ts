@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import {
   BLOCK_SIZE,
   digestSize,
@@ -34,9 +35,9 @@ export interface DigestFileOptions {
 }
 
 /** A file could not be read for hashing; the message names it and says why. */
-export class FileDigestError extends Error {
-  constructor(readonly path: string, reason: string, options?: ErrorOptions) {
-    super(`${path}: ${reason}`, options);
+export class FileDigestError extends CfsError {
+  constructor(readonly path: string, reason: string, options?: CfsErrorOptions) {
+    super(`${path}: ${reason}`, withCode(options, "file-digest-failed"));
     this.name = "FileDigestError";
   }
 }

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { algorithmId, BLOCK_SIZE, digestSize, type VerityAlgorithm } from "./digest.ts";
 import { Errno, errnoName, ioctl, SysError } from "../sys/libc.ts";
 
@@ -45,21 +46,25 @@ const ENOPKG = 65;
  * fs-verity could not be enabled or measured. `unsupported` is true when the file
  * system (or the kernel) has no fs-verity at all, which a caller may turn into a fallback.
  */
-export class VerityError extends Error {
+export class VerityError extends CfsError {
   /**
    * Creates the error; the message reads "<path>: <message>".
    * @param path the file concerned, which the message starts with.
    * @param message what failed.
    * @param unsupported true when fs-verity is unavailable there, not merely failing.
-   * @param options `cause`: the underlying system error.
+   * @param options `cause`: the underlying system error; `code` (default `verity-unsupported`
+   *   when `unsupported`, else `verity-failed`).
    */
   constructor(
     readonly path: string,
     message: string,
     readonly unsupported = false,
-    options?: ErrorOptions,
+    options?: CfsErrorOptions,
   ) {
-    super(`${path}: ${message}`, options);
+    super(
+      `${path}: ${message}`,
+      withCode(options, unsupported ? "verity-unsupported" : "verity-failed"),
+    );
     this.name = "VerityError";
   }
 }

@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { join } from "node:path";
 import { clip } from "./digest.ts";
 
@@ -44,13 +45,13 @@ export interface FoundCredentials extends Credentials {
 }
 
 /** An auth file that exists but cannot be used; the message names the file. */
-export class AuthFileError extends Error {
+export class AuthFileError extends CfsError {
   /** The auth file. */
   readonly path: string;
 
   /** The message is `auth file PATH: REASON`. */
-  constructor(path: string, reason: string, options?: ErrorOptions) {
-    super(`auth file ${path}: ${reason}`, options);
+  constructor(path: string, reason: string, options?: CfsErrorOptions) {
+    super(`auth file ${path}: ${reason}`, withCode(options, "auth-file-invalid"));
     this.name = "AuthFileError";
     this.path = path;
   }

@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { pipeline, Readable } from "node:stream";
 import { createGunzip, createZstdDecompress } from "node:zlib";
 import { clip, type DigestAlgorithm, digestHasher, digestProblem } from "./digest.ts";
@@ -41,13 +42,14 @@ export type BlobProblem =
   | "decompress";
 
 /** A blob whose bytes do not match its descriptor, or that cannot be decompressed. */
-export class BlobError extends Error {
+export class BlobError extends CfsError {
   /** The expected digest (the blob's name). */
   readonly digest: string;
   readonly problem: BlobProblem;
 
-  constructor(digest: string, problem: BlobProblem, message: string, options?: ErrorOptions) {
-    super(message, options);
+  /** Creates the error; its code is `blob-<problem>` unless `options.code` says otherwise. */
+  constructor(digest: string, problem: BlobProblem, message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, `blob-${problem}`));
     this.name = "BlobError";
     this.digest = digest;
     this.problem = problem;

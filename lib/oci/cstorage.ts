@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { type LayerDescriptor, type ResolvedImage } from "./layout.ts";
@@ -43,10 +44,16 @@ export const DEFAULT_STORAGE_ROOT = "/var/lib/containers/storage";
 export type StorageDriver = "overlay" | "vfs";
 
 /** A store or image that cannot be read; `unavailable` when the store itself is missing. */
-export class ContainersStorageError extends Error {
+export class ContainersStorageError extends CfsError {
   /** Creates the error; `unavailable`: no readable store there (a fallback may apply). */
-  constructor(message: string, readonly unavailable = false, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message: string, readonly unavailable = false, options?: CfsErrorOptions) {
+    super(
+      message,
+      withCode(
+        options,
+        unavailable ? "containers-storage-unavailable" : "containers-storage-error",
+      ),
+    );
     this.name = "ContainersStorageError";
   }
 }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import { createHash, type Hash } from "node:crypto";
 
 /** The digest algorithms OCI registers. */
@@ -29,12 +30,12 @@ export interface ParsedDigest {
 }
 
 /** A digest string that is malformed or uses an unsupported algorithm. */
-export class DigestError extends Error {
+export class DigestError extends CfsError {
   /** The text that failed to parse. */
   readonly input: string;
 
   constructor(input: string, reason: string) {
-    super(`invalid digest ${JSON.stringify(clip(input))}: ${reason}`);
+    super(`invalid digest ${JSON.stringify(clip(input))}: ${reason}`, { code: "digest-invalid" });
     this.name = "DigestError";
     this.input = input;
   }

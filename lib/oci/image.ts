@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { type CfsErrorOptions, withCode } from "../errors.ts";
 import { readTar } from "./tar.ts";
 import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
 import { SplitStreamReader } from "../splitstream/reader.ts";
@@ -28,8 +29,8 @@ import {
 /** A layer or config that cannot be turned into a file system. */
 export class OciImageError extends RepositoryError {
   /** Creates the error; the message is one line naming the input. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "oci-image-invalid"));
     this.name = "OciImageError";
   }
 }

@@ -106,7 +106,7 @@ export interface ImportLayerResult {
 export class LayerDigestError extends RepositoryError {
   /** Creates the error; the message is one line naming the input. */
   constructor(message: string) {
-    super(message);
+    super(message, { code: "layer-digest-mismatch" });
     this.name = "LayerDigestError";
   }
 }

@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { type CfsErrorOptions, withCode } from "../errors.ts";
 import {
   type Directory,
   type FileSystem,
@@ -45,10 +46,9 @@ import { findBootEntries } from "../boot/entries.ts";
 /** A layer entry that cannot be applied, or an image tree that cannot be finished. */
 export class OciTreeError extends TreeError {
   /** Creates the error; the message names the entry or the image. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "oci-tree-invalid"));
     this.name = "OciTreeError";
-    if (options?.cause !== undefined) this.cause = options.cause;
   }
 }
 

@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { BlobError, layerCompression, verifiedLayer, verifyBlob } from "./blob.ts";
@@ -261,15 +262,15 @@ export interface ResolvedImage {
 }
 
 /** A layout or one of its documents that is missing, malformed or unsupported. */
-export class OciLayoutError extends Error {
+export class OciLayoutError extends CfsError {
   /** The layout directory. */
   readonly dir: string;
   /** The blob concerned, when there is one. */
   readonly digest?: string;
 
   /** `message` is prefixed with `OCI layout DIR: `; `options.digest` names the blob. */
-  constructor(dir: string, message: string, options?: ErrorOptions & { digest?: string }) {
-    super(`OCI layout ${dir}: ${message}`, options);
+  constructor(dir: string, message: string, options?: CfsErrorOptions & { digest?: string }) {
+    super(`OCI layout ${dir}: ${message}`, withCode(options, "oci-layout-invalid"));
     this.name = "OciLayoutError";
     this.dir = dir;
     this.digest = options?.digest;

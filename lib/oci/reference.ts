@@ -33,6 +33,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import { clip, digestProblem } from "./digest.ts";
 
 /** `oci:PATH[:NAME]`: an OCI image layout directory. */
@@ -113,13 +114,15 @@ export const DEFAULT_TAG = "latest";
 export const NAME_TOTAL_LENGTH_MAX = 255;
 
 /** An image reference that cannot be parsed; the message names the input. */
-export class ImageRefError extends Error {
+export class ImageRefError extends CfsError {
   /** The reference as given. */
   readonly input: string;
 
   /** Creates the error for `input`, saying why it is not a reference. */
   constructor(input: string, reason: string) {
-    super(`invalid image reference ${JSON.stringify(clip(input))}: ${reason}`);
+    super(`invalid image reference ${JSON.stringify(clip(input))}: ${reason}`, {
+      code: "image-ref-invalid",
+    });
     this.name = "ImageRefError";
     this.input = input;
   }

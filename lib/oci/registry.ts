@@ -44,6 +44,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { type Credentials, findCredentials, type FoundCredentials } from "./auth.ts";
 import { authFilePaths, basicAuthorization, parseWwwAuthenticate } from "./auth.ts";
 import { BlobError, layerCompression, verifiedLayer, verifyBlob } from "./blob.ts";
@@ -101,7 +102,7 @@ export type RegistryErrorKind =
   | "platform"; // no image for the platform in an index
 
 /** A registry request that failed: one line, starting `registry HOST: `. */
-export class RegistryError extends Error {
+export class RegistryError extends CfsError {
   /** The registry as named in the reference (`HOST[:PORT]`). */
   readonly host: string;
   /** What failed: authentication, a status, the connection, the content, ... */
@@ -109,14 +110,14 @@ export class RegistryError extends Error {
   /** The HTTP status, when the failure was an HTTP response. */
   readonly status?: number;
 
-  /** `message` is prefixed with `registry HOST: ` and made one line. */
+  /** `message` is prefixed with `registry HOST: ` and made one line; the code is `registry-<kind>`. */
   constructor(
     host: string,
     kind: RegistryErrorKind,
     message: string,
-    options?: ErrorOptions & { status?: number },
+    options?: CfsErrorOptions & { status?: number },
   ) {
-    super(`registry ${host}: ${oneLine(message)}`, options);
+    super(`registry ${host}: ${oneLine(message)}`, withCode(options, `registry-${kind}`));
     this.name = "RegistryError";
     this.host = host;
     this.kind = kind;

@@ -9,14 +9,15 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import $ from "dax";
 
 /** `skopeo` failed or is missing. */
-export class SkopeoError extends Error {
+export class SkopeoError extends CfsError {
   /** Everything skopeo wrote to stderr. */
   readonly stderr: string;
   constructor(message: string, stderr = "") {
-    super(message);
+    super(message, { code: "skopeo-failed" });
     this.name = "SkopeoError";
     this.stderr = stderr;
   }

@@ -53,7 +53,7 @@ export type XattrMode = "allowlist-only" | "keep-user-xattrs";
 export class TagError extends RepositoryError {
   /** Creates the error; the message is one line naming the input. */
   constructor(message: string) {
-    super(message);
+    super(message, { code: "tag-invalid" });
     this.name = "TagError";
   }
 }

@@ -38,6 +38,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import type { Xattr } from "../tree.ts";
 
 export type { Xattr };
@@ -141,7 +142,7 @@ export interface TarEntry {
 export type TarInput = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 /** Malformed or unsupported tar input. */
-export class TarError extends Error {
+export class TarError extends CfsError {
   /** The entry's path (byte string), when the error concerns one entry. */
   readonly path?: string;
   /** The archive offset where the problem was found, when it concerns a position. */
@@ -149,7 +150,7 @@ export class TarError extends Error {
 
   /** An error with its message and, when known, the entry path and archive offset. */
   constructor(message: string, where: { path?: string; offset?: number } = {}) {
-    super(message);
+    super(message, { code: "tar-invalid" });
     this.name = "TarError";
     this.path = where.path;
     this.offset = where.offset;

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { transform } from "sucrase";
 import { init as lexerReady, parse as parseImports } from "es-module-lexer";
 import { dirname, join, resolve } from "node:path";
@@ -36,14 +37,12 @@ import { STAGES } from "../../hooks/types.ts";
 import { BUILTIN_HOOKS } from "./builtin.ts";
 
 /** A hook file that cannot be loaded or whose default export is not a {@link Hook}. */
-export class HookLoadError extends Error {
+export class HookLoadError extends CfsError {
   /** The file (or `builtin:NAME`). */
   readonly file: string;
-  /** The process exit code: 3, as for a hook that fails while running. */
-  readonly exitCode = 3;
-  /** Creates the error: `hook FILE: MESSAGE`. */
-  constructor(file: string, message: string, options?: ErrorOptions) {
-    super(`hook ${file}: ${message}`, options);
+  /** Creates the error: `hook FILE: MESSAGE`; exit code 3, as for a hook that fails running. */
+  constructor(file: string, message: string, options?: CfsErrorOptions) {
+    super(`hook ${file}: ${message}`, withCode(options, "hook-load-failed", 3));
     this.name = "HookLoadError";
     this.file = file;
   }

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import $ from "dax";
 import type {
   Hook,
@@ -76,9 +77,7 @@ import { ensureBootcLink, labelStorage, pullIntoStorage, unifiedStoragePath } fr
 export const DEFAULT_HOOK_TIMEOUT_MS = 60_000;
 
 /** A hook threw, rejected or timed out. Exit code 3. */
-export class HookFailure extends Error {
-  /** The process exit code for this failure. */
-  readonly exitCode = 3;
+export class HookFailure extends CfsError {
   /** Creates `hook NAME failed in PHASE STAGE: MESSAGE`. */
   constructor(
     readonly hook: string,
@@ -87,20 +86,23 @@ export class HookFailure extends Error {
     reason: string,
     options?: ErrorOptions,
   ) {
-    super(`hook ${hook} failed in ${phase} ${stage}: ${reason}`, options);
+    super(`hook ${hook} failed in ${phase} ${stage}: ${reason}`, {
+      cause: options?.cause,
+      code: "hook-failed",
+      exitCode: 3,
+    });
     this.name = "HookFailure";
   }
 }
 
 /** The pull was interrupted (SIGINT). Exit code 130. */
-export class PipelineInterrupted extends Error {
-  /** The process exit code for this failure. */
-  readonly exitCode = 130;
+export class PipelineInterrupted extends CfsError {
   /** Creates `interrupted during STAGE; ...`. */
   constructor(readonly stage: StageName | "start") {
     super(
       `interrupted during ${stage}; the repository is consistent (no new tag or image), ` +
         "objects already stored are kept for the next pull",
+      { code: "interrupted", exitCode: 130 },
     );
     this.name = "PipelineInterrupted";
   }

@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import $, { KillController } from "dax";
 import { basename, dirname, join, resolve } from "node:path";
 import { createHash } from "node:crypto";
@@ -26,10 +27,10 @@ import { type FileContexts } from "../boot/selinux.ts";
 import * as sys from "../sys/libc.ts";
 
 /** A podman (or other external) command failed; `stderr` holds its whole output. */
-export class StorageCommandError extends Error {
+export class StorageCommandError extends CfsError {
   /** The failing command's message and its output (for the log). */
   constructor(message: string, readonly stderr: string) {
-    super(message);
+    super(message, { code: "storage-command-failed" });
     this.name = "StorageCommandError";
   }
 }

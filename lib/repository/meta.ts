@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { z } from "zod";
 import type { VerityAlgorithm } from "../fsverity/digest.ts";
 
@@ -87,10 +88,10 @@ export interface RepoMeta {
 }
 
 /** A meta.json that cannot be used; the message names the file and the field. */
-export class MetaError extends Error {
-  /** Creates the error with a one-line message. */
-  constructor(message: string) {
-    super(message);
+export class MetaError extends CfsError {
+  /** Creates the error with a one-line message; `code` defaults to `meta-invalid`. */
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "meta-invalid"));
     this.name = "MetaError";
   }
 }
@@ -193,7 +194,9 @@ export function parseMeta(text: string, path: string): RepoMeta {
   }
   const unknown = m.features.incompatible.filter((f) => !KNOWN.incompatible.includes(f));
   if (unknown.length > 0) {
-    throw new MetaError(`${path}: repository requires unknown features: ${unknown.join(", ")}`);
+    throw new MetaError(`${path}: repository requires unknown features: ${unknown.join(", ")}`, {
+      code: "meta-unsupported",
+    });
   }
   return {
     version: m.version,

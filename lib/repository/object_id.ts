@@ -6,13 +6,14 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import { digestSize, fromHex, toHex, type VerityAlgorithm } from "../fsverity/digest.ts";
 
 /** Text that is not an object id; the message names it. */
-export class ObjectIdError extends Error {
+export class ObjectIdError extends CfsError {
   /** Creates the error with a one-line message. */
   constructor(message: string) {
-    super(message);
+    super(message, { code: "object-id-invalid" });
     this.name = "ObjectIdError";
   }
 }

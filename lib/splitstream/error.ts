@@ -3,16 +3,17 @@
  *
  * @module
  */
+import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 
 /**
  * A malformed, truncated or unexpected splitstream, or a writer used wrongly. The message is
  * one line and names the stream (a path or an object id, as the caller passes it) and, where
  * it helps, the offset.
  */
-export class SplitStreamError extends Error {
+export class SplitStreamError extends CfsError {
   /** Creates the error with a one-line message. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message: string, options?: CfsErrorOptions) {
+    super(message, withCode(options, "splitstream-invalid"));
     this.name = "SplitStreamError";
   }
 }

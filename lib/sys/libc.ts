@@ -8,11 +8,16 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 
 /** A failed system call: `errno` is the C errno, `path` what it was called on. */
-export class SysError extends Error {
+export class SysError extends CfsError {
+  /** Creates `CALL PATH: ERRNO (text)`; the code is `sys-<errno>` (`sys-enospc`), or `sys-error`. */
   constructor(readonly call: string, readonly errno: number, readonly path?: string) {
-    super(`${call}${path !== undefined ? ` ${path}` : ""}: ${errnoName(errno)}`);
+    const symbol = errnoName(errno).split(" ")[0];
+    super(`${call}${path !== undefined ? ` ${path}` : ""}: ${errnoName(errno)}`, {
+      code: /^E[A-Z0-9]+$/.test(symbol) ? `sys-${symbol.toLowerCase()}` : "sys-error",
+    });
     this.name = "SysError";
   }
 }
