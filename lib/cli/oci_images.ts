@@ -196,7 +196,9 @@ const untagCommand: CommandHandler = (args, globals) => {
   const repo = openRepo(globals);
   try {
     if (!untagImage(repo, positionals[0])) {
-      throw new RepositoryError(`no image tagged '${positionals[0]}' in ${repo.path}`);
+      throw new RepositoryError(`no image tagged '${positionals[0]}' in ${repo.path}`, {
+        code: "image-not-found",
+      });
     }
     println(
       globals.json ? JSON.stringify({ removed: positionals[0] }) : `Removed tag ${positionals[0]}`,

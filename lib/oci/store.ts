@@ -163,7 +163,11 @@ export function readExternalStream(
   verity?: ObjectId,
 ): ExternalStream {
   const id = verity ?? repo.hasStream(contentId);
-  if (!id) throw new RepositoryError(`no stream ${contentId} in ${repo.path}`);
+  if (!id) {
+    throw new RepositoryError(`no stream ${contentId} in ${repo.path}`, {
+      code: "stream-not-found",
+    });
+  }
   const bytes = repo.readObject(id);
   if (detectSplitStreamFormat(bytes.subarray(0, 64)) === "legacy-0.3") {
     throw new RepositoryError(
@@ -592,9 +596,15 @@ export function openImage(repo: Repository, name: string): OciImage {
         } catch { /* a broken tag is fsck's business */ }
       }
     }
-    throw new RepositoryError(`no image with digest ${digest} in ${repo.path}`);
+    throw new RepositoryError(`no image with digest ${digest} in ${repo.path}`, {
+      code: "image-not-found",
+    });
   }
   const r = resolveTag(repo, name);
-  if (!r) throw new RepositoryError(`no image tagged '${name}' in ${repo.path}`);
+  if (!r) {
+    throw new RepositoryError(`no image tagged '${name}' in ${repo.path}`, {
+      code: "image-not-found",
+    });
+  }
   return OciImage.open(repo, r.manifestDigest, r.manifestId);
 }

@@ -55,7 +55,11 @@ export class ImageStore {
   resolve(name: string): ObjectId {
     const asId = ObjectId.tryParse(name, this.objects.algorithm);
     if (asId) {
-      if (!this.has(asId)) throw new RepositoryError(`no image ${asId.hex} in ${this.repoPath}`);
+      if (!this.has(asId)) {
+        throw new RepositoryError(`no image ${asId.hex} in ${this.repoPath}`, {
+          code: "image-not-found",
+        });
+      }
       return asId;
     }
     const other = ObjectId.tryParse(name);
@@ -71,11 +75,15 @@ export class ImageStore {
     const refPath = join(this.dir, "refs", ref);
     const target = readLinkOrUndefined(refPath);
     if (target === undefined) {
-      throw new RepositoryError(`no image named '${name}' in ${this.repoPath}`);
+      throw new RepositoryError(`no image named '${name}' in ${this.repoPath}`, {
+        code: "image-not-found",
+      });
     }
     const id = ObjectId.tryParse(refEntry(target), this.objects.algorithm);
     if (!id || !this.has(id)) {
-      throw new RepositoryError(`image ref ${refPath} is dangling (points to ${target})`);
+      throw new RepositoryError(`image ref ${refPath} is dangling (points to ${target})`, {
+        code: "object-missing",
+      });
     }
     return id;
   }

@@ -385,6 +385,7 @@ export class ObjectStore {
       if (e instanceof Deno.errors.NotFound) {
         throw new RepositoryError(`object ${id.hex} is missing from ${join(this.dir, "..")}`, {
           cause: e,
+          code: "object-missing",
         });
       }
       const hint = this.secure
@@ -410,18 +411,22 @@ export class ObjectStore {
         if (measured === null) {
           throw new RepositoryError(
             `${path}: fs-verity is not enabled on this object of a secure repository`,
+            { code: "object-corrupt" },
           );
         }
         if (toHex(measured) !== id.hex) {
           throw new RepositoryError(
             `${path}: fs-verity digest ${toHex(measured)} does not match its name`,
+            { code: "object-corrupt" },
           );
         }
       } finally {
         sys.close(fd);
       }
     } else if (toHex(fsverityDigest(data, this.algorithm)) !== id.hex) {
-      throw new RepositoryError(`${path}: content does not match its name (corrupt object)`);
+      throw new RepositoryError(`${path}: content does not match its name (corrupt object)`, {
+        code: "object-corrupt",
+      });
     }
   }
 

@@ -145,6 +145,7 @@ export class Repository implements RepositoryView {
           `${path}: already a repository (algorithm ${repo.meta.algorithm}, EROFS version ` +
             `${have.default}); cannot re-initialize with algorithm ${algorithm}, EROFS version ` +
             `${want.default}`,
+          { code: "repository-exists" },
         );
       }
       return repo;
@@ -159,7 +160,9 @@ export class Repository implements RepositoryView {
           created.push(p);
         }
       } else if (!Deno.statSync(path).isDirectory) {
-        throw new RepositoryError(`${path}: exists and is not a directory`);
+        throw new RepositoryError(`${path}: exists and is not a directory`, {
+          code: "repository-invalid",
+        });
       }
       writeFileAtomic(metaPath, formatMeta(meta));
       created.push(metaPath);
@@ -212,9 +215,14 @@ export class Repository implements RepositoryView {
     try {
       st = Deno.statSync(path);
     } catch {
-      throw new RepositoryError(`${path}: no repository here (create one with 'cfs init ${path}')`);
+      throw new RepositoryError(
+        `${path}: no repository here (create one with 'cfs init ${path}')`,
+        { code: "repository-not-found" },
+      );
     }
-    if (!st.isDirectory) throw new RepositoryError(`${path}: not a directory`);
+    if (!st.isDirectory) {
+      throw new RepositoryError(`${path}: not a directory`, { code: "repository-invalid" });
+    }
     const metaPath = join(path, META_FILE);
     let meta: RepoMeta;
     let secure: boolean;
@@ -223,9 +231,12 @@ export class Repository implements RepositoryView {
       try {
         meta = parseMeta(Deno.readTextFileSync(metaPath), metaPath);
       } catch (e) {
-        if (e instanceof MetaError) throw new RepositoryError(e.message, { cause: e });
+        if (e instanceof MetaError) {
+          throw new RepositoryError(e.message, { cause: e, code: e.code });
+        }
         throw new RepositoryError(`${metaPath}: cannot read: ${(e as Error).message}`, {
           cause: e,
+          code: "meta-invalid",
         });
       }
       secure = probeSecure(metaPath, verityAlgorithmOf(meta.algorithm));
@@ -250,6 +261,7 @@ export class Repository implements RepositoryView {
     } else {
       throw new RepositoryError(
         `${path}: not a composefs repository (no ${META_FILE}; create one with 'cfs init ${path}')`,
+        { code: "repository-not-found" },
       );
     }
     const repo = new Repository(path, meta, secure, upgraded);
@@ -268,6 +280,7 @@ export class Repository implements RepositoryView {
       throw new RepositoryError(
         `${this.path}: repository has features this cfs cannot write ` +
           `(${unknownReadOnlyFeatures(this.meta).join(", ")}); it is read-only here`,
+        { code: "repository-read-only" },
       );
     }
   }

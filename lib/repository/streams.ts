@@ -92,7 +92,9 @@ export class StreamStore {
   name(contentId: string, ref: string): void {
     this.requireWritable();
     if (!this.has(contentId)) {
-      throw new RepositoryError(`no stream ${contentId} in ${this.repoPath}`);
+      throw new RepositoryError(`no stream ${contentId} in ${this.repoPath}`, {
+        code: "stream-not-found",
+      });
     }
     setRef(this.repoPath, "streams", ref, contentId);
   }
@@ -144,7 +146,9 @@ export class StreamStore {
       const ref = name.slice(5);
       const target = this.refTarget(ref);
       if (target === undefined) {
-        throw new RepositoryError(`no stream named '${name}' in ${this.repoPath}`);
+        throw new RepositoryError(`no stream named '${name}' in ${this.repoPath}`, {
+          code: "stream-not-found",
+        });
       }
       contentId = target;
     }
@@ -155,6 +159,7 @@ export class StreamStore {
         exists(link)
           ? `stream ${contentId} in ${this.repoPath} is broken (its object is missing)`
           : `no stream '${name}' in ${this.repoPath}`,
+        { code: exists(link) ? "object-missing" : "stream-not-found" },
       );
     }
     return { contentId, id };
