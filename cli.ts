@@ -1,12 +1,20 @@
 /**
  * The cfs binary's entry point: global options, dispatch to a command module, and the
- * mapping of errors to one-line messages and exit codes (1 failure, 2 usage).
+ * mapping of errors to one-line messages and exit codes (each error's `exitCode`: 1 failure,
+ * 2 usage, 3 hook, 130 interrupted; see lib/errors.ts).
+ *
+ * With `--json` anywhere on the command line a failure is one JSON line on stdout,
+ * `{"error": {"code", "message", "exitCode"}}`, where the command's JSON result would have been
+ * (so a script reads one JSON document from stdout either way), and nothing on stderr but what
+ * `-v` adds. Otherwise it is `cfs: MESSAGE` on stderr. Either way the message is one line of at
+ * most {@link MAX_ERROR_LINE} characters, shortened in the middle.
  *
  * Every command module is imported statically so that `deno compile` includes it.
  *
  * @module
  */
 import { type CommandHandler, type GlobalOptions, UsageError } from "./lib/cli/command.ts";
+import { clipMiddle, errorCode, errorExitCode, MAX_ERROR_LINE } from "./lib/errors.ts";
 import { digestCommand } from "./lib/cli/digest.ts";
 import {
   computeIdCommand,
@@ -74,6 +82,11 @@ Run 'cfs COMMAND --help' for a command's options.`;
 /** Runs cfs with `argv` (without the program name); returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const globals: GlobalOptions = { json: false, verbose: false, repo: Deno.env.get("CFS_REPO") };
+  // Errors as JSON whenever --json appears, before or after the command (commands take it too).
+  const end = argv.indexOf("--");
+  const json = (end < 0 ? argv : argv.slice(0, end)).includes("--json");
+  const usageError = (message: string, usage = USAGE) =>
+    reportError(new UsageError(message, usage), json, false);
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i];
@@ -114,29 +127,42 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.handler(argv.slice(i + 1), globals);
   } catch (e) {
-    if (e instanceof UsageError) return usageError(`${name}: ${e.message}`, e.usage);
-    printError(e, globals.verbose);
-    const code = (e as { exitCode?: unknown })?.exitCode;
-    return typeof code === "number" ? code : 1;
+    if (e instanceof UsageError) {
+      return reportError(new UsageError(`${name}: ${e.message}`, e.usage ?? USAGE), json, false);
+    }
+    return reportError(e, json, globals.verbose);
   }
 }
 
-function usageError(message: string, usage = USAGE): number {
-  console.error(`cfs: ${message}\n${usage}`);
-  return 2;
+/** An error message as one bounded line: newlines folded, the middle of a long one elided. */
+export function errorLine(message: string): string {
+  return clipMiddle(message.replace(/\s*[\r\n]+\s*/g, " ").trim(), MAX_ERROR_LINE);
 }
 
-/** One line by default; with -v the cause chain and the stack. */
-function printError(e: unknown, verbose: boolean): void {
+/**
+ * Prints `e` (see the module documentation) and returns its exit code. A usage error shows the
+ * usage text after the message, on stderr, unless the output is JSON.
+ */
+function reportError(e: unknown, json: boolean, verbose: boolean): number {
   const err = e instanceof Error ? e : new Error(String(e));
-  console.error(`cfs: ${err.message}`);
-  if (!verbose) return;
-  let cause = err.cause;
-  while (cause !== undefined) {
-    console.error(`  caused by: ${cause instanceof Error ? cause.message : String(cause)}`);
-    cause = cause instanceof Error ? cause.cause : undefined;
+  const exitCode = errorExitCode(e);
+  const message = errorLine(err.message);
+  if (json) {
+    console.log(JSON.stringify({ error: { code: errorCode(e), message, exitCode } }));
+  } else {
+    console.error(`cfs: ${message}`);
+    if (e instanceof UsageError && e.usage !== undefined) console.error(e.usage);
   }
-  if (err.stack) console.error(err.stack);
+  if (verbose) {
+    // With -v: the cause chain and the stack, unbounded, for a bug report.
+    let cause = err.cause;
+    while (cause !== undefined) {
+      console.error(`  caused by: ${cause instanceof Error ? cause.message : String(cause)}`);
+      cause = cause instanceof Error ? cause.cause : undefined;
+    }
+    if (err.stack) console.error(err.stack);
+  }
+  return exitCode;
 }
 
 if (import.meta.main) {

@@ -5,7 +5,8 @@
  * codes are an interface and change only with a release note.
  *
  * `cfs --json ...` prints a failure as `{"error": {"code", "message", "exitCode"}}` (one line on
- * stdout, see cli.ts); without `--json` the CLI prints `cfs: MESSAGE` on stderr.
+ * stdout, where the result would have been; see cli.ts); without `--json` the CLI prints
+ * `cfs: MESSAGE` on stderr.
  *
  * ## Codes
  *
@@ -20,6 +21,7 @@
  * | `repository-not-found`                | RepositoryError           | 1    | no repository at the path            |
  * | `repository-invalid`                  | RepositoryError           | 1    | the path is not a usable repository  |
  * | `repository-read-only`                | RepositoryError           | 1    | a write to a read-only repository    |
+ * | `repository-exists`                   | RepositoryError           | 1    | init with other settings than it has |
  * | `image-not-found`                     | RepositoryError           | 1    | no image (ref, id, tag or digest)    |
  * | `stream-not-found`                    | RepositoryError           | 1    | no stream of that name or id         |
  * | `object-missing`                      | RepositoryError           | 1    | a referenced object is not stored    |
