@@ -5,13 +5,12 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import { buildOciImage, buildOciIndex, skopeoInspect, skopeoInspectRaw } from "./fixtures/oci.ts";
-import { haveRegistry, pushToRegistry, startRegistry } from "./fixtures/registry.ts";
+import { pushToRegistry, startRegistry } from "./fixtures/registry.ts";
 
 const NO_TLS = ["--tls-verify=false"];
 
 Deno.test({
   name: "registry fixture: start, push a multi-layer image and a two-platform index, inspect, stop",
-  ignore: !(await haveRegistry()),
   async fn() {
     const tmp = await Deno.makeTempDir({ prefix: "cfs-registry-test-" });
     const registry = await startRegistry();
@@ -83,7 +82,6 @@ Deno.test({
 
 Deno.test({
   name: "registry fixture: `await using` stops it when the test body throws",
-  ignore: !(await haveRegistry()),
   async fn() {
     let url = "";
     await rejects(
