@@ -29,6 +29,7 @@ import { composefsKarg } from "../lib/boot/karg.ts";
 import type { ErofsVersion } from "../lib/erofs/format.ts";
 import type { XattrFiltering } from "../lib/tree_transform.ts";
 import { runCfs } from "./cfs.ts";
+import { CfsError } from "../lib/errors.ts";
 
 const ALGORITHMS: VerityAlgorithm[] = ["sha256", "sha512"];
 const VERSIONS: ErofsVersion[] = [0, 1, 2];
@@ -158,6 +159,9 @@ function compare(
   } catch (e) {
     if (ref.dump.code === 0) {
       tally.failures.push(`${label(name, alg, v)}: cfs refused (${(e as Error).message})`);
+    } else if (!(e instanceof CfsError)) {
+      // Both refuse, but cfs by a crash rather than an error of its own: not agreement.
+      tally.failures.push(`${label(name, alg, v)}: cfs crashed: ${e}`);
     } else tally.refusedBoth++;
     return;
   }
@@ -179,6 +183,10 @@ function compare(
       id = toHex(computeImageId(fs, alg, version));
     } catch (e) {
       error = (e as Error).message;
+      if (!(e instanceof CfsError)) {
+        tally.failures.push(`${label(name, alg, v, version)}: cfs crashed: ${e}`);
+        continue;
+      }
     }
     const what = label(name, alg, v, version);
     if (r.code !== 0) {
@@ -348,7 +356,10 @@ Deno.test({
         try {
           const fs = treeFromPath(t.path, { algorithm: alg, bootable: true });
           karg = composefsKarg(computeImageId(fs, alg, version), { algorithm: alg, version });
-        } catch { /* compared below */ }
+        } catch (e) {
+          // A refusal (compared below) is an error of cfs's own; anything else is a crash.
+          if (!(e instanceof CfsError)) failures.push(`${t.name} V${version} ${alg}: ${e}`);
+        }
         if (r.code !== 0 && karg === undefined) refused++;
         else if (karg !== r.text.trim()) {
           failures.push(`${t.name} V${version} ${alg}: ${karg} != ${r.text.trim() || r.stderr}`);

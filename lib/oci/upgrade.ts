@@ -242,18 +242,22 @@ async function convertLegacyStreams(repo: Repository, report: UpgradeReport): Pr
   }
 }
 
-/**
- * Step 1 alone: rewrites streams still in cfsctl 0.3.0's format (a no-op, reading only, when
- * there are none). `cfs oci pull` runs this; `cfs pull` runs {@link upgradeRepository}.
- */
-export async function convertLegacyRepository(repo: Repository): Promise<UpgradeReport> {
-  const report: UpgradeReport = {
+function emptyReport(): UpgradeReport {
+  return {
     converted: { manifests: 0, configs: 0, layers: 0 },
     refsMoved: 0,
     upgraded: 0,
     alreadyCurrent: 0,
     skippedNonContainer: 0,
   };
+}
+
+/**
+ * Step 1 alone: rewrites streams still in cfsctl 0.3.0's format (a no-op, reading only, when
+ * there are none). `cfs oci pull` runs this; `cfs pull` runs {@link upgradeRepository}.
+ */
+export async function convertLegacyRepository(repo: Repository): Promise<UpgradeReport> {
+  const report = emptyReport();
   await convertLegacyStreams(repo, report);
   return report;
 }
@@ -266,13 +270,7 @@ export async function upgradeRepository(
   repo: Repository,
   onImage?: (tag: string) => void,
 ): Promise<UpgradeReport> {
-  const report: UpgradeReport = {
-    converted: { manifests: 0, configs: 0, layers: 0 },
-    refsMoved: 0,
-    upgraded: 0,
-    alreadyCurrent: 0,
-    skippedNonContainer: 0,
-  };
+  const report = emptyReport();
   await convertLegacyStreams(repo, report);
   const done = new Set<string>();
   for (const { tag, manifestDigest } of listTags(repo)) {
