@@ -30,13 +30,23 @@
 import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { algorithmId, BLOCK_SIZE, digestSize, type VerityAlgorithm } from "./digest.ts";
 import { Errno, errnoName, ioctl, SysError } from "../sys/libc.ts";
-
-/** _IOW('f', 133, struct fsverity_enable_arg) */
-export const FS_IOC_ENABLE_VERITY = 0x40806685n;
-/** _IOWR('f', 134, struct fsverity_digest) */
-export const FS_IOC_MEASURE_VERITY = 0xc0046686n;
+import { type ArchConstants, iow, iowr, platform } from "../sys/arch.ts";
 
 const ENABLE_ARG_SIZE = 128;
+/** `sizeof(struct fsverity_digest)`: the header only, the digest is a flexible array. */
+const DIGEST_HEADER_SIZE = 4;
+
+/**
+ * The request numbers of the fs-verity ioctls for an architecture's `_IOC` encoding, as
+ * <linux/fsverity.h> defines them: `FS_IOC_ENABLE_VERITY` is `_IOW('f', 133, struct
+ * fsverity_enable_arg)`, `FS_IOC_MEASURE_VERITY` is `_IOWR('f', 134, struct fsverity_digest)`
+ * (0x40806685 and 0xc0046686 with the generic encoding of x86-64 and arm64).
+ */
+export function verityIoctls(c: ArchConstants): { enable: bigint; measure: bigint } {
+  const f = "f".charCodeAt(0);
+  return { enable: iow(c, f, 133, ENABLE_ARG_SIZE), measure: iowr(c, f, 134, DIGEST_HEADER_SIZE) };
+}
+
 const MAX_DIGEST_SIZE = 64;
 const ETXTBSY = 26;
 const EROFS = 30;
@@ -109,7 +119,7 @@ export function enableVerity(fd: number, alg: VerityAlgorithm, path: string): vo
   v.setUint32(4, algorithmId(alg), true);
   v.setUint32(8, BLOCK_SIZE, true);
   try {
-    ioctl(fd, FS_IOC_ENABLE_VERITY, arg, path);
+    ioctl(fd, verityIoctls(platform()).enable, arg, path);
   } catch (e) {
     if (e instanceof SysError && e.errno === Errno.EEXIST) return;
     throw verityError(path, "enable fs-verity", e);
@@ -127,7 +137,7 @@ export function measureVerity(fd: number, alg: VerityAlgorithm, path: string): U
   const v = new DataView(arg.buffer);
   v.setUint16(2, MAX_DIGEST_SIZE, true);
   try {
-    ioctl(fd, FS_IOC_MEASURE_VERITY, arg, path);
+    ioctl(fd, verityIoctls(platform()).measure, arg, path);
   } catch (e) {
     if (e instanceof SysError && e.errno === Errno.ENODATA) return null;
     throw verityError(path, "measure fs-verity", e);

@@ -1,6 +1,7 @@
 /**
- * Small file-system steps every part of the repository uses: existence checks, atomic file
- * and symlink replacement, sorted directory listings, temporary names.
+ * Names and small helpers every part of the repository shares. File system access below the
+ * repository goes through `dir.ts` (relative, never following links); what is here works on
+ * the repository path itself, before the repository directory exists or is open.
  *
  * Temporary names: objects are staged as `objects/.tmp-object-<random>` (composefs-rs 0.9.4
  * names its fallback temporary files so, and its gc and fsck only look inside
@@ -9,7 +10,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 
 /** Prefix of every temporary name cfs makes in a repository. */
 export const TMP_PREFIX = ".tmp-";
@@ -27,15 +27,6 @@ export function exists(path: string): boolean {
   }
 }
 
-/** True when `path` is a directory (following symlinks). */
-export function isDirectory(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
 /** 16 random hex digits. */
 export function randomSuffix(): string {
   return Array.from(
@@ -44,49 +35,21 @@ export function randomSuffix(): string {
   ).join("");
 }
 
-/** Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename). */
-export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): void {
-  const tmp = join(path, "..", `${TMP_PREFIX}${randomSuffix()}`);
-  const f = Deno.openSync(tmp, { write: true, createNew: true, mode });
-  try {
-    let off = 0;
-    while (off < data.length) off += f.writeSync(data.subarray(off));
-    f.syncDataSync();
-  } catch (e) {
-    f.close();
-    Deno.removeSync(tmp);
-    throw e;
-  }
-  f.close();
-  Deno.renameSync(tmp, path);
+/**
+ * Whether `name` (directly in `objects/`, or in `objects/XX/` where earlier cfs releases staged)
+ * is a staging file a composefs tool could have left: cfs's `.tmp-object-<16 hex>` (and
+ * `.tmp-<16 hex>` of earlier releases), composefs-rs 0.9.4's `.tmp-object-<12 alphanumerics>`.
+ * gc removes only these, never another name.
+ */
+export function isStagingName(name: string): boolean {
+  return /^\.tmp-(object-)?[0-9a-f]{16}$/.test(name) || /^\.tmp-object-[0-9A-Za-z]{12}$/.test(name);
 }
 
-/** Creates or replaces the symlink `path` -> `target` atomically. */
-export function symlinkAtomic(target: string, path: string): void {
-  const tmp = join(path, "..", `${TMP_PREFIX}${randomSuffix()}`);
-  Deno.symlinkSync(target, tmp);
-  try {
-    Deno.renameSync(tmp, path);
-  } catch (e) {
-    Deno.removeSync(tmp);
-    throw e;
-  }
-}
-
-/** Reads a symlink's target, or undefined when there is no symlink at `path`. */
-export function readLinkOrUndefined(path: string): string | undefined {
-  try {
-    return Deno.readLinkSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-/** A directory's entries sorted by name (byte order for ASCII names), [] when it is missing. */
-export function sortedDir(path: string): Deno.DirEntry[] {
-  if (!exists(path)) return [];
-  return [...Deno.readDirSync(path)].sort((
-    a,
-    b,
-  ) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+/**
+ * Whether `name` in `images/`, `streams/` or below their `refs/` is the temporary link of an
+ * interrupted atomic replacement: cfs's `.tmp-<16 hex>`, composefs-rs 0.9.4's
+ * `.symlink-<12 alphanumerics>`.
+ */
+export function isTemporaryLinkName(name: string): boolean {
+  return /^\.tmp-[0-9a-f]{16}$/.test(name) || /^\.symlink-[0-9A-Za-z]{12}$/.test(name);
 }

@@ -16,11 +16,23 @@
  * left by an interrupted write (gc removes them), and streams still in cfsctl 0.3.0's format
  * (opening the repository for writing upgrades them). Read-only: fsck never writes.
  *
+ * Also beyond 0.9.4, fsck never reads outside the repository, which composefs-rs does by
+ * following links: every path is opened through `dir.ts`. A repository directory that is a
+ * symbolic link (`objects/`, `objects/XX/`, `images/refs/`, ...) is an `unexpected-file-type`
+ * error and is not entered; a link whose target leads out of the repository (absolute, or
+ * `..` above it) is not followed: an image or stream link so is `image-invalid` or
+ * `stream-open-failed` (the kinds composefs-rs gives what it then reads), an object that is
+ * such a link `object-open-failed`, a ref `symlink-outside-repository` (composefs-rs accepts a
+ * ref to any existing path). Only regular files are read, so a fifo or a device planted in
+ * the repository cannot stall fsck.
+ *
  * @module
  */
-import { join } from "node:path";
-import { exists, sortedDir, TMP_PREFIX } from "./files.ts";
+import { TMP_PREFIX } from "./files.ts";
 import { leftoverTemporaryLinks } from "./refs.ts";
+import type { RepoDirEntry } from "./dir.ts";
+import { RepositoryError } from "./errors.ts";
+import * as sys from "../sys/libc.ts";
 import { META_FILE, type MetaError, parseMeta } from "./meta.ts";
 import { ObjectId } from "./object_id.ts";
 import type { RepositoryView } from "./view.ts";
@@ -87,12 +99,30 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
   const error = (kind: string, path: string, detail = "") => r.errors.push({ kind, path, detail });
   const warn = (kind: string, path: string, detail = "") => r.warnings.push({ kind, path, detail });
 
+  const root = repo.root;
+  const isRegular = (st: sys.FileStat | undefined) =>
+    st !== undefined && (st.mode & sys.S_IFMT) === sys.S_IFREG;
+  /** A directory's entries; one that is a link (or unreadable) is reported and yields []. */
+  const list = (rel: string): RepoDirEntry[] => {
+    try {
+      return root.readDir(rel);
+    } catch (e) {
+      if (e instanceof RepositoryError && e.code === "repository-symlink") {
+        error("unexpected-file-type", rel, "symbolic link, not followed (a repository directory)");
+      } else {
+        error("stat-failed", rel, (e as Error).message);
+      }
+      return [];
+    }
+  };
+
   // meta.json
-  const metaPath = join(repo.path, META_FILE);
-  if (exists(metaPath)) {
+  const metaStat = root.lstat(META_FILE);
+  if (metaStat !== undefined) {
     r.hasMetadata = true;
     try {
-      const meta = parseMeta(Deno.readTextFileSync(metaPath), META_FILE);
+      if (!isRegular(metaStat)) throw new Error("not a regular file");
+      const meta = parseMeta(new TextDecoder().decode(root.readFile(META_FILE)), META_FILE);
       const alg = meta.algorithm === "fsverity-sha512-12" ? "sha512" : "sha256";
       if (alg !== repo.algorithm) {
         error("metadata-algorithm-mismatch", META_FILE, `expected ${meta.algorithm}`);
@@ -105,15 +135,19 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
   // objects
   const hexLen = repo.algorithm === "sha512" ? 128 : 64;
   const objectName = new RegExp(`^[0-9a-f]{${hexLen - 2}}$`);
-  const objectsDir = join(repo.path, "objects");
-  for (const sub of sortedDir(objectsDir)) {
+  for (const sub of list("objects")) {
     const rel = `objects/${sub.name}`;
     if (sub.name.startsWith(TMP_PREFIX)) {
       warn("leftover-temporary", rel, "staging file of an interrupted write (removed by gc)");
       continue;
     }
-    if (!sub.isDirectory || !/^[0-9a-f]{2}$/.test(sub.name)) continue;
-    for (const obj of sortedDir(join(objectsDir, sub.name))) {
+    if (!/^[0-9a-f]{2}$/.test(sub.name)) continue;
+    if (sub.isSymlink) {
+      error("unexpected-file-type", rel, "symbolic link, not followed (a repository directory)");
+      continue;
+    }
+    if (!sub.isDirectory) continue;
+    for (const obj of list(rel)) {
       const objRel = `${rel}/${obj.name}`;
       if (obj.name.startsWith(TMP_PREFIX) && obj.isFile) {
         warn("leftover-temporary", objRel, "staging file of an interrupted write (removed by gc)");
@@ -126,29 +160,53 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
         continue;
       }
       // As composefs-rs 0.9.4: the entry is opened (a symlink followed, so one that dangles
-      // cannot be), and what is not a file fails the digest computation.
-      const objPath = join(objectsDir, sub.name, obj.name);
-      let target: Deno.FileInfo;
+      // cannot be), and what is not a file fails the digest computation. cfs follows a link
+      // only inside the repository.
+      let file = objRel;
+      if (obj.isSymlink) {
+        const end = root.resolveLink(objRel);
+        if (end.kind !== "inside") {
+          r.objectsCorrupted++;
+          error(
+            "object-open-failed",
+            objRel,
+            end.kind === "missing"
+              ? "No such file or directory"
+              : end.kind === "outside"
+              ? `symbolic link to ${end.target} leads out of the repository; not followed`
+              : end.message,
+          );
+          continue;
+        }
+        file = end.path;
+      }
+      let st: sys.FileStat | undefined;
       try {
-        target = Deno.statSync(objPath);
+        st = file === "" ? undefined : root.lstat(file);
       } catch (e) {
         r.objectsCorrupted++;
         error("object-open-failed", objRel, (e as Error).message);
         continue;
       }
-      // In a secure repository an object the kernel cannot measure lacks fs-verity.
-      if (repo.secure && !repo.objects.hasVerity(objPath)) {
+      const fmt = st === undefined ? sys.S_IFDIR : st.mode & sys.S_IFMT;
+      // In a secure repository an object the kernel cannot measure lacks fs-verity. Only files
+      // and directories are opened to ask (opening a fifo would wait for a writer).
+      if (
+        repo.secure &&
+        !((fmt === sys.S_IFREG || fmt === sys.S_IFDIR) && file !== "" &&
+          repo.objects.hasVerity(file))
+      ) {
         r.objectsCorrupted++;
         error("object-verity-missing", objRel);
         continue;
       }
-      if (!target.isFile) {
+      if (fmt !== sys.S_IFREG) {
         r.objectsCorrupted++;
         error("object-verity-failed", objRel, "Computing verity digest in userspace");
         continue;
       }
       try {
-        const measured = repo.objects.measureFile(objPath);
+        const measured = repo.objects.measureFile(file);
         if (measured !== sub.name + obj.name) {
           r.objectsCorrupted++;
           error("object-digest-mismatch", objRel, `measured ${measured}`);
@@ -160,12 +218,17 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
     }
   }
 
-  const objectExists = (id: ObjectId) => repo.objects.has(id);
+  const objectExists = (id: ObjectId) => {
+    try {
+      return repo.objects.has(id);
+    } catch {
+      return false; // below a symlinked objects/XX: reported above
+    }
+  };
 
   // streams and images, first level
   for (const category of ["streams", "images"] as const) {
-    const dir = join(repo.path, category);
-    for (const e of sortedDir(dir)) {
+    for (const e of list(category)) {
       if (e.name === "refs" || e.name.startsWith(TMP_PREFIX)) continue;
       const rel = `${category}/${e.name}`;
       const corrupt = () => category === "streams" ? r.streamsCorrupted++ : r.imagesCorrupted++;
@@ -176,19 +239,33 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
         error("entry-not-symlink", rel);
         continue;
       }
-      const target = Deno.readLinkSync(join(dir, e.name));
-      const resolved = resolves(join(dir, e.name));
-      if (resolved !== true) {
-        if (resolved === false) {
-          r.brokenLinks++;
-          corrupt();
-          error("broken-symlink", rel);
-        } else error("stat-failed", rel, resolved);
+      const target = root.readLink(rel) ?? "";
+      const end = root.resolveLink(rel);
+      if (end.kind === "missing") {
+        r.brokenLinks++;
+        corrupt();
+        error("broken-symlink", rel);
+        continue;
+      }
+      if (end.kind === "error") {
+        error("stat-failed", rel, end.message);
+        continue;
+      }
+      if (end.kind === "outside") {
+        corrupt();
+        error(
+          category === "streams" ? "stream-open-failed" : "image-invalid",
+          rel,
+          `link target ${target} leads out of the repository; not followed`,
+        );
         continue;
       }
       let bytes: Uint8Array;
       try {
-        bytes = Deno.readFileSync(join(dir, e.name));
+        if (end.path === "" || !isRegular(root.lstat(end.path))) {
+          throw new Error(`${end.path || "."}: not a regular file`);
+        }
+        bytes = root.readFile(end.path);
       } catch (err) {
         corrupt();
         error(
@@ -227,7 +304,7 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
       } else {
         let objects: ObjectId[];
         try {
-          objects = repo.imageObjects(bytes);
+          objects = repo.checkImage(bytes);
         } catch (err) {
           r.imagesCorrupted++;
           error("image-invalid", rel, (err as Error).message);
@@ -243,7 +320,7 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
       // Beyond composefs-rs, which reads whatever the link leads to: the link must be
       // ../objects/XX/<rest>, and an image's link named after that object.
       const id = ObjectId.fromObjectPath(target, repo.algorithm);
-      if (!id || !target.startsWith("../objects/")) {
+      if (!id || target !== `../objects/${id.objectPath}`) {
         corrupt();
         error(
           category === "streams" ? "stream-open-failed" : "image-open-failed",
@@ -256,42 +333,37 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
       }
     }
     // refs
-    const walk = (d: string, prefix: string) => {
-      for (const e of sortedDir(d)) {
-        const rel = `${category}/refs/${prefix}${e.name}`;
+    const walk = (dirRel: string) => {
+      for (const e of list(dirRel)) {
+        const rel = `${dirRel}/${e.name}`;
         if (e.name.startsWith(TMP_PREFIX)) continue;
-        if (e.isDirectory) walk(join(d, e.name), `${prefix}${e.name}/`);
+        if (e.isDirectory) walk(rel);
         else if (e.isSymlink) {
-          const resolved = resolves(join(d, e.name));
-          if (resolved === false) {
+          const end = root.resolveLink(rel);
+          if (end.kind === "missing") {
             r.brokenLinks++;
             error("broken-symlink", rel);
-          } else if (resolved !== true) error("stat-failed", rel, resolved);
+          } else if (end.kind === "outside") {
+            error(
+              "symlink-outside-repository",
+              rel,
+              `target ${end.target} leads out of the repository; not followed`,
+            );
+          } else if (end.kind === "error") error("stat-failed", rel, end.message);
         } else error("unexpected-file-type", rel, e.isFile ? "regular file" : "not a symlink");
       }
     };
-    walk(join(dir, "refs"), "");
+    walk(`${category}/refs`);
   }
-  for (const p of leftoverTemporaryLinks(repo.path)) {
-    warn("leftover-temporary", p.slice(repo.path.length + 1), "temporary link (removed by gc)");
+  let leftovers: string[] = [];
+  try {
+    leftovers = leftoverTemporaryLinks(root);
+  } catch { /* a symlinked directory: reported above */ }
+  for (const p of leftovers) {
+    warn("leftover-temporary", p, "temporary link (removed by gc)");
   }
   r.ok = r.errors.length === 0;
   return r;
-}
-
-/**
- * Whether the symlink at `path` leads to something, following the whole chain as stat(2)
- * does (as composefs-rs checks links): true, false when something on the way is missing, or
- * the error message of any other failure (a loop, a non-directory on the way).
- */
-function resolves(path: string): true | false | string {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    return (e as Error).message;
-  }
 }
 
 /** The report as cfsctl prints it (`meta.json: ok`, `objects: N/M ok`, ..., `status: ok`). */

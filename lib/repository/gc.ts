@@ -11,18 +11,22 @@
  *    manifest, config, layers and the config's EROFS images (`composefs.image*` refs) alive.
  * 3. Every object below `objects/XX/` that is not live is removed. Names that cannot be an
  *    object (not hex of this repository's length) are left alone: gc only deletes what a
- *    composefs tool could have written. cfs's staging files (`objects/.tmp-object-*`, and
- *    `.tmp-*` left by earlier cfs releases) and temporary links go too.
+ *    composefs tool could have written. Staging files of interrupted writes go too, but only
+ *    regular files with a staging name (`files.ts`, {@link isStagingName}), and temporary
+ *    links only as symlinks with a temporary link's name.
  * 4. Links that now point nowhere are pruned: first-level entries of `images/` and
- *    `streams/`, and refs below their `refs/`.
+ *    `streams/`, and refs below their `refs/`. A link whose target leads out of the repository
+ *    is neither followed nor removed (fsck reports it).
  *
  * Everything is decided before anything is deleted: a live stream or image that cannot be
- * read stops gc with an error and nothing removed.
+ * read stops gc with an error and nothing removed. Every path is opened through `dir.ts`, so a
+ * directory of the repository replaced by a symbolic link stops gc (code `repository-symlink`)
+ * instead of leading it to delete files elsewhere; an `objects/XX` that is a link is skipped.
  *
  * @module
  */
-import { join } from "node:path";
-import { exists, sortedDir, TMP_PREFIX } from "./files.ts";
+import { isStagingName, TMP_PREFIX } from "./files.ts";
+import { resolveInside } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
 import { ObjectId } from "./object_id.ts";
 import { leftoverTemporaryLinks, walkRefs } from "./refs.ts";
@@ -131,72 +135,94 @@ export async function collectGarbage(
   };
   const hexLen = repo.algorithm === "sha512" ? 128 : 64;
   const objectName = new RegExp(`^[0-9a-f]{${hexLen - 2}}$`);
-  const objectsDir = join(repo.path, "objects");
+  const root = repo.root;
   const removedSet = new Set<string>();
-  const remove = (p: string) => {
-    if (!dryRun) Deno.removeSync(p);
+  const remove = (rel: string) => {
+    if (!dryRun) root.unlink(rel);
   };
-  for (const sub of sortedDir(objectsDir)) {
-    const subPath = join(objectsDir, sub.name);
-    if (sub.name.startsWith(TMP_PREFIX) && sub.isFile) {
-      report.removedTemporary.push(subPath);
-      remove(subPath);
+  const objectDirs: string[] = [];
+  for (const sub of root.readDir("objects")) {
+    const subRel = `objects/${sub.name}`;
+    if (sub.isFile && isStagingName(sub.name)) {
+      report.removedTemporary.push(root.abs(subRel));
+      remove(subRel);
       continue;
     }
-    if (!sub.isDirectory || !/^[0-9a-f]{2}$/.test(sub.name)) continue;
-    for (const obj of sortedDir(subPath)) {
-      const p = join(subPath, obj.name);
-      if (obj.name.startsWith(TMP_PREFIX) && obj.isFile) {
-        report.removedTemporary.push(p);
-        remove(p);
+    // Only real directories: an objects/XX that is a symlink is not entered (fsck reports it).
+    if (sub.isDirectory && /^[0-9a-f]{2}$/.test(sub.name)) objectDirs.push(sub.name);
+  }
+  for (const sub of objectDirs) {
+    const subRel = `objects/${sub}`;
+    for (const obj of root.readDir(subRel)) {
+      const rel = `${subRel}/${obj.name}`;
+      if (obj.isFile && isStagingName(obj.name)) {
+        report.removedTemporary.push(root.abs(rel));
+        remove(rel);
         continue;
       }
       if (!objectName.test(obj.name) || !(obj.isFile || obj.isSymlink)) continue;
-      const hex = sub.name + obj.name;
+      const hex = sub + obj.name;
       if (live.has(hex)) {
         report.keptObjects++;
         continue;
       }
-      report.objectsBytes += Deno.lstatSync(p).size;
+      report.objectsBytes += root.lstat(rel)?.size ?? 0;
       report.objectsRemoved++;
       report.removedObjects.push(hex);
       removedSet.add(hex);
-      remove(p);
+      remove(rel);
     }
   }
-  for (const p of leftoverTemporaryLinks(repo.path)) {
-    report.removedTemporary.push(p);
-    remove(p);
+  for (const rel of leftoverTemporaryLinks(root)) {
+    report.removedTemporary.push(root.abs(rel));
+    remove(rel);
   }
-  // Dangling links: an entry whose object is gone. A dry run counts only those dangling now,
-  // as composefs-rs's does (it removes nothing, so no link is left dangling by it).
-  const gone = (dir: string, name: string): boolean => {
-    const p = join(dir, name);
+  // Whether the entry a link names directly is gone (its target is not followed further). A
+  // target out of the repository, or one that cannot be looked up, counts as present: gc
+  // removes nothing it cannot see.
+  const targetGone = (rel: string, target: string): boolean => {
+    const next = resolveInside(rel, target);
+    if (next === undefined || next === "") return false;
     try {
-      const target = Deno.readLinkSync(p);
-      const id = ObjectId.fromObjectPath(target, repo.algorithm);
-      if (!dryRun && id && removedSet.has(id.hex)) return true;
-      return !exists(join(dir, target));
+      return !root.exists(next);
     } catch {
       return false;
     }
   };
+  // Dangling links: an entry whose object is gone. A dry run counts only those dangling now,
+  // as composefs-rs's does (it removes nothing, so no link is left dangling by it).
+  const gone = (rel: string): boolean => {
+    const target = root.readLink(rel);
+    if (target === undefined) return false;
+    const id = ObjectId.fromObjectPath(target, repo.algorithm);
+    if (
+      !dryRun && id && removedSet.has(id.hex) &&
+      resolveInside(rel, target) === `objects/${id.objectPath}`
+    ) {
+      return true;
+    }
+    return targetGone(rel, target);
+  };
   for (const category of ["images", "streams"] as const) {
-    const dir = join(repo.path, category);
     const prunedEntries = new Set<string>();
-    for (const e of sortedDir(dir)) {
+    for (const e of root.readDir(category)) {
       if (e.name === "refs" || e.name.startsWith(TMP_PREFIX) || !e.isSymlink) continue;
-      if (gone(dir, e.name)) {
+      const rel = `${category}/${e.name}`;
+      if (gone(rel)) {
         prunedEntries.add(e.name);
         if (category === "images") report.imagesPruned++;
         else report.streamsPruned++;
-        remove(join(dir, e.name));
+        remove(rel);
       }
     }
-    for (const r of walkRefs(join(dir, "refs"))) {
-      const entry = r.target.split("/").pop() ?? "";
-      const dangling = (!dryRun && prunedEntries.has(entry)) ||
-        !exists(join(r.path, "..", r.target));
+    for (const r of walkRefs(root, `${category}/refs`)) {
+      const next = resolveInside(r.path, r.target);
+      const entry = next !== undefined && next.startsWith(`${category}/`) &&
+          !next.slice(category.length + 1).includes("/")
+        ? next.slice(category.length + 1)
+        : undefined;
+      const dangling = (!dryRun && entry !== undefined && prunedEntries.has(entry)) ||
+        targetGone(r.path, r.target);
       if (dangling) {
         if (category === "images") report.imagesPruned++;
         else report.streamsPruned++;

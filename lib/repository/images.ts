@@ -9,8 +9,8 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { exists, readLinkOrUndefined, sortedDir, symlinkAtomic, TMP_PREFIX } from "./files.ts";
+import { TMP_PREFIX } from "./files.ts";
+import type { RepoDir } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
 import { ObjectId } from "./object_id.ts";
 import type { ObjectStore } from "./objects.ts";
@@ -21,13 +21,16 @@ export class ImageStore {
   /** The `images/` directory. */
   readonly dir: string;
 
-  /** The images of the repository at `repoPath`; `requireWritable` guards every write. */
+  private readonly repoPath: string;
+
+  /** The images of the repository `root`; `requireWritable` guards every write. */
   constructor(
-    private readonly repoPath: string,
+    private readonly root: RepoDir,
     private readonly objects: ObjectStore,
     private readonly requireWritable: () => void,
   ) {
-    this.dir = join(repoPath, "images");
+    this.repoPath = root.path;
+    this.dir = root.abs("images");
   }
 
   /**
@@ -37,18 +40,17 @@ export class ImageStore {
   link(id: ObjectId, name?: string): void {
     this.requireWritable();
     if (name !== undefined) validateRefName(name);
-    Deno.mkdirSync(this.dir, { recursive: true });
-    const link = join(this.dir, id.hex);
-    if (readLinkOrUndefined(link) !== `../objects/${id.objectPath}`) {
-      symlinkAtomic(`../objects/${id.objectPath}`, link);
+    const link = `images/${id.hex}`;
+    if (this.root.readLink(link) !== `../objects/${id.objectPath}`) {
+      this.root.symlinkAtomic(`../objects/${id.objectPath}`, link);
     }
-    if (name !== undefined) setRef(this.repoPath, "images", name, id.hex);
+    if (name !== undefined) setRef(this.root, "images", name, id.hex);
   }
 
   /** Whether `images/<hex>` links to an existing object. */
   has(id: ObjectId): boolean {
-    const target = readLinkOrUndefined(join(this.dir, id.hex));
-    return target !== undefined && this.objects.has(id);
+    const target = this.root.readLink(`images/${id.hex}`);
+    return target === `../objects/${id.objectPath}` && this.objects.has(id);
   }
 
   /** Resolves an image name (see the module documentation) to the image's id. */
@@ -72,8 +74,8 @@ export class ImageStore {
     }
     const ref = name.startsWith("refs/") ? name.slice(5) : name;
     validateRefName(ref);
-    const refPath = join(this.dir, "refs", ref);
-    const target = readLinkOrUndefined(refPath);
+    const refPath = this.root.abs(`images/refs/${ref}`);
+    const target = this.root.readLink(`images/refs/${ref}`);
     if (target === undefined) {
       throw new RepositoryError(`no image named '${name}' in ${this.repoPath}`, {
         code: "image-not-found",
@@ -91,12 +93,12 @@ export class ImageStore {
   /** All image ids (`images/<hex>` entries that name an id) and refs. */
   list(): { ids: ObjectId[]; refs: Array<{ name: string; id: ObjectId | undefined }> } {
     const ids: ObjectId[] = [];
-    for (const e of sortedDir(this.dir)) {
+    for (const e of this.root.readDir("images")) {
       if (e.name === "refs" || e.name.startsWith(TMP_PREFIX)) continue;
       const id = ObjectId.tryParse(e.name, this.objects.algorithm);
       if (id) ids.push(id);
     }
-    const refs = walkRefs(join(this.dir, "refs")).map(({ name, target }) => ({
+    const refs = walkRefs(this.root, "images/refs").map(({ name, target }) => ({
       name,
       id: ObjectId.tryParse(refEntry(target), this.objects.algorithm),
     }));
@@ -106,11 +108,11 @@ export class ImageStore {
   /** Removes `images/refs/<name>`; false when there was none. */
   unname(name: string): boolean {
     this.requireWritable();
-    return removeRef(this.repoPath, "images", name);
+    return removeRef(this.root, "images", name);
   }
 
   /** Whether `images/` exists at all. */
   get present(): boolean {
-    return exists(this.dir);
+    return this.root.isDirectory("images");
   }
 }

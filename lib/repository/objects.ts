@@ -13,12 +13,12 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { fsverityDigest, FsVerityHasher, toHex, type VerityAlgorithm } from "../fsverity/digest.ts";
 import { fsverityDigestFileSync } from "../fsverity/file.ts";
 import { enableVerity, measureVerity } from "../fsverity/ioctl.ts";
 import * as sys from "../sys/libc.ts";
-import { exists, randomSuffix, TMP_OBJECT_PREFIX } from "./files.ts";
+import { randomSuffix, TMP_OBJECT_PREFIX } from "./files.ts";
+import { isNotFound, type RepoDir } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
 import { ObjectId } from "./object_id.ts";
 
@@ -85,9 +85,9 @@ export class ObjectStore {
   /** The `objects/` directory. */
   readonly dir: string;
 
-  /** The store of the repository at `repoPath`; `requireWritable` guards every write. */
+  /** The store of the repository `root`; `requireWritable` guards every write. */
   constructor(
-    repoPath: string,
+    private readonly root: RepoDir,
     /** The digest algorithm naming every object. */
     readonly algorithm: VerityAlgorithm,
     /** fs-verity enabled on every object (else digests are computed in user space). */
@@ -95,12 +95,17 @@ export class ObjectStore {
     /** Throws when the repository may not be written. */
     private readonly requireWritable: () => void,
   ) {
-    this.dir = join(repoPath, "objects");
+    this.dir = root.abs("objects");
   }
 
-  /** Absolute path of an object. */
+  /** Absolute path of an object (for messages and tools; cfs opens objects by {@link rel}). */
   path(id: ObjectId): string {
-    return join(this.dir, id.objectPath);
+    return this.root.abs(this.rel(id));
+  }
+
+  /** An object's path relative to the repository: `objects/XX/<rest>`. */
+  rel(id: ObjectId): string {
+    return `objects/${id.objectPath}`;
   }
 
   /** An id of this repository's algorithm made from digest bytes (size checked). */
@@ -118,15 +123,24 @@ export class ObjectStore {
 
   /** Whether the object exists. */
   has(id: ObjectId): boolean {
-    return exists(this.path(id));
+    return this.root.exists(this.rel(id));
   }
 
-  /** Opens a new staging file `objects/.tmp-object-<random>`. */
-  private openTemp(): { path: string; file: Deno.FsFile } {
+  /**
+   * Opens a new staging file `objects/.tmp-object-<random>`: its relative path, its absolute
+   * one (every write error names it) and a descriptor open for writing.
+   */
+  private openTemp(): { rel: string; path: string; fd: number } {
     this.requireWritable();
-    Deno.mkdirSync(this.dir, { recursive: true });
-    const path = join(this.dir, `${TMP_OBJECT_PREFIX}${randomSuffix()}`);
-    return { path, file: Deno.openSync(path, { write: true, createNew: true, mode: 0o644 }) };
+    const rel = `objects/${TMP_OBJECT_PREFIX}${randomSuffix()}`;
+    return { rel, path: this.root.abs(rel), fd: this.root.createExclusive(rel) };
+  }
+
+  /** Removes a staging file after a failure (it may be gone already). */
+  private dropTemp(rel: string): void {
+    try {
+      this.root.unlink(rel);
+    } catch { /* best effort: gc removes staging files */ }
   }
 
   /**
@@ -135,16 +149,17 @@ export class ObjectStore {
    */
   private commitTemp(tmp: string, id: ObjectId): void {
     const final = this.path(id);
+    const tmpPath = this.root.abs(tmp);
     try {
-      if (exists(final)) {
-        Deno.removeSync(tmp);
+      if (this.has(id)) {
+        this.root.unlink(tmp);
         return;
       }
       if (this.secure) {
-        const fd = sys.openRead(tmp);
+        const fd = this.root.openRead(tmp);
         try {
-          enableVerity(fd, this.algorithm, tmp);
-          const measured = measureVerity(fd, this.algorithm, tmp);
+          enableVerity(fd, this.algorithm, tmpPath);
+          const measured = measureVerity(fd, this.algorithm, tmpPath);
           if (measured === null || toHex(measured) !== id.hex) {
             throw new RepositoryError(
               `${final}: measured fs-verity digest does not match the computed one`,
@@ -154,12 +169,9 @@ export class ObjectStore {
           sys.close(fd);
         }
       }
-      Deno.mkdirSync(join(final, ".."), { recursive: true });
-      Deno.renameSync(tmp, final);
+      this.root.rename(tmp, this.rel(id));
     } catch (e) {
-      try {
-        Deno.removeSync(tmp);
-      } catch { /* already gone */ }
+      this.dropTemp(tmp);
       throw e;
     }
   }
@@ -168,17 +180,16 @@ export class ObjectStore {
   storeBytes(data: Uint8Array): ObjectId {
     const id = ObjectId.fromBytes(fsverityDigest(data, this.algorithm));
     if (this.has(id)) return id;
-    const { path, file } = this.openTemp();
+    const { rel, path, fd } = this.openTemp();
     try {
-      let off = 0;
-      while (off < data.length) off += file.writeSync(data.subarray(off));
+      sys.writeAll(fd, data, path);
     } catch (e) {
-      file.close();
-      Deno.removeSync(path);
+      sys.close(fd);
+      this.dropTemp(rel);
       throw e;
     }
-    file.close();
-    this.commitTemp(path, id);
+    sys.close(fd);
+    this.commitTemp(rel, id);
     return id;
   }
 
@@ -198,7 +209,7 @@ export class ObjectStore {
     }
     const id = ObjectId.fromBytes(fsverityDigestFileSync(source, this.algorithm));
     if (this.has(id)) return id;
-    const { path: tmp, file: out } = this.openTemp();
+    const { rel: tmp, path: tmpPath, fd: out } = this.openTemp();
     const hasher = new FsVerityHasher(this.algorithm);
     let total = 0;
     try {
@@ -210,21 +221,20 @@ export class ObjectStore {
           if (n === 0) break;
           const chunk = buf.subarray(0, n);
           hasher.update(chunk);
-          let off = 0;
-          while (off < n) off += out.writeSync(chunk.subarray(off));
+          sys.writeAll(out, chunk, tmpPath);
           total += n;
         }
       } finally {
         sys.close(fd);
       }
-      out.close();
     } catch (e) {
-      out.close();
-      Deno.removeSync(tmp);
+      sys.close(out);
+      this.dropTemp(tmp);
       throw e;
     }
+    sys.close(out);
     if (total !== size || toHex(hasher.digest()) !== id.hex) {
-      Deno.removeSync(tmp);
+      this.dropTemp(tmp);
       throw changedWhileReading(source, total, size);
     }
     this.commitTemp(tmp, id);
@@ -237,27 +247,24 @@ export class ObjectStore {
    * different length fails and nothing is stored. The chunks are not kept.
    */
   async storeStream(chunks: AsyncIterable<Uint8Array>, size?: number): Promise<ObjectId> {
-    const { path: tmp, file } = this.openTemp();
+    const { rel: tmp, path: tmpPath, fd } = this.openTemp();
     const hasher = new FsVerityHasher(this.algorithm);
     let total = 0;
     try {
       for await (const chunk of chunks) {
         hasher.update(chunk);
-        let off = 0;
-        while (off < chunk.length) off += file.writeSync(chunk.subarray(off));
+        sys.writeAll(fd, chunk, tmpPath);
         total += chunk.length;
       }
       if (size !== undefined && total !== size) {
         throw new RepositoryError(`object stream of ${total} bytes, expected ${size}`);
       }
     } catch (e) {
-      file.close();
-      try {
-        Deno.removeSync(tmp);
-      } catch { /* already gone */ }
+      sys.close(fd);
+      this.dropTemp(tmp);
       throw e;
     }
-    file.close();
+    sys.close(fd);
     const id = ObjectId.fromBytes(hasher.digest());
     this.commitTemp(tmp, id);
     return id;
@@ -282,7 +289,7 @@ export class ObjectStore {
     if (this.has(id)) return "present";
     const context = options.context ?? new LocalStoreContext();
     const final = this.path(id);
-    Deno.mkdirSync(join(final, ".."), { recursive: true });
+    const finalRel = this.rel(id);
     const display = sys.displayPath(source.path);
     const unchanged = () => {
       const now = sys.fstat(source.fd, source.path);
@@ -296,17 +303,16 @@ export class ObjectStore {
     const devPair = `${source.stat.devMajor}:${source.stat.devMinor}`;
     let reflinkError = context.reflinkUnsupported.get(devPair) ?? "";
     if (!context.reflinkUnsupported.has(devPair)) {
-      const tmp = join(this.dir, `${TMP_OBJECT_PREFIX}${randomSuffix()}`);
-      const fd = sys.openCreateExclusive(tmp);
+      const { rel: tmp, path: tmpPath, fd } = this.openTemp();
       let cloned = false;
       try {
-        sys.ficlone(fd, source.fd, tmp);
+        sys.ficlone(fd, source.fd, tmpPath);
         cloned = true;
       } catch (e) {
         const errno = e instanceof sys.SysError ? e.errno : -1;
         if (![sys.Errno.EOPNOTSUPP, sys.Errno.EXDEV, sys.Errno.EINVAL].includes(errno as 95)) {
           sys.close(fd);
-          Deno.removeSync(tmp);
+          this.dropTemp(tmp);
           throw e;
         }
         reflinkError = (e as Error).message;
@@ -317,13 +323,13 @@ export class ObjectStore {
         try {
           unchanged();
         } catch (e) {
-          Deno.removeSync(tmp);
+          this.dropTemp(tmp);
           throw e;
         }
         this.commitTemp(tmp, id);
         return "reflinked";
       }
-      Deno.removeSync(tmp);
+      this.dropTemp(tmp);
     }
     let linkError: string;
     const refusal = hardlinkRefusal(source, this.secure);
@@ -339,14 +345,14 @@ export class ObjectStore {
             );
           }
         }
-        sys.link(source.path, final);
-        const linked = sys.lstat(final);
+        this.root.linkFrom(source.path, finalRel);
+        const linked = this.root.lstat(finalRel)!;
         const src = sys.fstat(source.fd, source.path);
         if (
           linked.ino !== src.ino || linked.devMajor !== src.devMajor ||
           linked.devMinor !== src.devMinor
         ) {
-          Deno.removeSync(final);
+          this.root.unlink(finalRel);
           throw new RepositoryError(`${display}: replaced while being imported; not stored`);
         }
         return "hardlinked";
@@ -380,10 +386,10 @@ export class ObjectStore {
     const path = this.path(id);
     let data: Uint8Array;
     try {
-      data = Deno.readFileSync(path);
+      data = this.root.readFile(this.rel(id));
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new RepositoryError(`object ${id.hex} is missing from ${join(this.dir, "..")}`, {
+      if (isNotFound(e)) {
+        throw new RepositoryError(`object ${id.hex} is missing from ${this.root.path}`, {
           cause: e,
           code: "object-missing",
         });
@@ -395,17 +401,18 @@ export class ObjectStore {
         cause: e,
       });
     }
-    this.verify(path, id, data);
+    this.verify(this.rel(id), id, data);
     return data;
   }
 
   /**
-   * Checks an object read from `path` against its name: secure repositories by fs-verity
+   * Checks an object read from `rel` against its name: secure repositories by fs-verity
    * measurement (the kernel checked the data as it was read), others by hashing `data`.
    */
-  private verify(path: string, id: ObjectId, data: Uint8Array): void {
+  private verify(rel: string, id: ObjectId, data: Uint8Array): void {
+    const path = this.root.abs(rel);
     if (this.secure) {
-      const fd = sys.openRead(path);
+      const fd = this.root.openRead(rel);
       try {
         const measured = measureVerity(fd, this.algorithm, path);
         if (measured === null) {
@@ -431,19 +438,20 @@ export class ObjectStore {
   }
 
   /**
-   * Whether the kernel gives a measurement of `path` in this repository's algorithm: fsck's
-   * test for `object-verity-missing` in a secure repository (composefs-rs 0.9.4 counts any
-   * failure to measure as missing fs-verity, and then reads nothing).
+   * Whether the kernel gives a measurement of the file `rel` (relative to the repository) in
+   * this repository's algorithm: fsck's test for `object-verity-missing` in a secure
+   * repository (composefs-rs 0.9.4 counts any failure to measure as missing fs-verity, and
+   * then reads nothing).
    */
-  hasVerity(path: string): boolean {
+  hasVerity(rel: string): boolean {
     let fd: number;
     try {
-      fd = sys.openRead(path);
+      fd = this.root.openRead(rel);
     } catch {
       return false;
     }
     try {
-      return measureVerity(fd, this.algorithm, path) !== null;
+      return measureVerity(fd, this.algorithm, this.root.abs(rel)) !== null;
     } catch {
       return false;
     } finally {
@@ -456,28 +464,29 @@ export class ObjectStore {
    * repository the fs-verity measurement must match too: the measurement alone only reports
    * the stored root hash, while reading makes the kernel check every block (EIO if corrupt).
    */
-  measureFile(path: string): string {
+  measureFile(rel: string): string {
+    const path = this.root.abs(rel);
     const hasher = new FsVerityHasher(this.algorithm);
-    const f = Deno.openSync(path, { read: true });
+    const f = this.root.openRead(rel);
     try {
       const buf = new Uint8Array(1 << 20);
       for (;;) {
-        let n: number | null;
+        let n: number;
         try {
-          n = f.readSync(buf);
+          n = sys.read(f, buf, path);
         } catch (e) {
           const why = this.secure ? ": the data does not match its fs-verity digest" : "";
           throw new Error(`read error (${(e as Error).message})${why}`);
         }
-        if (n === null || n === 0) break;
+        if (n === 0) break;
         hasher.update(buf.subarray(0, n));
       }
     } finally {
-      f.close();
+      sys.close(f);
     }
     const computed = toHex(hasher.digest());
     if (this.secure) {
-      const fd = sys.openRead(path);
+      const fd = this.root.openRead(rel);
       try {
         const m = measureVerity(fd, this.algorithm, path);
         if (m === null) {

@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { exists, sortedDir, symlinkAtomic, TMP_PREFIX } from "./files.ts";
+import type { RepoDir } from "./dir.ts";
+import { isTemporaryLinkName, TMP_PREFIX } from "./files.ts";
 import { RepositoryError } from "./errors.ts";
 
 /** The two categories that hold links to objects and refs to those links. */
@@ -36,11 +36,9 @@ export function refLinkTarget(name: string, entry: string): string {
 }
 
 /** Points `<category>/refs/<name>` at `<category>/<entry>` (made or replaced atomically). */
-export function setRef(repoPath: string, category: RefCategory, name: string, entry: string): void {
+export function setRef(dir: RepoDir, category: RefCategory, name: string, entry: string): void {
   validateRefName(name);
-  const refPath = join(repoPath, category, "refs", name);
-  Deno.mkdirSync(join(refPath, ".."), { recursive: true });
-  symlinkAtomic(refLinkTarget(name, entry), refPath);
+  dir.symlinkAtomic(refLinkTarget(name, entry), `${category}/refs/${name}`);
 }
 
 /** One ref found by {@link walkRefs}. */
@@ -49,19 +47,22 @@ export interface RefEntry {
   name: string;
   /** The link's target as written. */
   target: string;
-  /** The link's absolute path. */
+  /** The link's path relative to the repository. */
   path: string;
 }
 
-/** Every symlink below `dir` (recursively, sorted), named relative to `dir` after `prefix`. */
-export function walkRefs(dir: string, prefix = ""): RefEntry[] {
+/**
+ * Every symlink below the repository directory `rel` (recursively, sorted; directories that
+ * are links are not entered), named relative to it after `prefix`.
+ */
+export function walkRefs(dir: RepoDir, rel: string, prefix = ""): RefEntry[] {
   const out: RefEntry[] = [];
-  for (const e of sortedDir(dir)) {
-    const p = join(dir, e.name);
+  for (const e of dir.readDir(rel)) {
+    const p = `${rel}/${e.name}`;
     const name = prefix ? `${prefix}/${e.name}` : e.name;
     if (e.name.startsWith(TMP_PREFIX)) continue; // an interrupted ref update, not a ref
-    if (e.isDirectory) out.push(...walkRefs(p, name));
-    else if (e.isSymlink) out.push({ name, target: Deno.readLinkSync(p), path: p });
+    if (e.isDirectory) out.push(...walkRefs(dir, p, name));
+    else if (e.isSymlink) out.push({ name, target: dir.readLink(p) ?? "", path: p });
   }
   return out;
 }
@@ -75,43 +76,41 @@ export function refEntry(target: string): string {
  * Removes `<category>/refs/<name>` and the directories above it that become empty. False when
  * there was no such ref; an error when something other than a symlink is there.
  */
-export function removeRef(repoPath: string, category: RefCategory, name: string): boolean {
+export function removeRef(dir: RepoDir, category: RefCategory, name: string): boolean {
   validateRefName(name);
-  const base = join(repoPath, category, "refs");
-  const refPath = join(base, name);
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(refPath);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
+  const base = `${category}/refs`;
+  const refPath = `${base}/${name}`;
+  const st = dir.lstat(refPath);
+  if (st === undefined) return false;
+  if ((st.mode & 0o170000) !== 0o120000) {
+    throw new RepositoryError(`${dir.abs(refPath)} is not a ref (not a symbolic link)`, {
+      code: "repository-invalid",
+    });
   }
-  if (!st.isSymlink) throw new RepositoryError(`${refPath} is not a ref (not a symbolic link)`);
-  Deno.removeSync(refPath);
-  for (let dir = join(refPath, ".."); dir.length > base.length; dir = join(dir, "..")) {
-    try {
-      Deno.removeSync(dir);
-    } catch {
-      break;
-    }
+  dir.unlink(refPath);
+  const parts = name.split("/");
+  for (parts.pop(); parts.length > 0; parts.pop()) {
+    if (!dir.rmdirIfEmpty(`${base}/${parts.join("/")}`)) break;
   }
   return true;
 }
 
-/** `.tmp-*` symlinks left in images/, streams/ and their refs/ by interrupted updates. */
-export function leftoverTemporaryLinks(repoPath: string): string[] {
+/**
+ * Temporary links left in images/, streams/ and their refs/ by interrupted updates (symlinks
+ * with the names of {@link isTemporaryLinkName}), as paths relative to the repository.
+ */
+export function leftoverTemporaryLinks(dir: RepoDir): string[] {
   const out: string[] = [];
-  const scan = (dir: string, recurse: boolean) => {
-    if (!exists(dir)) return;
-    for (const e of sortedDir(dir)) {
-      const p = join(dir, e.name);
-      if (e.name.startsWith(TMP_PREFIX)) out.push(p);
-      else if (recurse && e.isDirectory) scan(p, true);
+  const scan = (rel: string, recurse: boolean) => {
+    for (const e of dir.readDir(rel)) {
+      const p = `${rel}/${e.name}`;
+      if (e.isSymlink && isTemporaryLinkName(e.name)) out.push(p);
+      else if (recurse && e.isDirectory && !e.name.startsWith(TMP_PREFIX)) scan(p, true);
     }
   };
   for (const category of ["images", "streams"]) {
-    scan(join(repoPath, category), false);
-    scan(join(repoPath, category, "refs"), true);
+    scan(category, false);
+    scan(`${category}/refs`, true);
   }
   return out;
 }

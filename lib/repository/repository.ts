@@ -27,7 +27,10 @@ import type { VerityAlgorithm } from "../fsverity/digest.ts";
 import { enableVerity, measureVerity, VerityError } from "../fsverity/ioctl.ts";
 import * as sys from "../sys/libc.ts";
 import { collectObjects, readErofs } from "../erofs/reader.ts";
-import { exists, isDirectory, sortedDir, writeFileAtomic } from "./files.ts";
+import { checkErofsLimits } from "../erofs/limits.ts";
+import { countLinks } from "../tree.ts";
+import { exists } from "./files.ts";
+import { isNotFound, RepoDir } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
 import {
   type ErofsFormats,
@@ -81,7 +84,6 @@ export interface InitOptions {
 
 /** An open repository. */
 export class Repository implements RepositoryView {
-  private lockFile?: Deno.FsFile;
   /** `objects/`. */
   readonly objects: ObjectStore;
   /** `streams/`. */
@@ -90,8 +92,8 @@ export class Repository implements RepositoryView {
   readonly images: ImageStore;
 
   private constructor(
-    /** The repository directory. */
-    readonly path: string,
+    /** The repository directory, open: every path below it is resolved through it. */
+    readonly root: RepoDir,
     /** Its validated meta.json. */
     readonly meta: RepoMeta,
     /** Whether objects carry fs-verity. */
@@ -100,9 +102,14 @@ export class Repository implements RepositoryView {
     readonly upgraded: boolean,
   ) {
     const guard = () => this.requireWritable();
-    this.objects = new ObjectStore(path, verityAlgorithmOf(meta.algorithm), secure, guard);
-    this.streams = new StreamStore(path, this.objects, guard);
-    this.images = new ImageStore(path, this.objects, guard);
+    this.objects = new ObjectStore(root, verityAlgorithmOf(meta.algorithm), secure, guard);
+    this.streams = new StreamStore(root, this.objects, guard);
+    this.images = new ImageStore(root, this.objects, guard);
+  }
+
+  /** The repository directory's path. */
+  get path(): string {
+    return this.root.path;
   }
 
   /** The digest algorithm of every object here. */
@@ -164,15 +171,13 @@ export class Repository implements RepositoryView {
           code: "repository-invalid",
         });
       }
-      writeFileAtomic(metaPath, formatMeta(meta));
-      created.push(metaPath);
-      if (!options.insecure) {
-        const fd = sys.openRead(metaPath);
-        try {
-          enableVerity(fd, verityAlgorithmOf(algorithm), metaPath);
-        } finally {
-          sys.close(fd);
-        }
+      const dir = RepoDir.open(path);
+      try {
+        dir.writeFileAtomic(META_FILE, formatMeta(meta));
+        created.push(metaPath);
+        if (!options.insecure) enableMetaVerity(dir, algorithm);
+      } finally {
+        dir.close();
       }
     } catch (e) {
       for (const p of created.reverse()) {
@@ -198,7 +203,7 @@ export class Repository implements RepositoryView {
     path: string,
     options: InitOptions & { allowInsecure?: boolean } = {},
   ): { repo: Repository; created: boolean } {
-    if (exists(join(path, META_FILE)) || isDirectory(join(path, "objects"))) {
+    if (exists(join(path, META_FILE)) || exists(join(path, "objects"))) {
       return { repo: Repository.open(path), created: false };
     }
     try {
@@ -211,25 +216,51 @@ export class Repository implements RepositoryView {
 
   /** Opens an existing repository (shared lock held until {@link close}). */
   static open(path: string, options: OpenOptions = {}): Repository {
-    let st: Deno.FileInfo;
+    let root: RepoDir;
     try {
-      st = Deno.statSync(path);
-    } catch {
-      throw new RepositoryError(
-        `${path}: no repository here (create one with 'cfs init ${path}')`,
-        { code: "repository-not-found" },
-      );
+      root = RepoDir.open(path);
+    } catch (e) {
+      if (isNotFound(e)) {
+        throw new RepositoryError(
+          `${path}: no repository here (create one with 'cfs init ${path}')`,
+          { code: "repository-not-found", cause: e },
+        );
+      }
+      if (e instanceof sys.SysError && e.errno === sys.Errno.ENOTDIR) {
+        throw new RepositoryError(`${path}: not a directory`, {
+          code: "repository-invalid",
+          cause: e,
+        });
+      }
+      throw e;
     }
-    if (!st.isDirectory) {
-      throw new RepositoryError(`${path}: not a directory`, { code: "repository-invalid" });
+    try {
+      const repo = Repository.openDir(root, options);
+      root.lock("shared");
+      return repo;
+    } catch (e) {
+      root.close();
+      throw e;
     }
-    const metaPath = join(path, META_FILE);
+  }
+
+  /** {@link open} once the directory is open: meta.json, or the upgrade of an old format. */
+  private static openDir(root: RepoDir, options: OpenOptions): Repository {
+    const path = root.path;
+    const metaPath = root.abs(META_FILE);
     let meta: RepoMeta;
     let secure: boolean;
     let upgraded = false;
-    if (exists(metaPath)) {
+    const metaStat = root.lstat(META_FILE);
+    if (metaStat !== undefined) {
+      if ((metaStat.mode & sys.S_IFMT) === sys.S_IFLNK) {
+        throw new RepositoryError(
+          `${metaPath} is a symbolic link: cfs does not follow links inside a repository`,
+          { code: "repository-symlink" },
+        );
+      }
       try {
-        meta = parseMeta(Deno.readTextFileSync(metaPath), metaPath);
+        meta = parseMeta(new TextDecoder().decode(root.readFile(META_FILE)), metaPath);
       } catch (e) {
         if (e instanceof MetaError) {
           throw new RepositoryError(e.message, { cause: e, code: e.code });
@@ -239,23 +270,16 @@ export class Repository implements RepositoryView {
           code: "meta-invalid",
         });
       }
-      secure = probeSecure(metaPath, verityAlgorithmOf(meta.algorithm));
-    } else if (exists(join(path, "objects"))) {
-      const sample = firstObject(join(path, "objects"));
+      secure = probeSecure(root, META_FILE, verityAlgorithmOf(meta.algorithm));
+    } else if (root.exists("objects")) {
+      const sample = firstObject(root);
       const algorithm = (sample ? algorithmOfObjectName(sample) : undefined) ??
         options.legacyAlgorithm ?? "fsverity-sha256-12";
       meta = legacyMeta(algorithm);
-      secure = sample !== undefined && probeSecure(sample, verityAlgorithmOf(algorithm));
+      secure = sample !== undefined && probeSecure(root, sample, verityAlgorithmOf(algorithm));
       if (options.upgrade !== false) {
-        writeFileAtomic(metaPath, formatMeta(meta));
-        if (secure) {
-          const fd = sys.openRead(metaPath);
-          try {
-            enableVerity(fd, verityAlgorithmOf(meta.algorithm), metaPath);
-          } finally {
-            sys.close(fd);
-          }
-        }
+        root.writeFileAtomic(META_FILE, formatMeta(meta));
+        if (secure) enableMetaVerity(root, meta.algorithm);
         upgraded = true;
       }
     } else {
@@ -264,9 +288,7 @@ export class Repository implements RepositoryView {
         { code: "repository-not-found" },
       );
     }
-    const repo = new Repository(path, meta, secure, upgraded);
-    repo.lock(false);
-    return repo;
+    return new Repository(root, meta, secure, upgraded);
   }
 
   /** Whether writes are allowed (unknown read-only-compatible features forbid them). */
@@ -286,18 +308,16 @@ export class Repository implements RepositoryView {
   }
 
   /**
-   * Takes (or converts) the advisory lock on the repository directory: shared while the
+   * Converts the advisory lock (flock) on the repository directory: shared while the
    * repository is open, exclusive while gc runs.
    */
   private lock(exclusive: boolean): void {
-    this.lockFile ??= Deno.openSync(this.path, { read: true });
-    this.lockFile.lockSync(exclusive);
+    this.root.lock(exclusive ? "exclusive" : "shared");
   }
 
-  /** Releases the lock. */
+  /** Releases the lock and closes the repository directory; the repository is unusable after. */
   close(): void {
-    this.lockFile?.close();
-    this.lockFile = undefined;
+    this.root.close();
   }
 
   // --- format readers fsck and gc follow references with ------------------------------------
@@ -310,6 +330,18 @@ export class Repository implements RepositoryView {
   /** The objects an EROFS image refers to. */
   imageObjects(bytes: Uint8Array): ObjectId[] {
     return collectObjects(readErofs(bytes)).map((d) => ObjectId.fromBytes(d));
+  }
+
+  /**
+   * The objects an EROFS image refers to, after checking its tree against the limits every
+   * image cfs writes must meet (lib/erofs/limits.ts): an image written by hand or by an older
+   * cfs may hold a name, a symlink target or an xattr the kernel cannot read. Throws an
+   * {@link ErofsLimitError} naming the entry.
+   */
+  checkImage(bytes: Uint8Array): ObjectId[] {
+    const fs = readErofs(bytes);
+    checkErofsLimits(fs, countLinks(fs));
+    return collectObjects(fs).map((d) => ObjectId.fromBytes(d));
   }
 
   // --- objects ------------------------------------------------------------------------------
@@ -358,7 +390,7 @@ export class Repository implements RepositoryView {
    * made only after this, so no name that refers to objects can outlive their content.
    */
   sync(): void {
-    sys.syncFilesystem(this.path);
+    this.root.sync();
   }
 
   // --- images -------------------------------------------------------------------------------
@@ -425,7 +457,7 @@ export class Repository implements RepositoryView {
   /** Removes `<category>/refs/<name>`; false when there was none. Objects stay until gc. */
   removeRef(category: "images" | "streams", name: string): boolean {
     this.requireWritable();
-    return removeRef(this.path, category, name);
+    return removeRef(this.root, category, name);
   }
 
   /** Reads a stream (`refs/NAME` or a content id) whole, verified against its id. */
@@ -457,12 +489,13 @@ export class Repository implements RepositoryView {
 }
 
 /**
- * Whether `file` (meta.json, or an object of an old-format repository) has fs-verity. "Not
+ * Whether `rel` (meta.json, or an object of an old-format repository) has fs-verity. "Not
  * enabled" and "not supported here" mean an insecure repository; any other failure is an
  * error rather than a silent downgrade.
  */
-function probeSecure(file: string, algorithm: VerityAlgorithm): boolean {
-  const fd = sys.openRead(file);
+function probeSecure(root: RepoDir, rel: string, algorithm: VerityAlgorithm): boolean {
+  const file = root.abs(rel);
+  const fd = root.openRead(rel);
   try {
     return measureVerity(fd, algorithm, file) !== null;
   } catch (e) {
@@ -476,12 +509,22 @@ function probeSecure(file: string, algorithm: VerityAlgorithm): boolean {
   }
 }
 
-/** Some object file of an old-format repository (path), if it has any. */
-function firstObject(objectsDir: string): string | undefined {
-  for (const sub of sortedDir(objectsDir)) {
+/** Enables fs-verity on meta.json: what makes a repository secure. */
+function enableMetaVerity(root: RepoDir, algorithm: RepoAlgorithm): void {
+  const fd = root.openRead(META_FILE);
+  try {
+    enableVerity(fd, verityAlgorithmOf(algorithm), root.abs(META_FILE));
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** Some object file of an old-format repository (relative path), if it has any. */
+function firstObject(root: RepoDir): string | undefined {
+  for (const sub of root.readDir("objects")) {
     if (!sub.isDirectory || !/^[0-9a-f]{2}$/.test(sub.name)) continue;
-    for (const obj of sortedDir(join(objectsDir, sub.name))) {
-      if (obj.isFile && /^[0-9a-f]+$/.test(obj.name)) return join(objectsDir, sub.name, obj.name);
+    for (const obj of root.readDir(`objects/${sub.name}`)) {
+      if (obj.isFile && /^[0-9a-f]+$/.test(obj.name)) return `objects/${sub.name}/${obj.name}`;
     }
   }
   return undefined;

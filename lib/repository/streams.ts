@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { exists, readLinkOrUndefined, sortedDir, symlinkAtomic, TMP_PREFIX } from "./files.ts";
+import { TMP_PREFIX } from "./files.ts";
+import type { RepoDir } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
 import { ObjectId } from "./object_id.ts";
 import type { ObjectStore } from "./objects.ts";
@@ -48,13 +48,16 @@ export class StreamStore {
   /** The `streams/` directory. */
   readonly dir: string;
 
-  /** The streams of the repository at `repoPath`; `requireWritable` guards every write. */
+  private readonly repoPath: string;
+
+  /** The streams of the repository `root`; `requireWritable` guards every write. */
   constructor(
-    private readonly repoPath: string,
+    private readonly root: RepoDir,
     private readonly objects: ObjectStore,
     private readonly requireWritable: () => void,
   ) {
-    this.dir = join(repoPath, "streams");
+    this.repoPath = root.path;
+    this.dir = root.abs("streams");
   }
 
   /** The stream object's id when `streams/<contentId>` links to an existing object. */
@@ -64,10 +67,13 @@ export class StreamStore {
     } catch {
       return undefined;
     }
-    const target = readLinkOrUndefined(join(this.dir, contentId));
-    if (target === undefined || !target.startsWith("../")) return undefined;
+    const target = this.root.readLink(`streams/${contentId}`);
+    if (target === undefined) return undefined;
     const id = ObjectId.fromObjectPath(target, this.objects.algorithm);
-    return id && this.objects.has(id) ? id : undefined;
+    // Only the form composefs writes is a stream; the object is looked up by its id below
+    // objects/, so the link itself is never followed.
+    if (!id || target !== `../objects/${id.objectPath}`) return undefined;
+    return this.objects.has(id) ? id : undefined;
   }
 
   /**
@@ -83,9 +89,8 @@ export class StreamStore {
     if (!this.objects.has(id)) {
       throw new RepositoryError(`stream ${contentId}: object ${id.hex} is not stored`);
     }
-    Deno.mkdirSync(this.dir, { recursive: true });
-    symlinkAtomic(`../objects/${id.objectPath}`, join(this.dir, contentId));
-    if (ref !== undefined) setRef(this.repoPath, "streams", ref, contentId);
+    this.root.symlinkAtomic(`../objects/${id.objectPath}`, `streams/${contentId}`);
+    if (ref !== undefined) setRef(this.root, "streams", ref, contentId);
   }
 
   /** Points `streams/refs/<ref>` at the existing stream `contentId`. */
@@ -96,37 +101,37 @@ export class StreamStore {
         code: "stream-not-found",
       });
     }
-    setRef(this.repoPath, "streams", ref, contentId);
+    setRef(this.root, "streams", ref, contentId);
   }
 
   /** Removes `streams/refs/<ref>`; false when there was none. */
   unname(ref: string): boolean {
     this.requireWritable();
-    return removeRef(this.repoPath, "streams", ref);
+    return removeRef(this.root, "streams", ref);
   }
 
   /** The content id `streams/refs/<ref>` points at, undefined when there is no such ref. */
   refTarget(ref: string): string | undefined {
     validateRefName(ref);
-    const target = readLinkOrUndefined(join(this.dir, "refs", ref));
+    const target = this.root.readLink(`streams/refs/${ref}`);
     return target === undefined ? undefined : refEntry(target);
   }
 
   /** Refs below `streams/refs/` (below `prefix/` when given): name and content id. */
   listRefs(prefix?: string): Array<{ name: string; contentId: string }> {
     if (prefix !== undefined) validateRefName(prefix);
-    const base = join(this.dir, "refs");
-    return walkRefs(prefix === undefined ? base : join(base, prefix), prefix ?? "")
+    const base = "streams/refs";
+    return walkRefs(this.root, prefix === undefined ? base : `${base}/${prefix}`, prefix ?? "")
       .map((r) => ({ name: r.name, contentId: refEntry(r.target) }));
   }
 
   /** Every first-level entry of `streams/` except `refs` and temporary links, sorted. */
   list(): StreamEntry[] {
-    return sortedDir(this.dir)
+    return this.root.readDir("streams")
       .filter((e) => e.name !== "refs" && !e.name.startsWith(TMP_PREFIX))
       .map((e) => {
         if (!e.isSymlink) return { contentId: e.name, target: "", isSymlink: false };
-        const target = Deno.readLinkSync(join(this.dir, e.name));
+        const target = this.root.readLink(`streams/${e.name}`) ?? "";
         return {
           contentId: e.name,
           target,
@@ -154,12 +159,16 @@ export class StreamStore {
     }
     const id = this.has(contentId);
     if (!id) {
-      const link = join(this.dir, contentId);
+      let present = false;
+      try {
+        validateContentId(contentId);
+        present = this.root.exists(`streams/${contentId}`);
+      } catch { /* not a stream name */ }
       throw new RepositoryError(
-        exists(link)
+        present
           ? `stream ${contentId} in ${this.repoPath} is broken (its object is missing)`
           : `no stream '${name}' in ${this.repoPath}`,
-        { code: exists(link) ? "object-missing" : "stream-not-found" },
+        { code: present ? "object-missing" : "stream-not-found" },
       );
     }
     return { contentId, id };

@@ -7,6 +7,7 @@
  * @module
  */
 import type { VerityAlgorithm } from "../fsverity/digest.ts";
+import type { RepoDir } from "./dir.ts";
 import type { ImageStore } from "./images.ts";
 import type { ObjectId } from "./object_id.ts";
 import type { ObjectStore } from "./objects.ts";
@@ -26,8 +27,10 @@ export interface StreamRefs {
 
 /** A repository as fsck and gc see it. */
 export interface RepositoryView {
-  /** The repository directory. */
+  /** The repository directory's path. */
   readonly path: string;
+  /** The repository directory, open: every path below it is resolved through it (dir.ts). */
+  readonly root: RepoDir;
   /** The digest algorithm of every object. */
   readonly algorithm: VerityAlgorithm;
   /** Whether objects carry fs-verity. */
@@ -42,4 +45,9 @@ export interface RepositoryView {
   streamRefs(bytes: Uint8Array): Promise<StreamRefs>;
   /** The objects an EROFS image refers to; throws when it is not a valid image. */
   imageObjects(bytes: Uint8Array): ObjectId[];
+  /**
+   * Like {@link imageObjects}, and also throws when the image holds what the kernel cannot
+   * read (a name over 255 bytes, a symlink target over 4095, ...: lib/erofs/limits.ts).
+   */
+  checkImage(bytes: Uint8Array): ObjectId[];
 }

@@ -5,9 +5,16 @@
  *
  * Everything here is a thin, synchronous wrapper: a failing call throws {@link SysError}
  * carrying the errno and the path, so callers can map ENOENT, ENOTTY, ... to their own errors.
+ * Flags and struct layouts come from `arch.ts` for the architecture cfs runs on; on one it does
+ * not know, the first call throws instead of passing another architecture's values.
+ *
+ * The `*At` functions work relative to an open directory and never follow a symbolic link in
+ * the name they are given (which must be one component): `lib/repository/dir.ts` builds
+ * repository paths that cannot be redirected out of the repository from them.
  *
  * @module
  */
+import { iow, platform } from "./arch.ts";
 import { CfsError } from "../errors.ts";
 
 /** A failed system call: `errno` is the C errno, `path` what it was called on. */
@@ -37,6 +44,11 @@ const ERRNO_NAMES: Record<number, string> = {
   28: "ENOSPC (no space left on device)",
   34: "ERANGE (result too large)",
   36: "ENAMETOOLONG (file name too long)",
+  39: "ENOTEMPTY (directory not empty)",
+  16: "EBUSY (device or resource busy)",
+  24: "EMFILE (too many open files)",
+  30: "EROFS (read-only file system)",
+  122: "EDQUOT (disk quota exceeded)",
   40: "ELOOP (too many symbolic links)",
   61: "ENODATA (no data available)",
   74: "EBADMSG (bad message)",
@@ -49,12 +61,17 @@ const ERRNO_NAMES: Record<number, string> = {
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  EIO: 5,
   EEXIST: 17,
   EXDEV: 18,
   ENOTDIR: 20,
+  EISDIR: 21,
   EINVAL: 22,
   ENOTTY: 25,
+  ENOSPC: 28,
   ERANGE: 34,
+  ELOOP: 40,
+  ENOTEMPTY: 39,
   ENODATA: 61,
   EBADMSG: 74,
   EOVERFLOW: 75,
@@ -70,8 +87,18 @@ const symbols = {
   __errno_location: { parameters: [], result: "pointer" },
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   syncfs: { parameters: ["i32"], result: "i32" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  fdopendir: { parameters: ["i32"], result: "pointer" },
+  mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  symlinkat: { parameters: ["buffer", "i32", "buffer"], result: "i32" },
+  linkat: { parameters: ["i32", "buffer", "i32", "buffer", "i32"], result: "i32" },
+  renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  readlinkat: { parameters: ["i32", "buffer", "buffer", "usize"], result: "isize" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
@@ -99,9 +126,15 @@ let lib: Lib | undefined;
 /** Opens libc on first use, so that importing this module costs nothing. */
 function libc(): Lib {
   if (lib === undefined) {
+    platform(); // refuses an unknown architecture before any of its calls could misbehave
     lib = Deno.dlopen("libc.so.6", symbols).symbols;
   }
   return lib;
+}
+
+/** The open(2) flags of this architecture. */
+function flags() {
+  return platform().open;
 }
 
 function errno(): number {
@@ -267,55 +300,241 @@ function decodeStatx(): FileStat {
 
 // --- directories --------------------------------------------------------------------------
 
-/** The names in a directory (without "." and ".."), as raw bytes, in readdir order. */
-export function readDirNames(path: BytePath): Uint8Array[] {
+/** What a directory entry is, from its `d_type` (no stat(2) needed). */
+export type DirEntryType = "file" | "directory" | "symlink" | "other" | "unknown";
+
+/** One entry of a directory: its name (bytes) and type. */
+export interface DirEntry {
+  /** The name, as raw bytes. */
+  name: Uint8Array;
+  /** Its type as the file system reports it (`unknown` where it does not). */
+  type: DirEntryType;
+}
+
+const DT_TYPES: Record<number, DirEntryType> = { 4: "directory", 8: "file", 10: "symlink" };
+
+/** Reads every entry of an open `DIR*` (not "." and ".."); closes it. */
+function readDirStream(dir: Deno.PointerObject): DirEntry[] {
   const l = libc();
-  const dir = l.opendir(cString(path));
-  if (dir === null) throw new SysError("opendir", errno(), displayPath(path));
-  const names: Uint8Array[] = [];
+  const { reclenOffset, typeOffset, nameOffset } = platform().dirent;
+  const out: DirEntry[] = [];
   try {
     for (;;) {
       const ent = l.readdir(dir);
       if (ent === null) break;
       const view = new Deno.UnsafePointerView(ent);
-      const reclen = view.getUint16(16);
-      const raw = new Uint8Array(view.getArrayBuffer(reclen - 19, 19));
+      const reclen = view.getUint16(reclenOffset);
+      const dtype = view.getUint8(typeOffset);
+      const raw = new Uint8Array(view.getArrayBuffer(reclen - nameOffset, nameOffset));
       const end = raw.indexOf(0);
       const name = raw.slice(0, end < 0 ? raw.length : end);
       if (
         (name.length === 1 && name[0] === 0x2e) ||
         (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)
       ) continue;
-      names.push(name);
+      out.push({ name, type: DT_TYPES[dtype] ?? (dtype === 0 ? "unknown" : "other") });
     }
   } finally {
     l.closedir(dir);
   }
-  return names;
+  return out;
+}
+
+/** The names in a directory (without "." and ".."), as raw bytes, in readdir order. */
+export function readDirNames(path: BytePath): Uint8Array[] {
+  const dir = libc().opendir(cString(path));
+  if (dir === null) throw new SysError("opendir", errno(), displayPath(path));
+  return readDirStream(dir).map((e) => e.name);
+}
+
+/**
+ * The entries of the directory `name` below the open directory `dirfd`, never following a
+ * symbolic link at `name` (ELOOP or ENOTDIR then); `path` only names it in errors.
+ */
+export function readDirAt(dirfd: number, name: BytePath, path?: BytePath): DirEntry[] {
+  const fd = openDirAt(dirfd, name, path);
+  const dir = libc().fdopendir(fd);
+  if (dir === null) {
+    const e = errno();
+    close(fd);
+    throw new SysError("fdopendir", e, displayPath(path ?? name));
+  }
+  return readDirStream(dir);
 }
 
 // --- files ---------------------------------------------------------------------------------
 
-export const O_RDONLY = 0;
-export const O_NOFOLLOW = 0o400000;
-export const O_CLOEXEC = 0o2000000;
-
 /** open(2) read-only without following a final symlink; returns the fd. */
 export function openRead(path: BytePath): number {
-  return check("open", libc().open(cString(path), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0), path);
+  const f = flags();
+  return check(
+    "open",
+    libc().open(cString(path), f.O_RDONLY | f.O_NOFOLLOW | f.O_CLOEXEC, 0),
+    path,
+  );
 }
 
-const O_WRONLY = 0o1;
-const O_CREAT = 0o100;
-const O_EXCL = 0o200;
+/** open(2) of a directory (following symlinks: a path the user chose); returns the fd. */
+export function openDirectory(path: BytePath): number {
+  const f = flags();
+  return check(
+    "open",
+    libc().open(cString(path), f.O_RDONLY | f.O_DIRECTORY | f.O_CLOEXEC, 0),
+    path,
+  );
+}
 
 /** open(2) of a new file for writing (O_CREAT|O_EXCL, never an existing one); returns the fd. */
 export function openCreateExclusive(path: BytePath, mode = 0o644): number {
+  const f = flags();
   return check(
     "open",
-    libc().open(cString(path), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode),
+    libc().open(
+      cString(path),
+      f.O_WRONLY | f.O_CREAT | f.O_EXCL | f.O_NOFOLLOW | f.O_CLOEXEC,
+      mode,
+    ),
     path,
   );
+}
+
+// --- relative to an open directory, never following a link ----------------------------------
+
+/** The directory `name` below `dirfd`, opened without following a symlink there. */
+export function openDirAt(dirfd: number, name: BytePath, path?: BytePath): number {
+  const f = flags();
+  return check(
+    "openat",
+    libc().openat(dirfd, cString(name), f.O_RDONLY | f.O_DIRECTORY | f.O_NOFOLLOW | f.O_CLOEXEC, 0),
+    path ?? name,
+  );
+}
+
+/** The file `name` below `dirfd`, read-only, without following a symlink there. */
+export function openReadAt(dirfd: number, name: BytePath, path?: BytePath): number {
+  const f = flags();
+  return check(
+    "openat",
+    libc().openat(dirfd, cString(name), f.O_RDONLY | f.O_NOFOLLOW | f.O_CLOEXEC, 0),
+    path ?? name,
+  );
+}
+
+/** A new file `name` below `dirfd` for writing (never an existing one, never through a link). */
+export function createExclusiveAt(
+  dirfd: number,
+  name: BytePath,
+  mode = 0o644,
+  path?: BytePath,
+): number {
+  const f = flags();
+  return check(
+    "openat",
+    libc().openat(
+      dirfd,
+      cString(name),
+      f.O_WRONLY | f.O_CREAT | f.O_EXCL | f.O_NOFOLLOW | f.O_CLOEXEC,
+      mode,
+    ),
+    path ?? name,
+  );
+}
+
+/** lstat(2) of `name` below `dirfd` (a symlink there is reported, not followed). */
+export function lstatAt(dirfd: number, name: BytePath, path?: BytePath): FileStat {
+  check(
+    "statx",
+    libc().statx(dirfd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf),
+    path ?? name,
+  );
+  return decodeStatx();
+}
+
+/** mkdirat(2). */
+export function mkdirAt(dirfd: number, name: BytePath, mode = 0o755, path?: BytePath): void {
+  check("mkdirat", libc().mkdirat(dirfd, cString(name), mode), path ?? name);
+}
+
+/** symlinkat(2): `name` below `dirfd` pointing at `target`. */
+export function symlinkAt(target: BytePath, dirfd: number, name: BytePath, path?: BytePath): void {
+  check("symlinkat", libc().symlinkat(cString(target), dirfd, cString(name)), path ?? name);
+}
+
+/** linkat(2) of `existing` (a path, not followed if a symlink) to `name` below `dirfd`. */
+export function linkFromPathAt(
+  existing: BytePath,
+  dirfd: number,
+  name: BytePath,
+  path?: BytePath,
+): void {
+  check(
+    "linkat",
+    libc().linkat(AT_FDCWD, cString(existing), dirfd, cString(name), 0),
+    path ?? name,
+  );
+}
+
+/** renameat(2) within or across open directories (links are renamed, not followed). */
+export function renameAt(
+  fromDir: number,
+  from: BytePath,
+  toDir: number,
+  to: BytePath,
+  path?: BytePath,
+): void {
+  check("renameat", libc().renameat(fromDir, cString(from), toDir, cString(to)), path ?? to);
+}
+
+const AT_REMOVEDIR = 0x200;
+
+/** unlinkat(2) of a file or link (`directory`: rmdir of an empty directory). */
+export function unlinkAt(dirfd: number, name: BytePath, directory = false, path?: BytePath): void {
+  check(
+    directory ? "rmdir" : "unlink",
+    libc().unlinkat(dirfd, cString(name), directory ? AT_REMOVEDIR : 0),
+    path ?? name,
+  );
+}
+
+/** readlinkat(2): the target of the symlink `name` below `dirfd`, as bytes. */
+export function readLinkAt(dirfd: number, name: BytePath, path?: BytePath): Uint8Array {
+  const buf = new Uint8Array(4097);
+  const n = check(
+    "readlink",
+    libc().readlinkat(dirfd, cString(name), buf, BigInt(buf.length)),
+    path ?? name,
+  );
+  return buf.slice(0, n);
+}
+
+/** Writes all of `data` to `fd` (write(2) until done); errors name `path`. */
+export function writeAll(fd: number, data: Uint8Array, path?: BytePath): void {
+  const l = libc();
+  let buf: Uint8Array<ArrayBuffer> = data.buffer instanceof ArrayBuffer
+    ? data as Uint8Array<ArrayBuffer>
+    : new Uint8Array(data);
+  while (buf.length > 0) {
+    const n = check("write", l.write(fd, buf, BigInt(buf.length)), path);
+    buf = buf.subarray(n);
+  }
+}
+
+/** fdatasync(2). */
+export function fdatasync(fd: number, path?: BytePath): void {
+  check("fdatasync", libc().fdatasync(fd), path);
+}
+
+const LOCK_SH = 1, LOCK_EX = 2, LOCK_UN = 8;
+
+/** flock(2): `shared`, `exclusive` (blocks until granted) or `unlock`. */
+export function flock(fd: number, how: "shared" | "exclusive" | "unlock", path?: BytePath): void {
+  const op = how === "shared" ? LOCK_SH : how === "exclusive" ? LOCK_EX : LOCK_UN;
+  check("flock", libc().flock(fd, op), path);
+}
+
+/** syncfs(2) of the file system holding the open file `fd`. */
+export function syncfs(fd: number, path?: BytePath): void {
+  check("syncfs", libc().syncfs(fd), path);
 }
 
 /** read(2) into `buf`; returns the count (0 at end of file). */
@@ -461,18 +680,14 @@ export function lutimes(path: BytePath, sec: number, nsec = 0): void {
 
 /** Writes a whole file at a byte path (created or truncated) with the given mode. */
 export function writeFileBytes(path: BytePath, data: Uint8Array, mode = 0o644): void {
-  const O_WRONLY = 1, O_CREAT = 0o100, O_TRUNC = 0o1000;
+  const f = flags();
   const fd = check(
     "open",
-    libc().open(cString(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode),
+    libc().open(cString(path), f.O_WRONLY | f.O_CREAT | f.O_TRUNC | f.O_CLOEXEC, mode),
     path,
   );
   try {
-    let off = 0;
-    while (off < data.length) {
-      const chunk = new Uint8Array(data.subarray(off));
-      off += check("write", libc().write(fd, chunk, BigInt(chunk.length)), path);
-    }
+    writeAll(fd, data, path);
   } finally {
     close(fd);
   }
@@ -491,8 +706,10 @@ export function ioctl(
   return check("ioctl", libc().ioctl(fd, request, arg), path);
 }
 
-/** FICLONE: _IOW(0x94, 9, int). */
-const FICLONE = 0x40049409n;
+/** FICLONE: _IOW(0x94, 9, int), for this architecture's ioctl encoding. */
+function ficloneRequest(): bigint {
+  return iow(platform(), 0x94, 9, 4);
+}
 
 /**
  * ioctl(dest, FICLONE, src): makes `destFd`'s file share all of `srcFd`'s extents (a
@@ -500,7 +717,7 @@ const FICLONE = 0x40049409n;
  * system cannot, EXDEV across file systems, EINVAL on some file systems that cannot either.
  */
 export function ficlone(destFd: number, srcFd: number, path?: BytePath): void {
-  check("ioctl(FICLONE)", libc().ioctl_int(destFd, FICLONE, BigInt(srcFd)), path);
+  check("ioctl(FICLONE)", libc().ioctl_int(destFd, ficloneRequest(), BigInt(srcFd)), path);
 }
 
 /** Decodes bytes as UTF-8 for display, replacing invalid sequences. */
