@@ -397,80 +397,87 @@ async function tmux(args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
+/** Bytes shown by a bar line `[##>--] (N UNIT/24.00 MiB)`, or undefined for any other line. */
+function barBytes(line: string): number | undefined {
+  const m = /^\[[#>-]+\] \((\d+(?:\.\d+)?) (B|KiB|MiB|GiB)\/24\.00 MiB\)$/.exec(line.trimEnd());
+  if (!m) return undefined;
+  return Number(m[1]) * { B: 1, KiB: 1 << 10, MiB: 1 << 20, GiB: 1 << 30 }[m[2] as "B"];
+}
+
 Deno.test("progress display in tmux: one progress line redrawn in place, log lines above it", async () => {
+  // The demo does one state at a time (test/fixtures/progress_demo.ts --control) and the test
+  // waits until the pane shows that state before it checks the pane and asks for the next:
+  // nothing depends on how fast the machine is, only on the bounded wait for each state.
+  const tmp = await Deno.makeTempDir({ prefix: "cfs-log-tmux-" });
+  const control = join(tmp, "control");
+  await Deno.writeTextFile(control, "");
+  const send = (line: string) => Deno.writeTextFile(control, line + "\n", { append: true });
   const server = `cfs-log-test-${Deno.pid}`;
   const env = `DENO_DIR=${Deno.env.get("DENO_DIR") ?? ""} NO_COLOR=1`;
   const cmd = `env ${env} ${Deno.execPath()} run -A --quiet ${
     join(ROOT, "test/fixtures/progress_demo.ts")
-  } 2; sleep 30`;
-  await tmux([
-    "-L",
-    server,
-    "-f",
-    "/dev/null",
-    "new-session",
-    "-d",
-    "-x",
-    "120",
-    "-y",
-    "10",
-    "-s",
-    "demo",
-    cmd,
-  ]);
-  try {
-    const captures: string[] = [];
-    const deadline = Date.now() + 15_000;
+  } --control ${control}; sleep 60`;
+  await tmux(["-L", server, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "10"]
+    .concat(["-s", "demo", cmd]));
+  /** Captures the pane until `ready` holds (at most 60 s: the wait is for the state). */
+  const waitFor = async (what: string, ready: (lines: string[]) => boolean) => {
+    const deadline = Date.now() + 60_000;
+    let pane = "";
     while (Date.now() < deadline) {
-      const pane = await tmux(["-L", server, "capture-pane", "-p", "-t", "demo"]);
-      captures.push(pane);
-      if (pane.includes("demo finished")) break;
-      await new Promise((r) => setTimeout(r, 150));
+      pane = await tmux(["-L", server, "capture-pane", "-p", "-t", "demo"]);
+      if (ready(pane.split("\n"))) return pane.split("\n");
+      await new Promise((r) => setTimeout(r, 50));
     }
-    const last = captures[captures.length - 1];
-    assert.ok(last.includes("demo finished"), `demo did not finish:\n${last}`);
-
-    const withProgress = captures.filter((c) => c.includes("fetching"));
-    // dax draws a new bar at once, before its length and message are set (a spinner and the
-    // label alone), and redraws it 60 ms later: the first capture may catch that frame.
-    const initialFrame = /^\S fetching\s*$/;
-    if (withProgress.length > 0 && withProgress[0].split("\n").some((l) => initialFrame.test(l))) {
-      withProgress.shift();
-    }
-    assert.ok(withProgress.length >= 4, `progress seen in ${withProgress.length} captures`);
-    const progressStates = new Set<string>();
-    for (const pane of withProgress) {
-      const lines = pane.split("\n");
-      const labelLines = lines.filter((l) => l.includes("fetching"));
-      const barLines = lines.filter((l) =>
-        /^\[[#>-]+\] \(\d+(\.\d+)? [KMG]?i?B\/24\.00 MiB\)$/.test(l.trimEnd())
+    throw new Error(`the pane never showed ${what}; last capture:\n${pane}`);
+  };
+  try {
+    const MiB = 1 << 20;
+    const logged: string[] = [];
+    const shown = new Set<string>();
+    let layer = 1;
+    for (const mib of [2, 6, 10, 14, 18, 22]) {
+      const nowLayer = Math.floor(mib / 8) + 1;
+      if (nowLayer !== layer) {
+        logged.push(`layer ${layer}/3 done`);
+        await send(`log layer ${layer}/3 done`);
+        layer = nowLayer;
+      }
+      await send(`progress ${layer} ${mib * MiB}`);
+      const lines = await waitFor(
+        `layer ${layer}/3 at ${mib} MiB`,
+        (ls) =>
+          ls.some((l) => l.includes(`fetching layer ${layer}/3`)) &&
+          ls.some((l) => barBytes(l) === mib * MiB),
       );
-      assert.equal(labelLines.length, 1, `one progress label line:\n${pane}`);
-      assert.equal(barLines.length, 1, `one bar line:\n${pane}`);
-      assert.match(labelLines[0], /fetching layer [123]\/3/);
-      progressStates.add(labelLines.join("|") + barLines.join("|"));
-      // The progress sits below the logged lines, never between them.
+      const pane = lines.join("\n");
+      // One progress label and one bar, below every line logged so far, each logged once.
       const labelAt = lines.findIndex((l) => l.includes("fetching"));
-      const loggedAt = lines.map((l, i) => (/^layer \d\/3 done/.test(l) ? i : -1)).filter((i) =>
-        i >= 0
-      );
-      for (const i of loggedAt) assert.ok(i < labelAt, `log line above the progress:\n${pane}`);
+      assert.equal(lines.filter((l) => l.includes("fetching")).length, 1, pane);
+      assert.equal(lines.filter((l) => barBytes(l) !== undefined).length, 1, pane);
+      assert.equal(barBytes(lines[labelAt + 1]), mib * MiB, `the bar under its label:\n${pane}`);
+      for (const text of logged) {
+        const at = lines.flatMap((l, i) => (l.trimEnd() === text ? [i] : []));
+        assert.equal(at.length, 1, `'${text}' once:\n${pane}`);
+        assert.ok(at[0] < labelAt, `'${text}' above the progress:\n${pane}`);
+      }
+      assert.ok(lines.filter((l) => l.trim() !== "").length <= logged.length + 2, pane);
+      shown.add(lines[labelAt + 1].trimEnd());
     }
-    assert.ok(
-      progressStates.size >= 3,
-      `the progress changed in place (${progressStates.size} states)`,
-    );
+    // The same two lines were redrawn in place with six different bars.
+    assert.equal(shown.size, 6);
+
+    await send("log layer 3/3 done");
+    await send("done");
+    const last = await waitFor("demo finished", (ls) => ls.some((l) => l === "demo finished"));
+    const pane = last.join("\n");
     // Finished: the display is gone and each log line was printed exactly once.
-    const lastLines = last.split("\n");
-    assert.equal(lastLines.filter((l) => l.includes("fetching")).length, 0, last);
+    assert.equal(last.filter((l) => l.includes("fetching")).length, 0, pane);
     for (const n of [1, 2, 3]) {
-      assert.equal(lastLines.filter((l) => l.startsWith(`layer ${n}/3 done`)).length, 1, last);
+      assert.equal(last.filter((l) => l.startsWith(`layer ${n}/3 done`)).length, 1, pane);
     }
-    assert.ok(
-      lastLines.filter((l) => l.trim() !== "").length <= 5,
-      `no accumulated lines:\n${last}`,
-    );
+    assert.equal(last.filter((l) => l.trim() !== "").length, 4, `no accumulated lines:\n${pane}`);
   } finally {
-    await tmux(["-L", server, "kill-server"]).catch(() => {});
+    await tmux(["-L", server, "kill-server"]).catch(() => {}); // gone already: nothing to end
+    await Deno.remove(tmp, { recursive: true });
   }
 });
