@@ -98,3 +98,14 @@ check: deno
 
 clean:
 	rm -rf dist test/.work
+
+# The fuzz tier (fuzz/main.ts, not in `make test` or CI): mutated EROFS images, splitstreams,
+# dumpfiles, tar layers and OCI layouts through the readers and fsck. Seeded (SEED=N, else a
+# random one, printed), bounded (FUZZ_TIME seconds per target, FUZZ_TOTAL in all),
+# FUZZ_TARGETS=a,b for a subset. Findings go to test/.work/fuzz/failures/.
+FUZZ_TIME ?= 60
+FUZZ_TOTAL ?= 600
+.PHONY: fuzz
+fuzz: setup cfsctl
+	$(DENO) run --allow-all fuzz/main.ts $(if $(SEED),--seed $(SEED)) --time $(FUZZ_TIME) \
+	  --total $(FUZZ_TOTAL) $(if $(FUZZ_TARGETS),--targets $(FUZZ_TARGETS))

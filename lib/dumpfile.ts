@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { CfsError } from "./errors.ts";
+import { CfsError, clipMiddle, MAX_ERROR_LINE } from "./errors.ts";
 import { fromHex, toHex } from "./fsverity/digest.ts";
 import {
   bytesToName,
@@ -225,13 +225,18 @@ export const DUMPFILE_XATTR_SIZE_MAX = 0xffff;
 /** A dumpfile that cannot be read: names the line and what is wrong with it. */
 export class DumpfileError extends CfsError {
   /**
-   * Creates the error; the message reads "<source> line <line>: <reason>".
+   * Creates the error; the message reads "<source> line <line>: <reason>", the reason clipped
+   * in the middle so that the line stays within {@link MAX_ERROR_LINE} (a reason quotes the
+   * offending field, and a field can be a 4096-byte path or a 64 KiB xattr value).
    * @param line the 1-based line number of the offending line.
    * @param reason what is wrong with it.
    * @param source what the text came from, for the message (default "dumpfile").
    */
   constructor(readonly line: number, reason: string, source = "dumpfile") {
-    super(`${source} line ${line}: ${reason}`, { code: "dumpfile-invalid" });
+    const prefix = `${source} line ${line}: `;
+    super(prefix + clipMiddle(reason, Math.max(80, MAX_ERROR_LINE - prefix.length)), {
+      code: "dumpfile-invalid",
+    });
     this.name = "DumpfileError";
   }
 }

@@ -32,6 +32,7 @@ import { TMP_PREFIX } from "./files.ts";
 import { leftoverTemporaryLinks } from "./refs.ts";
 import type { RepoDirEntry } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
+import { clipMiddle } from "../errors.ts";
 import * as sys from "../sys/libc.ts";
 import { META_FILE, type MetaError, parseMeta } from "./meta.ts";
 import { ObjectId } from "./object_id.ts";
@@ -96,8 +97,11 @@ export async function checkRepository(repo: RepositoryView): Promise<FsckReport>
     errors: [],
     warnings: [],
   };
-  const error = (kind: string, path: string, detail = "") => r.errors.push({ kind, path, detail });
-  const warn = (kind: string, path: string, detail = "") => r.warnings.push({ kind, path, detail });
+  // A detail can quote hostile bytes (a 64 KiB named ref): clipped, so each problem is one line.
+  const error = (kind: string, path: string, detail = "") =>
+    r.errors.push({ kind, path, detail: clipMiddle(detail) });
+  const warn = (kind: string, path: string, detail = "") =>
+    r.warnings.push({ kind, path, detail: clipMiddle(detail) });
 
   const root = repo.root;
   const isRegular = (st: sys.FileStat | undefined) =>
