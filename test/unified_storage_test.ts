@@ -24,6 +24,7 @@ import { deepEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { cfsOk, pullResult, requireTool, run, runCfs } from "./cfs.ts";
 import { buildOciImage, type BuiltImage, type LayerSpec } from "./fixtures/oci.ts";
+import { storageImageName } from "../lib/pipeline/unified.ts";
 
 const BIG = 8 << 20;
 
@@ -185,6 +186,78 @@ Deno.test("pull --unified equals the direct pull; podman sees the image; objects
     const again = await runCfs(["--repo", repo, "--json", "pull", ...common, "--unified", ref]);
     equal(again.code, 0, again.stderr);
     equal(pullResult(again.text).imageId, a.imageId);
+  } finally {
+    await removeAll(tmp);
+  }
+});
+
+Deno.test("pull --unified names the image itself: a path with upper case, a space and '+' works; a lower-case path gets podman's own name", async () => {
+  needTools();
+  const tmp = await Deno.makeTempDir({ prefix: "cfs-unified-names-" });
+  try {
+    // Two images (two ids): each layout's content names it.
+    const small = (id: string): LayerSpec[] => [[
+      { type: "dir", path: "boot" },
+      { type: "dir", path: "sysroot" },
+      { type: "file", path: "usr/lib/os-release", content: `ID=${id}\n` + "x".repeat(100) },
+    ]];
+    const common = ["--allow-missing-fsverity", "--no-default-hooks", "--algorithm"]
+      .concat(["fsverity-sha256-12", "--unified"]);
+    /** Image names per id in a storage, as podman lists them. */
+    const namesIn = async (storage: string) => {
+      const out = await run("podman", ["--root", storage, "images", "--format", "json"]);
+      return new Map<string, string[]>(
+        JSON.parse(out).map((i: { Id: string; Names?: string[] }) => [i.Id, i.Names ?? []]),
+      );
+    };
+
+    // podman itself refuses this path (the reason cfs names the image).
+    const upper = await buildOciImage(join(tmp, "Build Output+1", "Layout"), {
+      tag: "v1",
+      layers: small("upper"),
+    });
+    const upperRef = `oci:${upper.dir}:v1`;
+    const refused = await runCfs([
+      "--repo",
+      join(tmp, "plain"),
+      "--json",
+      "pull",
+      ...common,
+      upperRef,
+    ]);
+    equal(refused.code, 0, `cfs pull --unified ${upperRef}: ${refused.text}${refused.stderr}`);
+    const name = storageImageName(upperRef)!;
+    equal(name, `localhost${tmp}/build-output-1/layout:latest`);
+    const names = await namesIn(join(tmp, "plain", "bootc", "storage"));
+    deepEqual(names.get(upper.config.digest.slice(7)), [name]);
+
+    // A path podman accepts: the name is the one `podman pull` gives it.
+    const lower = await buildOciImage(join(tmp, "lower", "layout"), {
+      tag: "v1",
+      layers: small("lower"),
+    });
+    const lowerRef = `oci:${lower.dir}:v1`;
+    const scratch = join(tmp, "podman-storage");
+    // podman wants a runroot of at most 50 characters.
+    const runroot = await Deno.makeTempDir({ prefix: "cfs-rr-" });
+    try {
+      await run(
+        "unshare",
+        ["--mount", "--propagation", "private", "podman", "--root", scratch]
+          .concat(["--runroot", runroot, "--storage-driver", "overlay", "pull", "-q", lowerRef]),
+      );
+    } finally {
+      await removeAll(runroot);
+    }
+    const podmans = (await namesIn(scratch)).get(lower.config.digest.slice(7));
+    deepEqual(podmans, [storageImageName(lowerRef)]);
+    const r = await runCfs(["--repo", join(tmp, "plain"), "--json", "pull", ...common, lowerRef]);
+    equal(r.code, 0, r.stderr);
+    deepEqual(
+      (await namesIn(join(tmp, "plain", "bootc", "storage"))).get(lower.config.digest.slice(7)),
+      podmans,
+    );
+    await cfsOk(join(tmp, "plain"), "fsck");
   } finally {
     await removeAll(tmp);
   }

@@ -12,7 +12,14 @@
  *   outlive podman, or link(2) from the storage into the repository fails with EXDEV.
  *   `containers-storage:NAME` is copied from the host's default storage
  *   (`podman image push NAME containers-storage:[overlay@STORAGE+RUN]NAME`, as bootc's
- *   `pull_from_host_storage`); every other reference is `podman pull`ed.
+ *   `pull_from_host_storage`); `oci:`, `oci-archive:` and `dir:` references are copied with
+ *   `skopeo copy` under a name cfs gives them ({@link storageImageName}); every other
+ *   reference is `podman pull`ed.
+ * - Naming: `podman pull oci:DIR` names the image `localhost/DIR:latest` from the path and
+ *   refuses any path that is not a valid repository name (`repository name must be
+ *   lowercase`: an uppercase letter, a space, `+`, ...). cfs names such images itself, with
+ *   the name podman would give where it can give one, and a lower-cased, cleaned-up one
+ *   otherwise, so the path never decides whether the pull works.
  * - The storage is labelled for SELinux from the pulled image's own policy, each path as
  *   if it were under /var/lib/containers/storage (bootc's `ensure_labeled`), once: a
  *   `.cfs_labeled` stamp marks it done. Without a policy in the image it does nothing.
@@ -22,6 +29,7 @@
 import { CfsError } from "../errors.ts";
 import $, { KillController } from "dax";
 import { basename, dirname, join, resolve } from "node:path";
+import { parseImageReference } from "../oci/reference.ts";
 import { createHash } from "node:crypto";
 import { type FileContexts } from "../boot/selinux.ts";
 import * as sys from "../sys/libc.ts";
@@ -68,13 +76,63 @@ export interface StoragePullOptions {
   signal?: AbortSignal;
 }
 
-async function podman(args: string[], signal?: AbortSignal): Promise<string> {
+/** Longest repository name containers-image accepts (`docker/reference`'s NameTotalLengthMax). */
+const NAME_MAX = 255;
+
+/**
+ * A repository path component as containers-image's reference grammar has it:
+ * `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+ */
+const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
+
+/** `text` as a path component: lower case, other characters as `-`, separators tidied. */
+function nameComponent(text: string): string {
+  return text.toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, "-")
+    // A run of separators that the grammar does not allow (`._`, `-.`, `...`) becomes `-`.
+    .replace(/[._-]{2,}/g, (run) => /^(?:__|-+)$/.test(run) ? run : "-")
+    .replace(/^[._-]+|[._-]+$/g, "");
+}
+
+/**
+ * The name cfs gives an image it copies into the unified storage from a path-based reference
+ * (`oci:`, `oci-archive:`, `dir:`): `localhost/` and the absolute path's components, each lower
+ * case with other characters as `-` (`oci:/srv/My Images/OS:v1` -> `localhost/srv/my-images/os`),
+ * tagged `latest`. For a path podman accepts this is the very name `podman pull` gives
+ * (`localhost/PATH:latest`); a path too long for a name gives `localhost/cfs-image-<hash>`.
+ * Undefined for other references, which name themselves (`docker://`) or are named by the
+ * store they come from (`containers-storage:`).
+ */
+export function storageImageName(reference: string): string | undefined {
+  const ref = parseImageReference(reference);
+  let path: string;
+  if (ref.transport === "oci" || ref.transport === "oci-archive") path = ref.path;
+  else if (ref.transport === "other" && ref.name === "dir") path = ref.reference;
+  else return undefined;
+  const absolute = resolve(path);
+  const components = absolute.split("/").map(nameComponent).filter((c) => c !== "");
+  const name = ["localhost", ...components].join("/");
+  if (
+    components.length > 0 && name.length <= NAME_MAX && components.every((c) => COMPONENT.test(c))
+  ) {
+    return `${name}:latest`;
+  }
+  const hash = createHash("sha256").update(absolute).digest("hex").slice(0, 16);
+  return `localhost/cfs-image-${hash}:latest`;
+}
+
+/** Runs `COMMAND ARGS` in a private mount namespace (see the module documentation). */
+async function storageCommand(
+  command: "podman" | "skopeo",
+  args: string[],
+  signal?: AbortSignal,
+): Promise<string> {
   const kill = new KillController();
   const onAbort = () => kill.kill("SIGTERM");
   signal?.addEventListener("abort", onAbort, { once: true });
   let r;
   try {
-    r = await $`unshare --mount --propagation private podman ${args}`
+    r = await $`unshare --mount --propagation private ${command} ${args}`
       .stdin("null").stdout("piped").stderr("piped").noThrow().signal(kill.signal);
   } finally {
     signal?.removeEventListener("abort", onAbort);
@@ -82,11 +140,15 @@ async function podman(args: string[], signal?: AbortSignal): Promise<string> {
   if (r.code !== 0) {
     const last = r.stderr.trim().split("\n").pop() ?? "";
     throw new StorageCommandError(
-      `podman ${args.join(" ")} failed (exit ${r.code}): ${last.slice(0, 300)}`,
+      `${command} ${args.join(" ")} failed (exit ${r.code}): ${last.slice(0, 300)}`,
       `${r.stdout}${r.stderr}`,
     );
   }
   return r.stdout;
+}
+
+function podman(args: string[], signal?: AbortSignal): Promise<string> {
+  return storageCommand("podman", args, signal);
 }
 
 /**
@@ -124,6 +186,19 @@ export async function pullIntoStorage(
       `containers-storage:[overlay@${storage}+${runroot}]${name}`,
     ], options.signal);
     const out = await podman([...store, "image", "inspect", "--format", "{{.Id}}", name]);
+    return out.trim().split("\n").pop()!.trim();
+  }
+  const named = storageImageName(reference);
+  if (named !== undefined) {
+    // podman would name it from the path, and refuse paths that are not valid names.
+    await storageCommand("skopeo", [
+      "copy",
+      "--quiet",
+      "--remove-signatures",
+      reference,
+      `containers-storage:[overlay@${storage}+${runroot}]${named}`,
+    ], options.signal);
+    const out = await podman([...store, "image", "inspect", "--format", "{{.Id}}", named]);
     return out.trim().split("\n").pop()!.trim();
   }
   const args = [...store, "pull", "--quiet"];
