@@ -4,10 +4,18 @@
  *
  * @module
  */
-import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
+import {
+  type CommandHandler,
+  type GlobalOptions,
+  parseCommandArgs,
+  println,
+  UsageError,
+} from "./command.ts";
 import {
   formatFsckReport,
   formatProblem,
+  type FsckReport,
+  type RepairReport,
   REPO_ALGORITHMS,
   type RepoAlgorithm,
   Repository,
@@ -74,22 +82,31 @@ export const initCommand: CommandHandler = (args, globals) => {
   return Promise.resolve(0);
 };
 
-const FSCK_USAGE = `usage: cfs fsck [--json]
+const FSCK_USAGE = `usage: cfs fsck [--json] [--repair]
 
 Checks the repository as cfsctl fsck does: every object is read and hashed (and its
 fs-verity measured in a secure repository), every stream and image link must resolve, every
 stream must parse and every object it or an image refers to must exist, every ref must
 resolve. Prints one line per error (\`fsck: KIND: PATH: DETAIL\`) and exits 1 when there is
 any; with --json, the report as JSON (exit status 0 unless the check itself fails, as cfsctl).
-Warnings (leftovers of interrupted writes, streams in cfsctl 0.3.0's format) are not errors.`;
+Warnings (leftovers of interrupted writes, streams in cfsctl 0.3.0's format) are not errors.
+
+--repair (cfs only) removes what fsck finds damaged: objects whose content does not match
+their name, then the stream and image links that would name something incomplete, then refs
+left dangling (listed: images to pull or create again). Objects still sound are kept, so the
+next pull fetches exactly what was lost. Prints what it removed and the report after; exits
+1 when errors remain (names cfs could not have written are left alone).`;
 
 /** `cfs fsck` */
 export const fsckCommand: CommandHandler = async (args, globals) => {
   const { values } = parseCommandArgs(args, {
     json: { type: "boolean" },
+    repair: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, FSCK_USAGE);
   if (values.help) return Promise.resolve(help(FSCK_USAGE));
+  const json = globals.json || values.json;
+  if (values.repair) return await repairCommand(globals, json ?? false);
   const repo = openReadOnly(globals);
   let report;
   try {
@@ -97,31 +114,69 @@ export const fsckCommand: CommandHandler = async (args, globals) => {
   } finally {
     repo.close();
   }
-  if (globals.json || values.json) {
-    println(JSON.stringify(
-      {
-        ok: report.ok,
-        has_metadata: report.hasMetadata,
-        objects_checked: report.objectsChecked,
-        objects_corrupted: report.objectsCorrupted,
-        streams_checked: report.streamsChecked,
-        streams_corrupted: report.streamsCorrupted,
-        images_checked: report.imagesChecked,
-        images_corrupted: report.imagesCorrupted,
-        broken_links: report.brokenLinks,
-        missing_objects: report.missingObjects,
-        errors: report.errors.map(formatProblem),
-        problems: report.errors,
-        warnings: report.warnings,
-      },
-      null,
-      2,
-    ));
+  if (json) {
+    println(JSON.stringify(fsckJson(report), null, 2));
     return Promise.resolve(0);
   }
   Deno.stdout.writeSync(new TextEncoder().encode(formatFsckReport(report)));
   return Promise.resolve(report.ok ? 0 : 1);
 };
+
+/** `cfs fsck --repair`: what was removed, then the report after (exit 1 when errors remain). */
+async function repairCommand(globals: GlobalOptions, json: boolean): Promise<number> {
+  const repo = openRepo(globals);
+  let r: RepairReport;
+  try {
+    r = await repo.repair();
+  } finally {
+    repo.close();
+  }
+  if (json) {
+    println(JSON.stringify(
+      {
+        repaired: {
+          objects: r.removedObjects,
+          links: r.removedLinks,
+          refs: r.removedRefs,
+          errors_before: r.before.errors.map(formatProblem),
+        },
+        ...fsckJson(r.after),
+      },
+      null,
+      2,
+    ));
+    return r.after.ok ? 0 : 1;
+  }
+  const lines = [
+    `repair: ${r.before.errors.length} error(s) found; removed ${r.removedObjects.length} ` +
+    `damaged object(s), ${r.removedLinks.length} link(s), ${r.removedRefs.length} ref(s)`,
+    ...r.removedObjects.map((p) => `  removed ${p}`),
+    ...r.removedLinks.map((p) => `  removed ${p}`),
+    ...r.removedRefs.map((p) => `  removed ${p} (pull or create it again)`),
+  ];
+  println(lines.join("\n"));
+  Deno.stdout.writeSync(new TextEncoder().encode(formatFsckReport(r.after)));
+  return r.after.ok ? 0 : 1;
+}
+
+/** fsck's JSON report: cfsctl 0.9.4's fields, then cfs's (`problems`, `warnings`). */
+function fsckJson(report: FsckReport): Record<string, unknown> {
+  return {
+    ok: report.ok,
+    has_metadata: report.hasMetadata,
+    objects_checked: report.objectsChecked,
+    objects_corrupted: report.objectsCorrupted,
+    streams_checked: report.streamsChecked,
+    streams_corrupted: report.streamsCorrupted,
+    images_checked: report.imagesChecked,
+    images_corrupted: report.imagesCorrupted,
+    broken_links: report.brokenLinks,
+    missing_objects: report.missingObjects,
+    errors: report.errors.map(formatProblem),
+    problems: report.errors,
+    warnings: report.warnings,
+  };
+}
 
 const GC_USAGE = `usage: cfs gc [--dry-run|-n] [--root|-r NAME]...
 

@@ -47,6 +47,12 @@ export interface ImportLayerOptions {
   /** Named ref `streams/refs/<name>` to point at the stream. */
   name?: string;
   /**
+   * Import even when the stream exists (its objects were found missing or damaged, and the
+   * damaged ones removed): objects still stored are found present, the others written, and
+   * the stream linked again.
+   */
+  replace?: boolean;
+  /**
    * Regular-file bodies that exist as files (a containers-storage layer's diff directory):
    * their objects are reflinked or hard-linked from those files instead of written. The tar
    * still streams every byte (it is hashed for the diff_id and the object names), so the
@@ -127,7 +133,7 @@ export async function importLayer(
 ): Promise<ImportLayerResult> {
   const diffId = checkSha256Digest(opts.diffId, "diff_id");
   const contentId = layerContentId(diffId);
-  const existing = repo.hasStream(contentId);
+  const existing = opts.replace ? undefined : repo.hasStream(contentId);
   if (existing) {
     if (opts.name !== undefined) repo.nameStream(contentId, opts.name);
     return { streamId: existing, objects: 0, inlineBytes: 0, existing: true };

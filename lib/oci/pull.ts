@@ -3,7 +3,9 @@
  * 0.9.4's `pull` stores it (store.ts has the layout):
  *
  * 1. every layer as `streams/oci-layer-<diff_id>` ({@link importLayer}); a layer already
- *    present is not fetched again;
+ *    present is not fetched again, unless an object its stream refers to is missing or (with
+ *    `verify: "hash"`) damaged: then the damaged objects are removed and the layer is fetched
+ *    and imported again, which stores exactly what was lost (see {@link PullOptions.verify});
  * 2. the config as `streams/oci-config-<digest>`: its exact bytes and a named ref per layer
  *    (an existing config stream is reused: it must name every layer);
  * 3. the manifest as `streams/oci-manifest-<digest>`: its exact bytes, `config:<digest>` and
@@ -56,6 +58,17 @@ export interface PullOptions extends SourceOptions {
   onBytes?: (layerIndex: number, n: number) => void;
   /** Stops the pull (between chunks of a layer) when aborted. */
   signal?: AbortSignal;
+  /**
+   * How a layer already stored is trusted; a layer that fails is fetched and imported again.
+   * `exists` (the default): every object its stream refers to must exist, one lstat each.
+   * `hash`: each is also read and hashed, which finds damaged bytes in an insecure repository
+   * (in a secure one the kernel refuses them on read anyway). Measured on the Debian rootfs
+   * (one 204 MB layer, 5107 objects, SHA-512, 2 cores under load 4): `exists` 80 ms, `hash`
+   * 2.0 to 2.3 s, the whole re-pull of that image when present 0.9 s. Hashing would triple
+   * every re-pull, so it is not the default: `cfs fsck --repair` finds damaged bytes and
+   * removes them, and the next pull (existence check) fetches them again.
+   */
+  verify?: "exists" | "hash";
 }
 
 /** Progress of one layer. */
@@ -88,6 +101,11 @@ export interface PulledLayer {
   verity: ObjectId;
   /** True when this pull imported it (false: it was already present). */
   imported: boolean;
+  /**
+   * Set when the layer was stored but incomplete and was fetched again: how many of its
+   * objects were missing, and how many damaged (removed before the import).
+   */
+  refetched?: { missing: number; damaged: number };
   /** Objects the import stored or found (0 when the layer was present). */
   objects: number;
   /** Bytes kept inline in the layer stream. */
@@ -193,7 +211,18 @@ export async function pullFromSource(
       diffId: layer.diffId,
       size: layer.size,
     };
-    let streamId = repo.hasStream(`oci-layer-${layer.diffId}`);
+    const layerStream = `oci-layer-${layer.diffId}`;
+    let streamId = repo.hasStream(layerStream);
+    let refetched: PulledLayer["refetched"];
+    if (streamId) {
+      // A stored layer is trusted only whole: a lost or damaged object is fetched again.
+      const damage = await repo.streamDamage(layerStream, { hash: options.verify === "hash" });
+      if (!damage.ok) {
+        for (const id of damage.damaged) repo.objects.remove(id);
+        refetched = { missing: damage.missing.length, damaged: damage.damaged.length };
+        streamId = undefined;
+      }
+    }
     let imported = false;
     let objects = 0;
     let inlineBytes = 0;
@@ -213,6 +242,7 @@ export async function pullFromSource(
       const r = await importLayer(repo, tar, {
         diffId: layer.diffId,
         local: bodies && local ? { bodies, ...local } : undefined,
+        replace: refetched !== undefined,
       });
       streamId = r.streamId;
       imported = !r.existing;
@@ -230,6 +260,7 @@ export async function pullFromSource(
       size: layer.size,
       verity: streamId,
       imported,
+      refetched,
       objects,
       inlineBytes,
     });

@@ -1,12 +1,14 @@
 /**
  * The composefs repository (composefs-rs 0.9.4's layout and semantics), one concern per
- * module: `meta.ts` (meta.json), `object_id.ts` (the id type), `objects.ts`, `streams.ts`,
- * `images.ts`, `refs.ts`, `fsck.ts`, `gc.ts`, and the {@link Repository} facade.
+ * module: `meta.ts` (meta.json), `object_id.ts` (the id type), `dir.ts` (every path below the
+ * repository, never through a link), `objects.ts`, `streams.ts`, `images.ts`, `refs.ts`,
+ * `fsck.ts`, `repair.ts`, `gc.ts`, and the {@link Repository} facade.
  *
  * @module
  */
 export { Repository } from "./repository.ts";
-export type { InitOptions, OpenOptions } from "./repository.ts";
+export type { InitOptions, OpenOptions, StreamDamage } from "./repository.ts";
+export type { RepairReport } from "./repair.ts";
 export { RepositoryError } from "./errors.ts";
 export { ObjectId, ObjectIdError } from "./object_id.ts";
 export {

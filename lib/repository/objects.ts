@@ -380,6 +380,32 @@ export class ObjectStore {
     return "copied";
   }
 
+  /**
+   * Whether the object is stored as a regular file (`missing` when it is not there,
+   * `damaged` when something else is) and, with `hash`, whether its content matches its name
+   * (read whole; in a secure repository the kernel also checks every block).
+   */
+  check(id: ObjectId, hash: boolean): "ok" | "missing" | "damaged" {
+    const st = this.root.lstat(this.rel(id));
+    if (st === undefined) return "missing";
+    if ((st.mode & sys.S_IFMT) !== sys.S_IFREG) return "damaged";
+    if (!hash) return "ok";
+    try {
+      return this.measureFile(this.rel(id)) === id.hex ? "ok" : "damaged";
+    } catch {
+      return "damaged";
+    }
+  }
+
+  /**
+   * Removes the object `id` (a damaged one: content that does not match its name can never be
+   * right, and a later store writes it anew). False when it was not there.
+   */
+  remove(id: ObjectId): boolean {
+    this.requireWritable();
+    return this.root.unlink(this.rel(id));
+  }
+
   /** Reads an object whole, checking it against its id. */
   read(id: ObjectId): Uint8Array {
     this.idOf(id);

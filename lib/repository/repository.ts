@@ -59,8 +59,21 @@ import { StreamStore } from "./streams.ts";
 import { removeRef, validateRefName } from "./refs.ts";
 import { checkRepository, type FsckReport } from "./fsck.ts";
 import { collectGarbage, type GcReport } from "./gc.ts";
+import { type RepairReport, repairRepository } from "./repair.ts";
 import type { RepositoryView, StreamRefs } from "./view.ts";
 import { readStreamRefs } from "./stream_refs.ts";
+
+/** What {@link Repository.streamDamage} found. */
+export interface StreamDamage {
+  /** True when the stream and everything it refers to is there (and sound, when hashed). */
+  ok: boolean;
+  /** The stream itself: `missing` (no such stream), `damaged` (its object), or `ok`. */
+  stream: "ok" | "missing" | "damaged";
+  /** Objects it refers to that are not stored. */
+  missing: ObjectId[];
+  /** Objects that are stored but damaged (the stream's own object included). */
+  damaged: ObjectId[];
+}
 
 /** Options for {@link Repository.open}. */
 export interface OpenOptions {
@@ -460,6 +473,40 @@ export class Repository implements RepositoryView {
     return removeRef(this.root, category, name);
   }
 
+  /**
+   * What is wrong with the stored stream `contentId`: its own object (read and verified) and
+   * every object its content and named refs refer to, `missing` or, with `hash`, `damaged`
+   * (read whole and hashed; without `hash`, only existence is checked, which is cheap).
+   * `stream` is `missing` when there is no such stream.
+   */
+  async streamDamage(
+    contentId: string,
+    options: { hash?: boolean } = {},
+  ): Promise<StreamDamage> {
+    const id = this.streams.has(contentId);
+    const out: StreamDamage = { ok: false, stream: "missing", missing: [], damaged: [] };
+    if (!id) return out;
+    let refs: StreamRefs;
+    try {
+      refs = await this.streamRefs(this.objects.read(id));
+    } catch {
+      out.stream = "damaged";
+      out.damaged.push(id);
+      return out;
+    }
+    out.stream = "ok";
+    const seen = new Set<string>();
+    for (const o of [...refs.objectRefs, ...refs.namedRefs.map((n) => n.id)]) {
+      if (seen.has(o.hex)) continue;
+      seen.add(o.hex);
+      const state = this.objects.check(o, options.hash ?? false);
+      if (state === "missing") out.missing.push(o);
+      else if (state === "damaged") out.damaged.push(o);
+    }
+    out.ok = out.missing.length === 0 && out.damaged.length === 0;
+    return out;
+  }
+
   /** Reads a stream (`refs/NAME` or a content id) whole, verified against its id. */
   readStream(name: string): { contentId: string; id: ObjectId; bytes: Uint8Array } {
     const { contentId, id } = this.streams.resolve(name);
@@ -471,6 +518,20 @@ export class Repository implements RepositoryView {
   /** Checks every object, stream, image and ref; read-only. */
   fsck(): Promise<FsckReport> {
     return checkRepository(this);
+  }
+
+  /**
+   * `fsck --repair`: removes damaged objects and what would then point at nothing (repair.ts),
+   * under the exclusive lock. Returns what was removed and fsck's reports before and after.
+   */
+  async repair(): Promise<RepairReport> {
+    this.requireWritable();
+    this.lock(true);
+    try {
+      return await repairRepository(this);
+    } finally {
+      this.lock(false);
+    }
   }
 
   /**
