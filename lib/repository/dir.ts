@@ -440,6 +440,34 @@ export class RepoDir {
   }
 }
 
+/** System calls that change the repository: their failures are the repository's. */
+const WRITE_CALLS = new Set([
+  "openat",
+  "write",
+  "fdatasync",
+  "renameat",
+  "mkdirat",
+  "linkat",
+  "symlinkat",
+  "unlink",
+  "rmdir",
+  "ioctl(FICLONE)",
+]);
+
+/**
+ * A failed write to the repository (ENOSPC, EDQUOT, EIO, ...) as a {@link RepositoryError}
+ * that keeps the system error's message (call, file, errno) and code (`sys-enospc`), so that
+ * a caller reading files elsewhere (a tree, a layer) does not take it for its own read error.
+ * Anything else is returned as it is.
+ */
+export function repositoryWriteError(e: unknown): unknown {
+  if (!(e instanceof sys.SysError) || !WRITE_CALLS.has(e.call)) return e;
+  return new RepositoryError(`cannot write to the repository: ${e.message}`, {
+    code: e.code,
+    cause: e,
+  });
+}
+
 /** Reads an open file to its end; errors name `path`. */
 export function readAllFd(fd: number, path: string): Uint8Array {
   const size = sys.fstat(fd, path).size;

@@ -18,7 +18,7 @@ import { fsverityDigestFileSync } from "../fsverity/file.ts";
 import { enableVerity, measureVerity } from "../fsverity/ioctl.ts";
 import * as sys from "../sys/libc.ts";
 import { randomSuffix, TMP_OBJECT_PREFIX } from "./files.ts";
-import { isNotFound, type RepoDir } from "./dir.ts";
+import { isNotFound, type RepoDir, repositoryWriteError } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
 import { ObjectId } from "./object_id.ts";
 
@@ -133,7 +133,11 @@ export class ObjectStore {
   private openTemp(): { rel: string; path: string; fd: number } {
     this.requireWritable();
     const rel = `objects/${TMP_OBJECT_PREFIX}${randomSuffix()}`;
-    return { rel, path: this.root.abs(rel), fd: this.root.createExclusive(rel) };
+    try {
+      return { rel, path: this.root.abs(rel), fd: this.root.createExclusive(rel) };
+    } catch (e) {
+      throw repositoryWriteError(e);
+    }
   }
 
   /** Removes a staging file after a failure (it may be gone already). */
@@ -172,7 +176,7 @@ export class ObjectStore {
       this.root.rename(tmp, this.rel(id));
     } catch (e) {
       this.dropTemp(tmp);
-      throw e;
+      throw repositoryWriteError(e);
     }
   }
 
@@ -186,7 +190,7 @@ export class ObjectStore {
     } catch (e) {
       sys.close(fd);
       this.dropTemp(rel);
-      throw e;
+      throw repositoryWriteError(e);
     }
     sys.close(fd);
     this.commitTemp(rel, id);
@@ -230,7 +234,7 @@ export class ObjectStore {
     } catch (e) {
       sys.close(out);
       this.dropTemp(tmp);
-      throw e;
+      throw repositoryWriteError(e);
     }
     sys.close(out);
     if (total !== size || toHex(hasher.digest()) !== id.hex) {
@@ -262,7 +266,7 @@ export class ObjectStore {
     } catch (e) {
       sys.close(fd);
       this.dropTemp(tmp);
-      throw e;
+      throw repositoryWriteError(e);
     }
     sys.close(fd);
     const id = ObjectId.fromBytes(hasher.digest());
