@@ -3,7 +3,8 @@
  * composefs-boot knows (`/usr/lib/modules/KVER/vmlinuz`, `/boot/loader/entries/*.conf`,
  * UKIs with addons in `/boot/EFI/Linux` and `/usr/lib/modules/KVER`), its parsing rules,
  * and hostile input (malformed lines, huge files, non-UTF-8 names, symlinks, directories
- * where files belong). One test reads a real kernel through a tree made from disk.
+ * where files belong). Unit tier: the test that reads the host's kernel through a tree made
+ * from disk is in boot_entries_host_test.ts.
  *
  * @module
  */
@@ -36,10 +37,7 @@ import {
   type Stat,
   utf8ToName,
 } from "../lib/tree.ts";
-import { treeFromPath } from "../lib/build.ts";
 import { toHex } from "../lib/fsverity/digest.ts";
-import { fsverityDigestFileSync } from "../lib/fsverity/file.ts";
-import { hostKernel } from "./fixtures/bootable.ts";
 
 const enc = new TextEncoder();
 
@@ -640,65 +638,4 @@ Deno.test("readLeaf: inline, external with checked length, and refuses non-files
   throwsBoot(() => readLeaf(sym, t.read, "/s"), '"/s" is not a regular file');
   (leaf.content as { size: number }).size = 1;
   throwsBoot(() => readLeaf(leaf, t.read, "/f"), '"/f"', "4096 bytes, the image says 1");
-});
-
-// --- a real kernel -------------------------------------------------------------------------------
-
-async function sha256sumOf(args: { path?: string; stdin?: Uint8Array }): Promise<string> {
-  const cmd = new Deno.Command("sha256sum", {
-    args: args.path ? ["--", args.path] : [],
-    stdin: args.stdin ? "piped" : "null",
-    stdout: "piped",
-  });
-  const child = cmd.spawn();
-  if (args.stdin) {
-    const w = child.stdin.getWriter();
-    await w.write(args.stdin);
-    await w.close();
-  }
-  const out = await child.output();
-  assert(out.success, "sha256sum failed");
-  return new TextDecoder().decode(out.stdout).slice(0, 64);
-}
-
-const host = await hostKernel();
-
-Deno.test({
-  name: "the host kernel in a tree read from disk reads back byte for byte",
-  async fn() {
-    if (host === undefined) {
-      throw new Error(
-        "no /boot/vmlinuz-* on this host: apt-get install linux-image-amd64 (make apt)",
-      );
-    }
-    const { path: kernelPath, version } = host;
-    const dir = await Deno.makeTempDir({ prefix: "cfs-boot-entries-" });
-    try {
-      const mod = `${dir}/usr/lib/modules/${version}`;
-      await Deno.mkdir(mod, { recursive: true });
-      await Deno.copyFile(kernelPath, `${mod}/vmlinuz`);
-      await Deno.writeFile(`${mod}/initramfs.img`, new Uint8Array(100_000).fill(0x5a));
-      await Deno.mkdir(`${dir}/boot`);
-      const fs = treeFromPath(dir);
-      const sources = new Map<string, string>();
-      for (const f of ["vmlinuz", "initramfs.img"]) {
-        sources.set(toHex(fsverityDigestFileSync(`${mod}/${f}`, "sha256")), `${mod}/${f}`);
-      }
-      const read: ReadExternal = (c) => Deno.readFileSync(sources.get(toHex(c.digest))!);
-      const entries = findBootEntries(fs, read);
-      strictEqual(entries.length, 1);
-      const b = bls(entries[0]);
-      strictEqual(b.kernelVersion, version);
-      strictEqual(b.kernel?.path, utf8ToName(`/usr/lib/modules/${version}/vmlinuz`));
-      strictEqual(b.kernel?.size, (await Deno.stat(kernelPath)).size);
-      const bytes = readLeaf(b.kernel!.leaf, read);
-      strictEqual(await sha256sumOf({ stdin: bytes }), await sha256sumOf({ path: kernelPath }));
-      strictEqual(b.initramfs[0].size, 100_000);
-      const json = bootEntryToJson(b) as { kernel: { storage: string; objectId: string } };
-      strictEqual(json.kernel.storage, "external");
-      assert(sources.has(json.kernel.objectId));
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
 });
