@@ -20,10 +20,12 @@ export CFSCTL_0_3 ?= $(ORACLE_ROOT)/cfsctl-0.3.0/bin/cfsctl
 CFS_V8_FLAGS := --v8-flags=--max-semi-space-size=1
 
 # Debian packages the tests use: fs-verity reference digests, EROFS tools, the debootstrap
-# rootfs, the QEMU guest that runs cfsctl where fs-verity is enabled, xattr tools.
+# rootfs, the QEMU guest that runs cfsctl where fs-verity is enabled, xattr tools, gcc and the
+# arm64 kernel headers (test/arch_test.ts checks the per-architecture constants against them).
 APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-system-x86 \
                 linux-image-amd64 busybox-static cpio zstd time libarchive-tools \
-                skopeo umoci docker-registry selinux-utils tmux podman xfsprogs
+                skopeo umoci docker-registry selinux-utils tmux podman xfsprogs \
+                gcc linux-libc-dev-arm64-cross
 
 .PHONY: setup deno apt cfsctl oracles demo test vm-test bench binary binary-all fmt lint check clean
 
