@@ -31,6 +31,7 @@ import { catCommand, ociCommand } from "./lib/cli/oci.ts";
 import { setupRootCommand } from "./lib/cli/setup_root.ts";
 import { vmTestCommand } from "./lib/cli/vm_test.ts";
 import { parseErofsVersion } from "./lib/erofs/format.ts";
+import { HOOK_CHILD_COMMAND, runHookChild } from "./lib/pipeline/hook_child.ts";
 
 const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   init: { handler: initCommand, summary: "create a repository" },
@@ -81,6 +82,8 @@ Run 'cfs COMMAND --help' for a command's options.`;
 
 /** Runs cfs with `argv` (without the program name); returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // The compiled binary starts each hook's process as itself (lib/pipeline/hook_process.ts).
+  if (argv[0] === HOOK_CHILD_COMMAND) return await runHookChild(argv[1] ?? "");
   const globals: GlobalOptions = { json: false, verbose: false, repo: Deno.env.get("CFS_REPO") };
   // Errors as JSON whenever --json appears, before or after the command (commands take it too).
   const end = argv.indexOf("--");

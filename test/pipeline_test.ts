@@ -407,7 +407,9 @@ async function interruptMidLayer(signal: Deno.Signal): Promise<void> {
       await new Promise((r) => setTimeout(r, 500));
       child.kill(signal);
       const rest = reader.read().then(async function drain(r): Promise<void> {
-        if (!r.done) return drain(await reader.read());
+        if (r.done) return;
+        seen += r.value;
+        return drain(await reader.read());
       });
       const status = await child.status;
       await rest;
@@ -416,10 +418,10 @@ async function interruptMidLayer(signal: Deno.Signal): Promise<void> {
       );
       if (signal === "SIGINT") {
         equal(status.code, 130, stderr);
-        ok(
-          /^cfs: interrupted during import; the repository is consistent/.test(stderr.trim()),
-          stderr,
-        );
+        // With --json the failure is the last line of stdout, with its code.
+        const error = JSON.parse(seen.trim().split("\n").pop()!).error;
+        equal(error.code, "interrupted", seen);
+        ok(/^interrupted during import; the repository is consistent/.test(error.message), seen);
       } else {
         equal(status.signal, "SIGKILL");
       }

@@ -1,23 +1,28 @@
 /**
- * Loading hook modules: user TypeScript files found on disk at run time.
+ * Loading hook modules: user TypeScript files found on disk at run time, each into a process
+ * of its own (hook_process.ts) that cfs can stop.
  *
  * `deno compile`d programs cannot `import()` a file that was not in the module graph at
  * compile time (denoland/deno#18327), so cfs never asks Deno to load a hook file. The
  * loader reads the file itself, strips the types with sucrase (a pure-JavaScript
  * TypeScript transform, part of cfs's own graph), finds its imports with es-module-lexer,
  * loads every relative import (`./util.ts`, `../lib/x.ts`) the same way, rewrites those
- * specifiers to the dependencies' `data:` URLs, and finally imports the hook itself from
- * a `data:` URL. That one code path serves `deno run` and the compiled binary alike:
- * `data:` modules need nothing from the file system. Other specifiers are left as they
+ * specifiers to the dependencies' `data:` URLs, and hands the hook's own `data:` URL to its
+ * process, which imports it. That one code path serves `deno run` and the compiled binary
+ * alike: `data:` modules need nothing from the file system. Other specifiers are left as they
  * are: `node:` modules always resolve; `npm:` and bare specifiers resolve when cfs's own
  * graph has them (the import map of deno.json applies to `data:` modules too).
  * `import type` is erased, so hooks take their types from `hooks/types.ts` freely.
  *
- * The shipped hooks (hooks/*.ts) are also reachable as `builtin:NAME`, imported
- * statically by cfs (builtin.ts), so they are compiled into the binary.
+ * As root, every file read here (the hook and its relative imports) must be one only root can
+ * change (hook_trust.ts), or it is refused with `hook-file-unsafe`.
  *
- * The module's default export is validated with zod ({@link hookSchema}); an error says
- * which file and which field.
+ * The shipped hooks (hooks/*.ts) are also reachable as `builtin:NAME`, imported
+ * statically by cfs (builtin.ts), so they are compiled into the binary; they run in a process
+ * of their own too.
+ *
+ * The module's default export is validated with zod (hook_module.ts) in its process; an error
+ * says which file and which field.
  *
  * Discovery order (all of them run; within a directory, by file name in byte order):
  * 1. `/etc/cfs/hooks.d/*.ts`, 2. `$XDG_CONFIG_HOME/cfs/hooks.d/*.ts` (default
@@ -27,76 +32,34 @@
  *
  * @module
  */
-import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import { transform } from "sucrase";
 import { init as lexerReady, parse as parseImports } from "es-module-lexer";
 import { dirname, join, resolve } from "node:path";
-import { z } from "zod";
-import type { Hook, StageName } from "../../hooks/types.ts";
-import { STAGES } from "../../hooks/types.ts";
 import { BUILTIN_HOOKS } from "./builtin.ts";
+import { HookLoadError } from "./hook_errors.ts";
+import { HookCallError, type HookInfo, HookProcess } from "./hook_process.ts";
+import { runningAsRoot, untrustedReason } from "./hook_trust.ts";
 
-/** A hook file that cannot be loaded or whose default export is not a {@link Hook}. */
-export class HookLoadError extends CfsError {
-  /** The file (or `builtin:NAME`). */
-  readonly file: string;
-  /** Creates the error: `hook FILE: MESSAGE`; exit code 3, as for a hook that fails running. */
-  constructor(file: string, message: string, options?: CfsErrorOptions) {
-    super(`hook ${file}: ${message}`, withCode(options, "hook-load-failed", 3));
-    this.name = "HookLoadError";
-    this.file = file;
-  }
-}
+export { HookLoadError } from "./hook_errors.ts";
+export { hookSchema } from "./hook_module.ts";
+export type { HookInfo } from "./hook_process.ts";
 
-/** A validated hook and where it came from. */
+/** A hook loaded into its own process, ready to be called by the pipeline (run.ts). */
 export interface LoadedHook {
-  /** The module's default export. */
-  hook: Hook;
+  /** What its module declared: name, timeout, the stages it has functions for. */
+  readonly hook: HookInfo;
   /** The file it was loaded from, or `builtin:NAME`. */
-  source: string;
+  readonly source: string;
+  /** Its process; {@link closeHooks} stops it (the pipeline does, when it ends). */
+  readonly process: HookProcess;
 }
 
-const hookFunction = z.custom<(ctx: unknown) => unknown>(
-  (v) => typeof v === "function",
-  { message: "must be a function" },
-);
-
-const stageMap = z.object(
-  Object.fromEntries(STAGES.map((s) => [s, hookFunction.optional()])) as Record<
-    StageName,
-    z.ZodOptional<typeof hookFunction>
-  >,
-).strict();
-
-/** The shape a hook module's default export must have. */
-export const hookSchema = z.object({
-  name: z.string().min(1).max(100).regex(/^[^\n\0]+$/, "must be one line"),
-  before: stageMap.optional(),
-  after: stageMap.optional(),
-  timeout: z.number().int().positive().max(24 * 3600 * 1000).optional(),
-}).strict();
-
-/** `path.to.field: message` for the first zod issue (the one a user fixes first). */
-function describeIssue(error: z.ZodError): string {
-  const issue = error.issues[0];
-  const path = issue.path.map(String).join(".");
-  if (issue.code === "unrecognized_keys") {
-    const keys = (issue as { keys?: string[] }).keys ?? [];
-    return `${path ? path + ": " : ""}unknown field${keys.length > 1 ? "s" : ""} ${
-      keys.map((k) => JSON.stringify(k)).join(", ")
-    }${path === "" ? "" : ` (stages: ${STAGES.join(", ")})`}`;
-  }
-  return `${path || "(the export)"}: ${issue.message}`;
-}
-
-/** Validates a module namespace's default export. */
-export function validateHookModule(source: string, mod: Record<string, unknown>): Hook {
-  if (!("default" in mod) || mod.default === undefined) {
-    throw new HookLoadError(source, "no default export (export default { name, before, after })");
-  }
-  const r = hookSchema.safeParse(mod.default);
-  if (!r.success) throw new HookLoadError(source, `default export: ${describeIssue(r.error)}`);
-  return mod.default as Hook;
+/** Options of {@link loadHook} and {@link loadHooks}. */
+export interface LoadOptions {
+  /** Time to start a hook's process and load its module (ms); default 60000. */
+  loadTimeoutMs?: number;
+  /** Check that only root can change the files (hook_trust.ts); default: when running as root. */
+  checkOwnership?: boolean;
 }
 
 const RELATIVE = /^\.{1,2}\//;
@@ -121,6 +84,7 @@ async function compileFile(
   root: string,
   done: Map<string, string>,
   inProgress: Set<string>,
+  checkOwnership: boolean,
 ): Promise<string> {
   const cached = done.get(file);
   if (cached) return cached;
@@ -128,6 +92,18 @@ async function compileFile(
     throw new HookLoadError(root, `import cycle through ${file} (not supported in hooks)`);
   }
   inProgress.add(file);
+  if (checkOwnership) {
+    const reason = untrustedReason(file);
+    if (reason !== undefined) {
+      throw new HookLoadError(
+        root,
+        `${file === root ? "" : `import ${file}: `}refused: ${reason}; as root, cfs runs only ` +
+          "hooks that root alone can change (owner root, not writable by group or others, " +
+          "nor any directory above)",
+        { code: "hook-file-unsafe" },
+      );
+    }
+  }
   let text: string;
   try {
     const info = await Deno.stat(file);
@@ -171,7 +147,7 @@ async function compileFile(
     // Static imports: s..e is the specifier without quotes; dynamic: s..e is the whole
     // argument expression, which has to be a plain string literal here.
     const dep = resolve(dirname(file), spec);
-    const url = await compileFile(dep, root, done, inProgress);
+    const url = await compileFile(dep, root, done, inProgress, checkOwnership);
     if (imp.d === -1) {
       out += js.slice(last, imp.s) + url;
       last = imp.e;
@@ -189,29 +165,36 @@ async function compileFile(
   return url;
 }
 
-/** Loads and validates one hook: a file path or `builtin:NAME`. */
-export async function loadHook(spec: string): Promise<LoadedHook> {
+/**
+ * Loads one hook, a file path or `builtin:NAME`, into a process of its own and validates its
+ * default export there. The caller owns the result: {@link closeHooks} (or the pipeline, which
+ * closes the hooks it is given) stops its process.
+ */
+export async function loadHook(spec: string, options: LoadOptions = {}): Promise<LoadedHook> {
+  let source: string;
+  let load: { builtin?: string; url?: string };
   if (spec.startsWith("builtin:")) {
     const name = spec.slice(8);
-    const mod = BUILTIN_HOOKS[name];
-    if (!mod) {
+    if (!Object.hasOwn(BUILTIN_HOOKS, name)) {
       throw new HookLoadError(
         spec,
         `no such built-in hook (have: ${Object.keys(BUILTIN_HOOKS).join(", ")})`,
       );
     }
-    return { hook: validateHookModule(spec, mod), source: spec };
+    source = spec;
+    load = { builtin: name };
+  } else {
+    source = resolve(spec);
+    const checkOwnership = options.checkOwnership ?? runningAsRoot();
+    load = { url: await compileFile(source, source, new Map(), new Set(), checkOwnership) };
   }
-  const file = resolve(spec);
-  const url = await compileFile(file, file, new Map(), new Set());
-  let mod: Record<string, unknown>;
   try {
-    mod = await import(url);
+    const { process, info } = await HookProcess.start(load, options);
+    return { hook: info, source, process };
   } catch (e) {
-    const msg = ((e as Error).message ?? String(e)).split("\n")[0];
-    throw new HookLoadError(file, `failed to load: ${msg}`, { cause: e });
+    if (!(e instanceof HookCallError)) throw e;
+    throw new HookLoadError(source, e.message, { cause: e });
   }
-  return { hook: validateHookModule(file, mod), source: file };
 }
 
 /** The hook files of a directory (`*.ts`, `*.js`, `*.mts`, `*.mjs`), by name. */
@@ -258,9 +241,26 @@ export async function hookFiles(sources: HookSources): Promise<string[]> {
   return files;
 }
 
-/** Finds and loads every hook, in discovery order. */
-export async function loadHooks(sources: HookSources): Promise<LoadedHook[]> {
-  const out: LoadedHook[] = [];
-  for (const f of await hookFiles(sources)) out.push(await loadHook(f));
-  return out;
+/**
+ * Finds and loads every hook, in discovery order; their processes start side by side. When one
+ * fails to load, the others are stopped and the first failure (in that order) is thrown.
+ */
+export async function loadHooks(
+  sources: HookSources,
+  options: LoadOptions = {},
+): Promise<LoadedHook[]> {
+  const files = await hookFiles(sources);
+  const results = await Promise.allSettled(files.map((f) => loadHook(f, options)));
+  const loaded = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) {
+    await closeHooks(loaded);
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return loaded;
+}
+
+/** Stops the processes of `hooks` (whatever they are doing). */
+export async function closeHooks(hooks: readonly LoadedHook[]): Promise<void> {
+  await Promise.all(hooks.map((h) => h.process.close()));
 }

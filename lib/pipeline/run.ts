@@ -27,17 +27,13 @@
  *
  * @module
  */
-import { CfsError } from "../errors.ts";
-import $ from "dax";
-import type {
-  Hook,
-  HookContext,
-  HookLayer,
-  HookPhase,
-  HookRepository,
-  StageName,
-} from "../../hooks/types.ts";
-import type { LoadedHook } from "./hooks.ts";
+import type { HookContext, HookLayer, HookPhase, StageName } from "../../hooks/types.ts";
+import { closeHooks, type LoadedHook } from "./hooks.ts";
+import { HookFailure, type HookFailureCode, PipelineInterrupted } from "./hook_errors.ts";
+import { type CallResult, HookCallError } from "./hook_process.ts";
+import type { CallContext, RepositoryInfo } from "./hook_protocol.ts";
+import { bootcTagOf, checkHookTags, finalTags } from "./tags.ts";
+import { checkHookTree, treeDigests } from "./tree_check.ts";
 import {
   COMMAND_FAILED,
   Field,
@@ -60,11 +56,13 @@ import {
   TAG_ADDED,
 } from "../log.ts";
 import { layerReporter } from "./progress.ts";
+import { digestSize } from "../fsverity/digest.ts";
+import { STAGES } from "../../hooks/types.ts";
 import { ObjectId, type RepoAlgorithm, Repository } from "../repository/mod.ts";
 import type { ErofsFormatVersion } from "../repository/meta.ts";
 import { type ImageSource, openImageSource, type SourceOptions } from "../oci/source.ts";
 import { pullFromSource, type PullResult } from "../oci/pull.ts";
-import { bootcTag, listTags, OciImage, tagImage, validateTag } from "../oci/store.ts";
+import { OciImage, tagImage } from "../oci/store.ts";
 import { linkImages, ociFilesystem, writeImages } from "../oci/commit.ts";
 import { type UpgradeReport, upgradeRepository } from "../oci/upgrade.ts";
 import { type BootEntry, findBootEntries } from "../boot/entries.ts";
@@ -76,37 +74,7 @@ import { ensureBootcLink, labelStorage, pullIntoStorage, unifiedStoragePath } fr
 /** Default time one hook call may take (ms). */
 export const DEFAULT_HOOK_TIMEOUT_MS = 60_000;
 
-/** A hook threw, rejected or timed out. Exit code 3. */
-export class HookFailure extends CfsError {
-  /** Creates `hook NAME failed in PHASE STAGE: MESSAGE`. */
-  constructor(
-    readonly hook: string,
-    readonly phase: HookPhase,
-    readonly stage: StageName,
-    reason: string,
-    options?: ErrorOptions,
-  ) {
-    super(`hook ${hook} failed in ${phase} ${stage}: ${reason}`, {
-      cause: options?.cause,
-      code: "hook-failed",
-      exitCode: 3,
-    });
-    this.name = "HookFailure";
-  }
-}
-
-/** The pull was interrupted (SIGINT). Exit code 130. */
-export class PipelineInterrupted extends CfsError {
-  /** Creates `interrupted during STAGE; ...`. */
-  constructor(readonly stage: StageName | "start") {
-    super(
-      `interrupted during ${stage}; the repository is consistent (no new tag or image), ` +
-        "objects already stored are kept for the next pull",
-      { code: "interrupted", exitCode: 130 },
-    );
-    this.name = "PipelineInterrupted";
-  }
-}
+export { HookFailure, PipelineInterrupted } from "./hook_errors.ts";
 
 /** Options of {@link runPullPipeline}. */
 export interface PipelineOptions extends SourceOptions {
@@ -157,9 +125,9 @@ export interface PipelineResult {
   durations: Partial<Record<StageName, number>>;
 }
 
-/** The pipeline's mutable state, which hook contexts view. */
+/** The pipeline's state, which hooks' contexts are made from. */
 interface State {
-  repository?: HookRepository;
+  repository?: RepositoryInfo;
   manifest?: HookContext["manifest"];
   config?: HookContext["config"];
   layers?: HookLayer[];
@@ -169,18 +137,30 @@ interface State {
   bootEntries?: BootEntry[];
 }
 
-function repositoryView(repo: Repository): HookRepository {
-  return {
-    path: repo.path,
-    algorithm: repo.meta.algorithm,
-    secure: repo.secure,
-    tags: () => listTags(repo).map((t) => ({ tag: t.tag, manifest: t.manifestDigest })),
-    readObject: (id) => repo.readObject(ObjectId.parse(id, repo.algorithm)),
-  };
-}
-
 function parseJson(bytes: Uint8Array): Record<string, unknown> {
   return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+/** The code of each way a hook's call can fail (hook_errors.ts). */
+const FAILURE_CODES: Record<Exclude<HookCallError["kind"], "interrupted">, HookFailureCode> = {
+  threw: "hook-failed",
+  uncaught: "hook-failed",
+  protocol: "hook-failed",
+  late: "hook-late-error",
+  exited: "hook-exited",
+  timeout: "hook-timeout",
+  tags: "hook-tags-invalid",
+  tree: "hook-tree-invalid",
+};
+
+/** Tags may change until the `tag` stage ends (hooks/types.ts). */
+function tagsOpen(stage: StageName): boolean {
+  return STAGES.indexOf(stage) <= STAGES.indexOf("tag");
+}
+
+/** The tree may change after `label` and before `image` (hooks/types.ts). */
+function treeOpen(phase: HookPhase, stage: StageName): boolean {
+  return (phase === "after" && stage === "label") || (phase === "before" && stage === "image");
 }
 
 function errorMessage(e: unknown): string {
@@ -208,95 +188,147 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     if (signal.aborted) throw interrupted();
   };
 
-  const context = (hook: Hook, stage: StageName, phase: HookPhase, hookSignal: AbortSignal) => {
-    const ctx = {
-      stage,
-      phase,
-      reference: opts.reference,
-      options: opts.hookOptions?.[hook.name] ?? {},
-      log: messageLogger(
-        log.child({ [Field.HOOK]: hook.name, [Field.STAGE]: stage }),
-        HOOK_MESSAGE,
-      ),
-      $,
-      signal: hookSignal,
-    } as Record<string, unknown>;
-    for (const key of ["repository", "manifest", "config", "layers", "imageId", "bootEntries"]) {
-      Object.defineProperty(ctx, key, {
-        get: () => state[key as keyof State],
-        enumerable: true,
+  /** A hook's failure, logged, ready to throw; `at` is where it was seen. */
+  const hookFailure = (
+    h: LoadedHook,
+    at: { phase: HookPhase; stage: StageName },
+    e: unknown,
+    t0?: number,
+  ): HookFailure => {
+    let failure: HookFailure;
+    if (e instanceof HookFailure) failure = e;
+    else if (e instanceof HookCallError && e.kind !== "interrupted") {
+      const where = e.after ?? h.process.lastCall ?? at;
+      failure = new HookFailure(h.hook.name, where.phase, where.stage, e.message, {
+        code: FAILURE_CODES[e.kind],
+        cause: e,
       });
+    } else {
+      failure = new HookFailure(h.hook.name, at.phase, at.stage, errorMessage(e), { cause: e });
     }
-    Object.defineProperty(ctx, "tags", {
-      get: () => state.tags,
-      set: (v) => {
-        state.tags = v;
-      },
-      enumerable: true,
+    log.error(HOOK_FAILED, failure.message, {
+      [Field.HOOK]: h.hook.name,
+      [Field.HOOK_FILE]: h.source,
+      [Field.STAGE]: failure.stage,
+      [Field.PHASE]: failure.phase,
+      [Field.ERROR]: failure.message,
+      ...(t0 === undefined ? {} : { [Field.DURATION_MS]: Math.round(performance.now() - t0) }),
     });
-    Object.defineProperty(ctx, "tree", {
-      get: () => state.tree,
-      set: (v) => {
-        state.tree = v;
-      },
-      enumerable: true,
-    });
-    return ctx as unknown as HookContext;
+    return failure;
+  };
+
+  /** Fails the pull when a hook failed between its calls (a late rejection, an exit). */
+  const checkLate = (at: { phase: HookPhase; stage: StageName }) => {
+    for (const h of hooks) {
+      if (h.process.late) throw hookFailure(h, at, h.process.late);
+    }
+  };
+
+  /** The data of a call's context; the hook's process makes the context from it. */
+  const callContext = (h: LoadedHook, phase: HookPhase, stage: StageName): CallContext => ({
+    reference: opts.reference,
+    options: opts.hookOptions?.[h.hook.name] ?? {},
+    repository: state.repository,
+    manifest: state.manifest,
+    config: state.config,
+    layers: state.layers,
+    tags: state.tags,
+    tagsOpen: tagsOpen(stage),
+    tree: state.tree,
+    treeOpen: treeOpen(phase, stage),
+    imageId: state.imageId,
+    bootEntries: state.bootEntries,
+  });
+
+  /** Takes what a call handed back, where the hook may change it, once it is checked. */
+  const accept = (
+    h: LoadedHook,
+    phase: HookPhase,
+    stage: StageName,
+    ctx: CallContext,
+    result: CallResult,
+    known: Set<string> | undefined,
+  ) => {
+    const fail = (code: HookFailureCode, e: unknown) =>
+      new HookFailure(h.hook.name, phase, stage, errorMessage(e), { code, cause: e });
+    if (ctx.tagsOpen) {
+      const digest = pull?.manifestDigest ?? state.manifest?.digest;
+      try {
+        state.tags = checkHookTags(result.tags, {
+          bootcTag: digest === undefined ? undefined : bootcTagOf(digest),
+          bootcRequired: phase === "after" && stage === "tag",
+        });
+      } catch (e) {
+        throw fail("hook-tags-invalid", e);
+      }
+    }
+    if (ctx.treeOpen) {
+      try {
+        state.tree = checkHookTree(result.tree, {
+          digestLength: digestSize(repo!.algorithm),
+          hasObject: (digest) => repo!.hasObject(digest),
+          known,
+        });
+      } catch (e) {
+        throw fail("hook-tree-invalid", e);
+      }
+    }
   };
 
   const runHooks = async (phase: HookPhase, stage: StageName) => {
-    for (const { hook, source: file } of hooks) {
-      const fn = hook[phase]?.[stage];
-      if (!fn) continue;
+    for (const h of hooks) {
+      if (!h.hook[phase].includes(stage)) continue;
       checkAbort();
+      checkLate({ phase, stage });
       const fields: Fields = {
-        [Field.HOOK]: hook.name,
-        [Field.HOOK_FILE]: file,
+        [Field.HOOK]: h.hook.name,
+        [Field.HOOK_FILE]: h.source,
         [Field.STAGE]: stage,
         [Field.PHASE]: phase,
       };
-      log.debug(HOOK_START, `hook ${hook.name}: ${phase} ${stage}`, fields);
-      const timeoutMs = hook.timeout ?? DEFAULT_HOOK_TIMEOUT_MS;
-      const own = new AbortController();
-      const hookSignal = AbortSignal.any([own.signal, signal]);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      let onAbort: (() => void) | undefined;
+      log.debug(HOOK_START, `hook ${h.hook.name}: ${phase} ${stage}`, fields);
+      const hookLog = messageLogger(
+        log.child({ [Field.HOOK]: h.hook.name, [Field.STAGE]: stage }),
+        HOOK_MESSAGE,
+      );
       const t0 = performance.now();
       try {
-        await Promise.race([
-          (async () => await fn(context(hook, stage, phase, hookSignal)))(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => {
-              own.abort(new DOMException(`timed out after ${timeoutMs} ms`, "TimeoutError"));
-              reject(new HookFailure(hook.name, phase, stage, `timed out after ${timeoutMs} ms`));
-            }, timeoutMs);
-          }),
-          new Promise<never>((_, reject) => {
-            onAbort = () => reject(interrupted());
-            if (signal.aborted) onAbort();
-            else signal.addEventListener("abort", onAbort, { once: true });
-          }),
-        ]);
-      } catch (e) {
-        if (e instanceof PipelineInterrupted) throw e;
-        const failure = e instanceof HookFailure
-          ? e
-          : new HookFailure(hook.name, phase, stage, errorMessage(e), { cause: e });
-        log.error(HOOK_FAILED, failure.message, {
-          ...fields,
-          [Field.ERROR]: failure.message,
-          [Field.DURATION_MS]: Math.round(performance.now() - t0),
+        const ctx = callContext(h, phase, stage);
+        // The objects the tree names now are stored; a tree handed back may only add others
+        // that are (checked one by one).
+        const known = ctx.treeOpen && state.tree ? treeDigests(state.tree) : undefined;
+        const result = await h.process.call(phase, stage, ctx, {
+          timeoutMs: h.hook.timeout ?? DEFAULT_HOOK_TIMEOUT_MS,
+          signal,
+          onLog: (level, message, f) => hookLog[level](message, f),
         });
-        throw failure;
-      } finally {
-        clearTimeout(timer);
-        if (onAbort) signal.removeEventListener("abort", onAbort);
+        accept(h, phase, stage, ctx, result, known);
+      } catch (e) {
+        if (signal.aborted || (e instanceof HookCallError && e.kind === "interrupted")) {
+          throw interrupted();
+        }
+        throw hookFailure(h, { phase, stage }, e, t0);
       }
-      log.debug(HOOK_END, `hook ${hook.name}: ${phase} ${stage} done`, {
+      log.debug(HOOK_END, `hook ${h.hook.name}: ${phase} ${stage} done`, {
         ...fields,
         [Field.DURATION_MS]: Math.round(performance.now() - t0),
       });
     }
+  };
+
+  /**
+   * Before any tag is written: every hook's process has handled what its last call left
+   * behind, and none failed since (a rejection nobody handled, an exit).
+   */
+  const settleHooks = async () => {
+    const at = { phase: "after" as const, stage: "boot" as const };
+    const results = await Promise.allSettled(
+      hooks.map((h) => h.process.sync(h.hook.timeout ?? DEFAULT_HOOK_TIMEOUT_MS)),
+    );
+    for (const [i, r] of results.entries()) {
+      if (r.status === "rejected") throw hookFailure(hooks[i], at, r.reason);
+    }
+    checkLate(at);
   };
 
   const stage = async (name: StageName, work: () => Promise<void> | void) => {
@@ -345,7 +377,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       });
       repo = r.repo;
       created = r.created;
-      state.repository = repositoryView(repo);
+      state.repository = { path: repo.path, algorithm: repo.meta.algorithm, secure: repo.secure };
     });
     // bootc runs composefs-rs's upgrade_repo before every pull; so does cfs (and it also
     // converts streams of cfsctl 0.3.0's format): lib/oci/upgrade.ts.
@@ -433,8 +465,8 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       });
     }
     await stage("tag", () => {
-      const bootc = bootcTag(pull!.manifestDigest);
-      if (!state.tags.includes(bootc)) state.tags.unshift(bootc);
+      const bootc = bootcTagOf(pull!.manifestDigest);
+      state.tags = [bootc, ...state.tags.filter((t) => t !== bootc)];
     });
     let plainImages: Map<ErofsFormatVersion, ObjectId> | undefined;
     let bootImages: Map<ErofsFormatVersion, ObjectId> | undefined;
@@ -448,8 +480,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       state.tree = fs;
     });
     await stage("image", () => {
-      if (!state.tree) throw new Error("no tree to write (a hook removed ctx.tree)");
-      bootImages = writeImages(repo!, state.tree);
+      bootImages = writeImages(repo!, state.tree!);
       const id = bootImages.get(repo!.erofsVersion)!;
       state.imageId = id.hex;
       log.debug(IMAGE_WRITTEN, `image ${state.imageId}`, {
@@ -460,13 +491,12 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     await stage("boot", () => {
       state.bootEntries = entries;
     });
-    // Commit: the tags, all checked before any is written.
+    // Commit: no hook failed since its last call, and the tags (each checked when the hook
+    // that set it returned) with bootc's first.
     checkAbort();
-    const tags = [...new Set(state.tags)];
-    for (const t of tags) {
-      if (typeof t !== "string") throw new Error(`a hook put a non-string tag into ctx.tags`);
-      validateTag(t);
-    }
+    await settleHooks();
+    checkAbort();
+    const tags = finalTags(state.tags, bootcTagOf(pull!.manifestDigest));
     // The images are linked from the config (gc keeps them through any tag), the manifest
     // stream is rewritten to the new config, and the first tag (bootc's) points at it.
     const manifestVerity = await linkImages(repo!, stored(), {
@@ -510,6 +540,8 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     });
     throw err;
   } finally {
+    // The hooks' processes end with the pull, whatever they are doing.
+    await closeHooks(hooks).catch(() => {});
     if (source) await (source as ImageSource).close().catch(() => {});
     (repo as Repository | undefined)?.close();
   }
