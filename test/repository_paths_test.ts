@@ -295,3 +295,46 @@ Deno.test("fsck reports links whose targets lead out of the repository and never
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("gc removes only names a composefs tool could have written: staging files and unreferenced objects, nothing else", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cfs-paths-test-" });
+  try {
+    const s = await setup(dir);
+    const objects = join(s.repo, "objects");
+    const prefix = [...Deno.readDirSync(objects)].find((e) => e.isDirectory)!.name;
+    const keep = [
+      join(objects, prefix, "README"),
+      join(objects, ".tmp-notours"),
+      join(objects, prefix, ".tmp-x"),
+      join(objects, "zz", "a".repeat(126)),
+      join(s.repo, "images", ".tmp-notes"),
+    ];
+    Deno.mkdirSync(join(objects, "zz"));
+    for (const p of keep) Deno.writeTextFileSync(p, "user data");
+    Deno.mkdirSync(join(objects, ".tmp-object-0123456789abcdef"));
+    Deno.writeTextFileSync(join(objects, ".tmp-object-0123456789abcdef", "f"), "user data");
+    keep.push(join(objects, ".tmp-object-0123456789abcdef", "f"));
+    // Control: what gc does remove, a staging file and an unreferenced object.
+    const staging = join(objects, ".tmp-object-fedcba9876543210");
+    Deno.writeTextFileSync(staging, "partial");
+    const orphan = join(objects, prefix, "b".repeat(126));
+    Deno.writeTextFileSync(orphan, "unreferenced");
+
+    const gc = await cfsJson(s.repo, ["gc"]);
+    strictEqual(gc.code, 0, gc.stderr);
+    for (const p of keep) strictEqual(Deno.readTextFileSync(p), "user data", p);
+    ok(!(await exists(staging)), "the staging file is removed");
+    ok(!(await exists(orphan)), "the unreferenced object is removed");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
