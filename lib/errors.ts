@@ -21,6 +21,7 @@
  * | `repository-not-found`                | RepositoryError           | 1    | no repository at the path            |
  * | `repository-invalid`                  | RepositoryError           | 1    | the path is not a usable repository  |
  * | `repository-read-only`                | RepositoryError           | 1    | a write to a read-only repository    |
+ * | `repository-symlink`                  | RepositoryError           | 1    | a repository directory is a symlink  |
  * | `repository-exists`                   | RepositoryError           | 1    | init with other settings than it has |
  * | `image-not-found`                     | RepositoryError           | 1    | no image (ref, id, tag or digest)    |
  * | `stream-not-found`                    | RepositoryError           | 1    | no stream of that name or id         |
@@ -60,6 +61,7 @@
  * | `verity-failed`                       | VerityError               | 1    | fs-verity enable/measure failed      |
  * | `verity-unsupported`                  | VerityError               | 1    | no fs-verity on that file system     |
  * | `sys-<errno>`                         | SysError                  | 1    | a system call failed (`sys-enospc`)  |
+ * | `unsupported-platform`                | UnsupportedPlatformError  | 1    | an OS/architecture cfs does not know |
  * | `mount-failed`                        | MountError                | 1    | a mount or unmount failed            |
  * | `setup-root-failed`                   | SetupRootError            | 1    | the initramfs root setup failed      |
  * | `boot-transform-failed`               | BootTransformError        | 1    | a tree cannot be made bootable       |
