@@ -11,11 +11,16 @@
  *   "hookDirs": ["/usr/lib/cfs/hooks.d"],
  *   "hookFiles": ["builtin:extra-tags"],
  *   "hooks": { "extra-tags": { "tags": ["oem/golden"] } },
- *   "registries": { "127.0.0.1:5000": { "tlsVerify": false } }
+ *   "fetch": { "timeout": 3600, "idleTimeout": 60, "minSpeed": 1024, "retries": 3 },
+ *   "registries": { "127.0.0.1:5000": { "tlsVerify": false, "idleTimeout": 10, "retries": 5 } }
  * }
  * ```
  *
- * Command-line options win over the file; the file wins over built-in defaults.
+ * `fetch` holds the registry transfer limits ({@link FetchConfig}, lib/oci/transfer.ts has
+ * the rules) for every registry; an entry of `registries` may set any of them for its registry.
+ *
+ * Command-line options win over the file (a registry's entry over `fetch`); the file wins over
+ * built-in defaults.
  *
  * @module
  */
@@ -26,8 +31,25 @@ import { REPO_ALGORITHMS, type RepoAlgorithm } from "./repository.ts";
 /** The default configuration file. */
 export const DEFAULT_CONFIG_PATH = "/etc/cfs/config.json";
 
+/**
+ * Time limits and retries of registry transfers (`docker://`; lib/oci/transfer.ts). Times are
+ * seconds (fractions allowed).
+ */
+export interface FetchConfig {
+  /** Overall deadline of a pull's transfers; 0: none (the default). `--timeout`. */
+  timeout?: number;
+  /** How long a blob may wait without its minimum progress (default 60). `--idle-timeout`. */
+  idleTimeout?: number;
+  /** Least average speed, bytes/s, over each idle window (default 1024); 0: any progress. */
+  minSpeed?: number;
+  /** Retries of a failed request or cut blob (default 3); 0: none. `--retries`. */
+  retries?: number;
+  /** First wait between attempts, doubled per retry (default 1). */
+  retryDelay?: number;
+}
+
 /** Per-registry settings, keyed by `HOST[:PORT]` as in image references. */
-export interface RegistryConfig {
+export interface RegistryConfig extends FetchConfig {
   /** `false`: plain HTTP (as `--tls-verify=false`). */
   tlsVerify?: boolean;
   /** Credentials file for this registry. */
@@ -48,9 +70,22 @@ export interface CfsConfig {
   hookFiles?: string[];
   /** Options per hook name, seen by the hook as `ctx.options`. */
   hooks?: Record<string, Record<string, unknown>>;
+  /** Registry transfer limits for every registry. */
+  fetch?: FetchConfig;
   /** Settings per registry. */
   registries?: Record<string, RegistryConfig>;
 }
+
+/** At most a day, for every time limit: a larger number is a typo (ms for seconds). */
+const MAX_SECONDS = 86_400;
+
+const fetchFields = {
+  timeout: z.number().min(0).max(MAX_SECONDS).optional(),
+  idleTimeout: z.number().positive().max(MAX_SECONDS).optional(),
+  minSpeed: z.number().int().min(0).optional(),
+  retries: z.number().int().min(0).max(100).optional(),
+  retryDelay: z.number().min(0).max(60).optional(),
+};
 
 const configSchema = z.strictObject({
   repo: z.string().min(1).optional(),
@@ -59,9 +94,14 @@ const configSchema = z.strictObject({
   hookDirs: z.array(z.string().min(1)).optional(),
   hookFiles: z.array(z.string().min(1)).optional(),
   hooks: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+  fetch: z.strictObject(fetchFields).optional(),
   registries: z.record(
     z.string(),
-    z.strictObject({ tlsVerify: z.boolean().optional(), authFile: z.string().optional() }),
+    z.strictObject({
+      tlsVerify: z.boolean().optional(),
+      authFile: z.string().optional(),
+      ...fetchFields,
+    }),
   ).optional(),
 });
 

@@ -111,7 +111,7 @@ interface Misbehaviour {
   /** Replaces the answer to `GET /v2/test/img/manifests/REF`. */
   manifest?: (ref: string) => Response | undefined;
   /** Replaces the answer to `GET /v2/test/img/blobs/DIGEST`. */
-  blob?: (digest: string) => Response | undefined;
+  blob?: (digest: string, req: Request) => Response | undefined;
 }
 
 interface FakeRegistry extends AsyncDisposable {
@@ -122,18 +122,31 @@ interface FakeRegistry extends AsyncDisposable {
   misbehave: Misbehaviour;
   /** Requests seen (method and path). */
   log: string[];
+  /** Requests seen, with their `Range` header and when (performance.now()). */
+  requests: { path: string; range: string | null; at: number }[];
 }
 
 function startFakeRegistry(
   manifest: Uint8Array<ArrayBuffer>,
   blobs: Map<string, Uint8Array<ArrayBuffer>>,
 ): FakeRegistry {
-  const state = { misbehave: {} as Misbehaviour, manifest, blobs, log: [] as string[] };
+  const state = {
+    misbehave: {} as Misbehaviour,
+    manifest,
+    blobs,
+    log: [] as string[],
+    requests: [] as FakeRegistry["requests"],
+  };
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     (req) => {
       const url = new URL(req.url);
       state.log.push(`${req.method} ${url.pathname}`);
+      state.requests.push({
+        path: url.pathname,
+        range: req.headers.get("range"),
+        at: performance.now(),
+      });
       if (url.pathname === "/v2/" || url.pathname === "/v2") {
         return Response.json({});
       }
@@ -154,7 +167,7 @@ function startFakeRegistry(
       }
       if (rest.startsWith("blobs/")) {
         const digest = decodeURIComponent(rest.slice("blobs/".length));
-        const b = state.misbehave.blob?.(digest);
+        const b = state.misbehave.blob?.(digest, req);
         if (b) return b;
         const bytes = state.blobs.get(digest);
         if (!bytes) return new Response('{"errors":[{"code":"BLOB_UNKNOWN"}]}', { status: 404 });
@@ -182,6 +195,7 @@ function startFakeRegistry(
       state.misbehave = m;
     },
     log: state.log,
+    requests: state.requests,
     async [Symbol.asyncDispose]() {
       await server.shutdown();
     },
@@ -351,6 +365,38 @@ function noise(n: number): Uint8Array {
   return out;
 }
 
+/** The image the fake registries serve: one gzip layer with /usr, 256 KiB of noise, a file. */
+async function servedImage(dir: string) {
+  const built: BuiltImage = await buildOciImage(dir, {
+    tag: "v1",
+    compression: "gzip",
+    layers: [[
+      { type: "dir", path: "usr" },
+      { type: "file", path: "data/noise", content: noise(256 * 1024) },
+      { type: "file", path: "etc/hostname", content: "hostile\n" },
+    ]],
+  });
+  const manifestBytes = await Deno.readFile(built.manifest.path);
+  const configBytes = await Deno.readFile(built.config.path);
+  const layer = built.layers[0];
+  const layerBytes = await Deno.readFile(layer.path);
+  const blobs = new Map<string, Uint8Array<ArrayBuffer>>([
+    [built.config.digest, configBytes],
+    [layer.digest, layerBytes],
+  ]);
+  return { built, manifestBytes, configBytes, layer, layerBytes, blobs };
+}
+
+/** A configuration file in `dir` with `fetch` settings (default: a 50 ms first backoff). */
+async function fastRetries(
+  dir: string,
+  config: Record<string, unknown> = { fetch: { retryDelay: 0.05 } },
+): Promise<string> {
+  const path = join(dir, `config-${crypto.randomUUID()}.json`);
+  await Deno.writeTextFile(path, JSON.stringify(config));
+  return path;
+}
+
 Deno.test({
   name:
     "hostile registry: lies, truncation, drops, refusals and huge manifests are one-line errors",
@@ -359,27 +405,14 @@ Deno.test({
   async fn(t) {
     const tmp = await Deno.makeTempDir({ prefix: "cfs-oci-hostile-registry-" });
     try {
-      const built: BuiltImage = await buildOciImage(join(tmp, "img"), {
-        tag: "v1",
-        compression: "gzip",
-        layers: [[
-          { type: "dir", path: "usr" },
-          { type: "file", path: "data/noise", content: noise(256 * 1024) },
-          { type: "file", path: "etc/hostname", content: "hostile\n" },
-        ]],
-      });
-      const manifestBytes = await Deno.readFile(built.manifest.path);
-      const configBytes = await Deno.readFile(built.config.path);
-      const layer = built.layers[0];
-      const layerBytes = await Deno.readFile(layer.path);
-      const blobs = new Map<string, Uint8Array<ArrayBuffer>>([
-        [built.config.digest, configBytes],
-        [layer.digest, layerBytes],
-      ]);
+      const { built, manifestBytes, configBytes, layer, layerBytes, blobs } = await servedImage(
+        join(tmp, "img"),
+      );
       await using registry = startFakeRegistry(manifestBytes, blobs);
       const host = registry.host;
       const ref = `docker://${host}/test/img:v1`;
-      const env = noAuthEnv(tmp);
+      // Failures are retried (3 times by default): with 50 ms backoff, not seconds.
+      const env = { ...noAuthEnv(tmp), CFS_CONFIG: await fastRetries(tmp) };
       const prefix = `cfs: registry ${host}: `;
 
       // Sanity: the fake registry serves a pullable image.
@@ -595,6 +628,356 @@ Deno.test({
           }
         });
       }
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
+
+// --- 1b. a registry that stalls, drips, fails for a while or cuts blobs ---------------------------
+
+/** `bytes.subarray(0, cut)`, then silence until the client goes away. */
+function stallAfter(bytes: Uint8Array, cut: number): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (sent) return await new Promise<void>(() => {});
+      sent = true;
+      controller.enqueue(bytes.slice(0, cut));
+    },
+  });
+}
+
+/** `bytes.subarray(0, from)`, then one byte every `everyMs` (the issue's slow drip, faster). */
+function dripAfter(bytes: Uint8Array, from: number, everyMs: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (at === 0) {
+        at = from;
+        controller.enqueue(bytes.slice(0, from));
+        return;
+      }
+      if (at >= bytes.length) return controller.close();
+      await new Promise((r) => timer = setTimeout(r, everyMs));
+      controller.enqueue(bytes.slice(at, at + 1));
+      at++;
+    },
+    cancel() {
+      clearTimeout(timer);
+    },
+  });
+}
+
+/** The `{"error": ...}` line of a `cfs --json` run that failed. */
+function jsonError(r: RunResult, what: string): { code: string; message: string } {
+  equal(r.code, 1, `${what}: expected exit 1, got ${r.code}: ${r.text}${r.stderr}`);
+  const lines = r.text.trim().split("\n");
+  const error = JSON.parse(lines[lines.length - 1]).error;
+  ok(error !== undefined, `${what}: no error object: ${r.text}`);
+  return error;
+}
+
+Deno.test({
+  name:
+    "hostile registry: stalls and drips end in time, 5xx/429/cuts are retried (cuts resumed), " +
+    "failures leave no tag",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const tmp = await Deno.makeTempDir({ prefix: "cfs-oci-hostile-transfer-" });
+    try {
+      const { built, manifestBytes, layer, layerBytes, blobs } = await servedImage(
+        join(tmp, "img"),
+      );
+      await using registry = startFakeRegistry(manifestBytes, blobs);
+      const host = registry.host;
+      const ref = `docker://${host}/test/img:v1`;
+      const env = { ...noAuthEnv(tmp), CFS_CONFIG: await fastRetries(tmp) };
+      const half = layerBytes.length >> 1;
+      const blobPath = `/v2/test/img/blobs/${layer.digest}`;
+      const blobRequests = () => registry.requests.filter((r) => r.path === blobPath);
+      /** Answers the layer blob with `answers[i]` for its i-th request, then normally. */
+      const layerAnswers = (...answers: ((req: Request) => Response)[]) => {
+        let i = 0;
+        return {
+          blob: (d: string, req: Request) =>
+            d === layer.digest && i < answers.length ? answers[i++](req) : undefined,
+        };
+      };
+      const withLength = (body: ReadableStream<Uint8Array>) =>
+        new Response(body, { headers: { "content-length": String(layerBytes.length) } });
+
+      // The reference: the image id of a pull from the well-behaved registry.
+      const cleanRepo = await newRepo(tmp, "repo-clean");
+      const clean = await runCfs(
+        ["--repo", cleanRepo, "oci", "pull", "--tls-verify=false", ref, TAG],
+        { env },
+      );
+      equal(clean.code, 0, clean.stderr);
+      const imageId = async (repo: string) => {
+        const r = await runCfs(["--repo", repo, "oci", "compute-id", TAG]);
+        equal(r.code, 0, r.stderr);
+        return r.text.trim();
+      };
+      const expectedId = await imageId(cleanRepo);
+
+      interface Failing {
+        name: string;
+        misbehave: () => Misbehaviour;
+        args: string[];
+        /** Extra environment (a config file). */
+        env?: Record<string, string>;
+        code: string;
+        /** The line must contain each of these. */
+        says: (string | RegExp)[];
+        /** When it must have failed: at least and at most (ms). */
+        within: [number, number];
+        /** How many times the layer blob was asked for. */
+        blobRequests?: number;
+      }
+      const failing: Failing[] = [
+        {
+          name: "stall mid-body (--idle-timeout 1, --retries 0)",
+          misbehave: () => layerAnswers(() => withLength(stallAfter(layerBytes, half))),
+          args: ["--idle-timeout", "1", "--retries", "0"],
+          code: "registry-timeout",
+          says: [
+            `registry ${host}: no data for 1 s while reading blob ${layer.digest}`,
+            `after ${half} of ${layerBytes.length} bytes`,
+          ],
+          within: [1000, 8000],
+          blobRequests: 1,
+        },
+        {
+          name: "stall mid-body, retried once with Range, stalls again",
+          misbehave: () =>
+            layerAnswers(
+              () => withLength(stallAfter(layerBytes, half)),
+              () => withLength(stallAfter(layerBytes, half)),
+            ),
+          args: ["--idle-timeout", "500ms", "--retries", "1"],
+          code: "registry-timeout",
+          says: [`blob ${layer.digest}`, "(gave up after 2 attempts)"],
+          within: [1000, 8000],
+          blobRequests: 2,
+        },
+        {
+          name: "stall mid-body, idle timeout from the registry's entry in the config file",
+          misbehave: () => layerAnswers(() => withLength(stallAfter(layerBytes, half))),
+          args: [],
+          env: {
+            CFS_CONFIG: "", // set below: needs the registry's host
+          },
+          code: "registry-timeout",
+          says: [`no data for 1 s while reading blob ${layer.digest}`],
+          within: [1000, 8000],
+        },
+        {
+          name: "slow drip: one byte every 200 ms after half the layer",
+          misbehave: () => layerAnswers(() => withLength(dripAfter(layerBytes, half, 200))),
+          args: ["--idle-timeout", "1", "--retries", "0"],
+          code: "registry-timeout",
+          says: [/only \d+ bytes in 1 s \(at least 1024 needed: 1024 bytes\/s\)/, layer.digest],
+          within: [1000, 8000],
+        },
+        {
+          name: "overall --timeout under a stall the idle timeout would wait out",
+          misbehave: () => layerAnswers(() => withLength(stallAfter(layerBytes, half))),
+          args: ["--timeout", "1.5", "--idle-timeout", "60"],
+          code: "registry-timeout",
+          says: [`the overall time limit of 1.5 s ran out while reading blob ${layer.digest}`],
+          within: [1500, 8000],
+        },
+        {
+          name: "retries run out: 500 for every request of the layer (--retries 2)",
+          misbehave: () => ({
+            blob: (d) =>
+              d === layer.digest ? new Response("still broken", { status: 500 }) : undefined,
+          }),
+          args: ["--retries", "2"],
+          code: "registry-server",
+          says: [
+            `HTTP 500 Internal Server Error for blob test/img@${layer.digest}`,
+            "(gave up after 3 attempts)",
+          ],
+          within: [0, 8000],
+          blobRequests: 3,
+        },
+      ];
+      // The config file case: the registry's entry (1 s) wins over the global `fetch` (60 s).
+      failing[2].env = {
+        CFS_CONFIG: await fastRetries(tmp, {
+          fetch: { idleTimeout: 60, retryDelay: 0.05 },
+          registries: { [host]: { idleTimeout: 1, retries: 0 } },
+        }),
+      };
+
+      for (const [i, c] of failing.entries()) {
+        await t.step(c.name, async () => {
+          for (const json of [false, true]) {
+            const repo = await newRepo(tmp, `repo-fail-${i}-${json}`);
+            registry.misbehave = c.misbehave();
+            registry.requests.length = 0;
+            try {
+              const started = performance.now();
+              const r = await runCfs(
+                [
+                  "--repo",
+                  repo,
+                  ...(json ? ["--json"] : []),
+                  "oci",
+                  "pull",
+                  "--tls-verify=false",
+                  ...c.args,
+                  ref,
+                  TAG,
+                ],
+                { env: { ...env, ...c.env } },
+              );
+              const ms = performance.now() - started;
+              const line = json
+                ? `cfs: ${jsonError(r, c.name).message}`
+                : assertOneLineError(r, [layer.digest], c.name);
+              if (json) equal(jsonError(r, c.name).code, c.code, `${c.name}: ${line}`);
+              for (const s of c.says) {
+                ok(
+                  typeof s === "string" ? line.includes(s) : s.test(line),
+                  `${c.name}: ${line} does not say ${s}`,
+                );
+              }
+              ok(
+                ms >= c.within[0] && ms < c.within[1],
+                `${c.name}: failed after ${ms.toFixed(0)} ms, not within ${c.within}`,
+              );
+              if (c.blobRequests !== undefined) {
+                equal(blobRequests().length, c.blobRequests, `${c.name}: blob requests`);
+              }
+              await assertNothingStored(repo, [sha256(manifestBytes), built.config.digest], c.name);
+            } finally {
+              registry.misbehave = {};
+            }
+          }
+        });
+      }
+
+      interface Recovering {
+        name: string;
+        misbehave: () => Misbehaviour;
+        /** Checks the layer blob's requests. */
+        check: (requests: FakeRegistry["requests"]) => void;
+      }
+      const rangeAnswer = (req: Request) => {
+        const from = Number(/^bytes=(\d+)-$/.exec(req.headers.get("range") ?? "")?.[1]);
+        ok(Number.isSafeInteger(from) && from > 0, `Range: ${req.headers.get("range")}`);
+        return new Response(layerBytes.slice(from), {
+          status: 206,
+          headers: {
+            "content-range": `bytes ${from}-${layerBytes.length - 1}/${layerBytes.length}`,
+          },
+        });
+      };
+      const recovering: Recovering[] = [
+        {
+          name: "500 once, then fine",
+          misbehave: () => layerAnswers(() => new Response("oops", { status: 500 })),
+          check: (rs) => deepEqual(rs.map((r) => r.range), [null, null]),
+        },
+        {
+          name: "429 with Retry-After: 1, then fine",
+          misbehave: () =>
+            layerAnswers(() =>
+              new Response("slow down", { status: 429, headers: { "retry-after": "1" } })
+            ),
+          check: (rs) => {
+            equal(rs.length, 2);
+            // The configured backoff is 50 ms: the wait is the registry's.
+            ok(rs[1].at - rs[0].at >= 950, `waited ${(rs[1].at - rs[0].at).toFixed(0)} ms`);
+          },
+        },
+        {
+          name: "connection cut mid-blob, resumed with Range (206)",
+          misbehave: () =>
+            layerAnswers(() => withLength(cutBody(layerBytes, half, "error")), rangeAnswer),
+          check: (rs) => deepEqual(rs.map((r) => r.range), [null, `bytes=${half}-`]),
+        },
+        {
+          name: "connection cut mid-blob, registry without Range support (200): started again",
+          misbehave: () =>
+            layerAnswers(
+              () => withLength(cutBody(layerBytes, half, "error")),
+              () => new Response(layerBytes),
+            ),
+          check: (rs) => deepEqual(rs.map((r) => r.range), [null, `bytes=${half}-`]),
+        },
+        {
+          name: "stall mid-blob, then resumed with Range",
+          misbehave: () =>
+            layerAnswers(() => withLength(stallAfter(layerBytes, half)), rangeAnswer),
+          check: (rs) => deepEqual(rs.map((r) => r.range), [null, `bytes=${half}-`]),
+        },
+      ];
+      for (const [i, c] of recovering.entries()) {
+        await t.step(c.name, async () => {
+          const repo = await newRepo(tmp, `repo-ok-${i}`);
+          registry.misbehave = c.misbehave();
+          registry.requests.length = 0;
+          try {
+            const r = await runCfs(
+              [
+                "--repo",
+                repo,
+                "oci",
+                "pull",
+                "--tls-verify=false",
+                "--idle-timeout",
+                "1",
+                ref,
+                TAG,
+              ],
+              { env },
+            );
+            equal(r.code, 0, `${c.name}: ${r.stderr}`);
+            c.check(blobRequests());
+            equal(await imageId(repo), expectedId, `${c.name}: the image of the clean pull`);
+            const fsck = await runCfs(["--repo", repo, "fsck"]);
+            equal(fsck.code, 0, `${c.name}: fsck: ${fsck.text}${fsck.stderr}`);
+          } finally {
+            registry.misbehave = {};
+          }
+        });
+      }
+
+      await t.step("cfs pull (the bootc pipeline): a stalled layer ends in time", async () => {
+        const repo = join(tmp, "repo-bootc");
+        registry.misbehave = layerAnswers(() => withLength(stallAfter(layerBytes, half)));
+        try {
+          const started = performance.now();
+          const r = await runCfs([
+            "--repo",
+            repo,
+            "--json",
+            "pull",
+            "--allow-missing-fsverity",
+            "--no-default-hooks",
+            "--tls-verify=false",
+            "--idle-timeout",
+            "1",
+            "--retries",
+            "0",
+            ref,
+          ], { env });
+          const ms = performance.now() - started;
+          const error = jsonError(r, "cfs pull");
+          equal(error.code, "registry-timeout", error.message);
+          ok(error.message.includes(`blob ${layer.digest}`), error.message);
+          ok(ms < 8000, `cfs pull failed after ${ms.toFixed(0)} ms`);
+          await assertNoTag(repo, "cfs pull");
+        } finally {
+          registry.misbehave = {};
+        }
+      });
     } finally {
       await Deno.remove(tmp, { recursive: true });
     }

@@ -398,7 +398,7 @@ function fakeRef(fake: FakeRegistry, name = "cfs/test:v1") {
   return parseDockerReference(`${fake.host}/${name}`);
 }
 
-const FAST = { tlsVerify: false, requestTimeoutMs: 5_000, idleTimeoutMs: 2_000 };
+const FAST = { tlsVerify: false, requestTimeoutMs: 5_000, idleTimeoutMs: 2_000, retryDelayMs: 50 };
 
 async function pullAll(client: RegistryClient, ref = "", fake?: FakeRegistry): Promise<void> {
   const image = await client.resolve(fakeRef(fake!, ref || undefined));
@@ -551,10 +551,11 @@ Deno.test("registry client: 404, 403 and 500 give one-line errors with the statu
   await rejectsOneLine(
     client.resolve(fakeRef(fake, "cfs/test:broken")),
     RegistryError,
-    /HTTP 500 Internal Server Error for manifest cfs\/test:broken: database on fire stack trace line 2 x+\.\.\.$/,
+    /HTTP 500 Internal Server Error for manifest cfs\/test:broken: database on fire stack trace line 2 x+\.\.\. \(gave up after 4 attempts\)$/,
     (e) => {
       equal(e.status, 500);
       equal(e.kind, "server");
+      equal(e.code, "registry-server");
     },
   );
   await rejectsOneLine(
@@ -625,10 +626,12 @@ Deno.test("registry client: connection refused names host and port", async () =>
     client.resolve(parseDockerReference(`127.0.0.1:${port}/cfs/test:v1`)),
     RegistryError,
     new RegExp(
-      `^registry 127\\.0\\.0\\.1:${port}: cannot connect to 127\\.0\\.0\\.1:${port}: connection refused$`,
+      `^registry 127\\.0\\.0\\.1:${port}: cannot connect to 127\\.0\\.0\\.1:${port}: connection refused ` +
+        "\\(gave up after 4 attempts\\)$",
     ),
     (e) => {
       equal(e.kind, "connection");
+      equal(e.code, "registry-connection");
       equal(e.status, undefined);
     },
   );
@@ -753,19 +756,19 @@ Deno.test("registry client: a blob cut off mid-stream, a stalled blob, a blob wi
     RegistryError,
     new RegExp(
       `^registry ${cut.host}: connection lost while reading blob ${image.layerDigest} of ` +
-        `cfs/test after 100000 of 300000 bytes \\(.+\\)$`,
+        `cfs/test after 100000 of 300000 bytes \\(.+\\) \\(gave up after 4 attempts\\)$`,
     ),
-    (e) => equal(e.kind, "connection"),
+    (e) => equal(e.code, "registry-connection"),
   );
   mode = "stall";
   await rejectsOneLine(
-    client.openBlob("cfs/test", layer).then(drain),
+    new RegistryClient(fake.host, { ...FAST, retries: 1 }).openBlob("cfs/test", layer).then(drain),
     RegistryError,
     new RegExp(
-      `no data for 2000 ms while reading blob ${image.layerDigest} of cfs/test after 100000 of ` +
-        "300000 bytes$",
+      `no data for 2 s while reading blob ${image.layerDigest} of cfs/test after 100000 of ` +
+        "300000 bytes \\(gave up after 2 attempts\\)$",
     ),
-    (e) => equal(e.kind, "timeout"),
+    (e) => equal(e.code, "registry-timeout"),
   );
   mode = "short";
   await rejectsOneLine(
@@ -780,6 +783,330 @@ Deno.test("registry client: a blob cut off mid-stream, a stalled blob, a blob wi
     new RegExp(`^layer ${image.layerDigest}: content has digest sha256:[0-9a-f]{64}$`),
     (e) => equal(e.problem, "digest-mismatch"),
   );
+});
+
+// --- retries and time limits (issue 11) -----------------------------------------------------------
+
+/** Queued answers per path: the first request gets the first, and so on; then the image's. */
+function scripted(answers: Record<string, (() => Response)[]>) {
+  const seen: { path: string; range: string | null; at: number }[] = [];
+  const handler: Handler = (request, url) => {
+    seen.push({ path: url.pathname, range: request.headers.get("range"), at: performance.now() });
+    return answers[url.pathname]?.shift()?.();
+  };
+  return { handler, seen: (path: string) => seen.filter((s) => s.path === path) };
+}
+
+/** `bytes`, then a failed connection (`error`), a clean early end (`close`) or silence. */
+function cutAfter(
+  bytes: Uint8Array,
+  cut: number,
+  then: "error" | "close" | "stall",
+): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        controller.enqueue(bytes.slice(0, cut));
+        return;
+      }
+      if (then === "stall") return await new Promise(() => {}); // never again
+      await new Promise((r) => setTimeout(r, 20));
+      if (then === "close") controller.close();
+      else controller.error(new Error("fake registry: cutting the connection on purpose"));
+    },
+  });
+}
+
+/** `bytes` from `from` on, `chunk` bytes every `everyMs`. */
+function dripping(bytes: Uint8Array, from: number, chunk: number, everyMs: number) {
+  let at = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (at === 0) {
+        at = from;
+        controller.enqueue(bytes.slice(0, from));
+        return;
+      }
+      if (at >= bytes.length) return controller.close();
+      await new Promise((r) => timer = setTimeout(r, everyMs));
+      controller.enqueue(bytes.slice(at, at + chunk));
+      at += chunk;
+    },
+    cancel() {
+      clearTimeout(timer);
+    },
+  });
+}
+
+/** A 206 answer for `Range: bytes=N-` of `bytes`. */
+function partial(bytes: Uint8Array, range: string | null): Response {
+  const from = Number(/^bytes=(\d+)-$/.exec(range ?? "")?.[1]);
+  ok(Number.isSafeInteger(from), `a Range header: ${range}`);
+  return new Response(bytes.slice(from), {
+    status: 206,
+    headers: { "content-range": `bytes ${from}-${bytes.length - 1}/${bytes.length}` },
+  });
+}
+
+Deno.test("registry client: 5xx and 429 are retried (429 after its Retry-After); 4xx are not", async () => {
+  const image = fakeImage();
+  const manifestPath = "/v2/cfs/test/manifests/v1";
+  const blobPath = `/v2/cfs/test/blobs/${image.layerDigest}`;
+  const configPath = `/v2/cfs/test/blobs/${image.configDigest}`;
+  const script = scripted({
+    [manifestPath]: [() => new Response("database on fire", { status: 500 })],
+    [configPath]: [() => new Response("", { status: 502 })],
+    [blobPath]: [() => new Response("slow down", { status: 429, headers: { "retry-after": "1" } })],
+  });
+  await using fake = fakeRegistry(image, script.handler);
+  const client = new RegistryClient(fake.host, FAST);
+  const resolved = await within(client.resolve(fakeRef(fake)));
+  equal(script.seen(manifestPath).length, 2, "the manifest was asked for again after a 500");
+  equal(script.seen(configPath).length, 2, "the config was asked for again after a 502");
+  const tar = await within(drain(await client.openLayer("cfs/test", resolved.layers[0])));
+  equal(sha256(tar), image.layerDigest);
+  const [first, second] = script.seen(blobPath);
+  ok(second !== undefined, "the blob was asked for again after a 429");
+  // FAST's backoff is 50 ms: the wait is the registry's Retry-After (1 s).
+  ok(second.at - first.at >= 950, `waited ${second.at - first.at} ms, not Retry-After's 1 s`);
+
+  // Not retried: 404, 400, and anything with retries 0.
+  const bad = scripted({
+    [`/v2/cfs/test/manifests/bad`]: [() => new Response("no", { status: 400 })],
+    [manifestPath]: [() => new Response("", { status: 503 })],
+  });
+  await using fake2 = fakeRegistry(image, bad.handler);
+  const client2 = new RegistryClient(fake2.host, FAST);
+  await rejectsOneLine(
+    client2.resolve(fakeRef(fake2, "cfs/test:bad")),
+    RegistryError,
+    /HTTP 400 Bad Request for manifest cfs\/test:bad: no$/,
+    (e) => equal(e.code, "registry-http"),
+  );
+  equal(bad.seen("/v2/cfs/test/manifests/bad").length, 1, "a 400 is not asked again");
+  await rejectsOneLine(
+    client2.openBlob("cfs/test", { digest: `sha256:${"0".repeat(64)}`, size: 1 }),
+    RegistryError,
+    /blob unknown/,
+    (e) => equal(e.code, "registry-not-found"),
+  );
+  equal(bad.seen(`/v2/cfs/test/blobs/sha256:${"0".repeat(64)}`).length, 1, "404 not asked again");
+  await rejectsOneLine(
+    new RegistryClient(fake2.host, { ...FAST, retries: 0 }).resolve(fakeRef(fake2)),
+    RegistryError,
+    /HTTP 503 Service Unavailable for manifest cfs\/test:v1$/,
+    (e) => equal(e.code, "registry-server"),
+  );
+  equal(bad.seen(manifestPath).length, 1, "retries 0: asked once");
+});
+
+Deno.test("registry client: retries run out: the last failure's code, the attempts counted, backoff doubling", async () => {
+  const image = fakeImage();
+  const blobPath = `/v2/cfs/test/blobs/${image.layerDigest}`;
+  const script = scripted({
+    [blobPath]: Array(10).fill(() => new Response("still broken", { status: 500 })),
+  });
+  await using fake = fakeRegistry(image, script.handler);
+  const client = new RegistryClient(fake.host, { ...FAST, retries: 2, retryDelayMs: 100 });
+  const layer = { digest: image.layerDigest, size: image.layer.length };
+  await rejectsOneLine(
+    client.openBlob("cfs/test", layer),
+    RegistryError,
+    new RegExp(
+      `^registry ${fake.host}: HTTP 500 Internal Server Error for blob ` +
+        `cfs/test@${image.layerDigest}: still broken \\(gave up after 3 attempts\\)$`,
+    ),
+    (e) => {
+      equal(e.code, "registry-server");
+      equal(e.status, 500);
+    },
+  );
+  const seen = script.seen(blobPath);
+  equal(seen.length, 3, "1 attempt + 2 retries");
+  ok(seen[1].at - seen[0].at >= 95, `first backoff ${seen[1].at - seen[0].at} ms`);
+  ok(seen[2].at - seen[1].at >= 195, `second backoff ${seen[2].at - seen[1].at} ms (doubled)`);
+
+  // An overall deadline that comes before the next wait ends the retries at once.
+  const started = performance.now();
+  await rejectsOneLine(
+    new RegistryClient(fake.host, { ...FAST, retryDelayMs: 3000, timeoutMs: 1000 })
+      .openBlob("cfs/test", layer),
+    RegistryError,
+    /still broken \(not retried: the overall time limit of 1 s ends first\)$/,
+    (e) => equal(e.code, "registry-server"),
+  );
+  ok(performance.now() - started < 2500, "did not wait the backoff");
+});
+
+Deno.test("registry client: a blob cut mid-way resumes with Range (206) or starts again (200)", async () => {
+  const image = fakeImage();
+  const blobPath = `/v2/cfs/test/blobs/${image.layerDigest}`;
+  const length = { "content-length": String(image.layer.length) };
+  for (
+    const [mode, cut, second] of [
+      ["206, connection reset", "error", "206"],
+      ["206, clean early end without a length", "close", "206"],
+      ["200 (Range ignored), connection reset", "error", "200"],
+    ] as const
+  ) {
+    let servedAfterCut = 0;
+    const script = scripted({
+      [blobPath]: [
+        () =>
+          new Response(cutAfter(image.layer, 100_000, cut), {
+            headers: cut === "error" ? length : {},
+          }),
+      ],
+    });
+    await using fake = fakeRegistry(image, (request, url) => {
+      const answer = script.handler(request, url);
+      if (answer !== undefined || url.pathname !== blobPath) return answer;
+      const range = request.headers.get("range");
+      const r = second === "206" ? partial(image.layer, range) : new Response(image.layer);
+      servedAfterCut = second === "206" ? image.layer.length - 100_000 : image.layer.length;
+      return r;
+    });
+    const client = new RegistryClient(fake.host, FAST);
+    const resolved = await within(client.resolve(fakeRef(fake)));
+    const tar = await within(drain(await client.openLayer("cfs/test", resolved.layers[0])));
+    equal(tar.length, image.layer.length, mode);
+    equal(sha256(tar), image.layerDigest, `${mode}: digest over the whole blob`);
+    deepEqual(script.seen(blobPath).map((s) => s.range), [null, "bytes=100000-"], mode);
+    equal(servedAfterCut, second === "206" ? 200_000 : 300_000, mode);
+  }
+
+  // A 206 for another range than asked is refused (not stitched in).
+  const wrong = scripted({
+    [blobPath]: [
+      () => new Response(cutAfter(image.layer, 100_000, "error"), { headers: length }),
+      () =>
+        new Response(image.layer.slice(50_000), {
+          status: 206,
+          headers: { "content-range": `bytes 50000-299999/300000` },
+        }),
+    ],
+  });
+  await using fake = fakeRegistry(image, wrong.handler);
+  await rejectsOneLine(
+    new RegistryClient(fake.host, FAST)
+      .openBlob("cfs/test", { digest: image.layerDigest, size: image.layer.length })
+      .then(drain),
+    RegistryError,
+    /asked for bytes 100000-299999, the registry answered Content-Range "bytes 50000-299999\/300000"$/,
+    (e) => equal(e.code, "registry-invalid"),
+  );
+});
+
+Deno.test("registry client: a stalled blob, a dripping blob and the overall deadline end in time", async () => {
+  const image = fakeImage(40_000);
+  const blobPath = `/v2/cfs/test/blobs/${image.layerDigest}`;
+  let body: () => ReadableStream<Uint8Array> = () => cutAfter(image.layer, 10_000, "stall");
+  await using fake = fakeRegistry(image, (_request, url) => {
+    if (url.pathname === blobPath) return new Response(body());
+    return undefined;
+  });
+  const layer = { digest: image.layerDigest, size: image.layer.length };
+  const slow = { ...FAST, idleTimeoutMs: 1000, retries: 0 };
+  const timed = async (client: RegistryClient) => {
+    const started = performance.now();
+    const bytes = await drain(await client.openBlob("cfs/test", layer));
+    return { bytes, ms: performance.now() - started };
+  };
+  const timedOut = async (client: RegistryClient, pattern: RegExp, atLeast: number) => {
+    const started = performance.now();
+    await rejectsOneLine(
+      timed(client),
+      RegistryError,
+      pattern,
+      (e) => equal(e.code, "registry-timeout"),
+    );
+    const ms = performance.now() - started;
+    ok(ms >= atLeast - 50 && ms < atLeast + 4000, `failed after ${ms} ms, expected ~${atLeast}`);
+  };
+
+  // Silence after 10000 bytes: one idle window.
+  await timedOut(
+    new RegistryClient(fake.host, slow),
+    new RegExp(
+      `no data for 1 s while reading blob ${image.layerDigest} of cfs/test after 10000 of 40000 bytes$`,
+    ),
+    1000,
+  );
+  // A byte every 100 ms: ~10 bytes a second, under 1 KiB/s.
+  body = () => dripping(image.layer, 10_000, 1, 100);
+  await timedOut(
+    new RegistryClient(fake.host, slow),
+    /only \d+ bytes in 1 s \(at least 1024 needed: 1024 bytes\/s\) while reading blob .* after 100\d\d of 40000 bytes$/,
+    1000,
+  );
+  // Slow but steady (15 KB/s, 2 s in all) is no stall.
+  body = () => dripping(image.layer, 10_000, 1500, 100);
+  const steady = await timed(new RegistryClient(fake.host, slow));
+  equal(sha256(steady.bytes), image.layerDigest);
+  ok(steady.ms > 1500, `the steady blob took ${steady.ms} ms, longer than a window`);
+  // minBytesPerSecond 0: the drip is progress enough (1 byte per 100 ms, window 1 s)...
+  // ... and the overall deadline still ends it.
+  body = () => dripping(image.layer, 10_000, 1, 100);
+  await timedOut(
+    new RegistryClient(fake.host, { ...slow, minBytesPerSecond: 0, timeoutMs: 2500, retries: 3 }),
+    /the overall time limit of 2\.5 s ran out while reading blob .* of cfs\/test after 10\d\d\d of 40000 bytes$/,
+    2500,
+  );
+});
+
+Deno.test("registry client: a stalled body is caught after the response is garbage-collected", async () => {
+  // Deno's fetch stops hearing the AbortSignal of a response whose Request was collected; the
+  // client must not depend on it (issue 11: `cfs pull` waited forever on a stalled layer).
+  const dir = await Deno.makeTempDir({ prefix: "cfs-registry-gc-" });
+  try {
+    const script = join(dir, "stall.ts");
+    await Deno.writeTextFile(
+      script,
+      `
+      import { RegistryClient } from ${
+        JSON.stringify(new URL("../lib/oci/registry.ts", import.meta.url).href)
+      };
+      const blob = new Uint8Array(300000);
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () =>
+        new Response(new ReadableStream({ start(c) { c.enqueue(blob.slice(0, 100000)); } })));
+      const client = new RegistryClient("127.0.0.1:" + server.addr.port,
+        { tlsVerify: false, idleTimeoutMs: 2000, retries: 0 });
+      const stream = await client.openBlob("cfs/test", { digest: "sha256:" + "a".repeat(64), size: 300000 });
+      setTimeout(() => { for (let i = 0; i < 5; i++) (globalThis as any).gc(); }, 500);
+      try { for await (const _ of stream); console.log("no error"); }
+      catch (e) { console.log((e as any).code); }
+      Deno.exit(0);
+      `,
+    );
+    const started = performance.now();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        "--v8-flags=--expose-gc",
+        script,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    equal(
+      new TextDecoder().decode(out.stdout).trim(),
+      "registry-timeout",
+      new TextDecoder().decode(out.stderr),
+    );
+    ok(performance.now() - started < 15_000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("registry client: blob redirects are followed; Authorization stays at the registry", async () => {

@@ -21,7 +21,8 @@ import { LegacySplitStreamReader } from "../splitstream/legacy.ts";
 import { readTar } from "../oci/tar.ts";
 import { pullImage } from "../oci/pull.ts";
 import { convertLegacyRepository } from "../oci/upgrade.ts";
-import { type CfsConfig, loadConfig } from "../config.ts";
+import { type CfsConfig, type FetchConfig, loadConfig, type RegistryConfig } from "../config.ts";
+import type { TransferOptions } from "../oci/transfer.ts";
 import { createLogger } from "../log.ts";
 import { layerReporter } from "../pipeline/progress.ts";
 import type { LocalFetchMode } from "../oci/source.ts";
@@ -52,6 +53,33 @@ The stored layer DIFF_ID (sha256:HEX): its tar on stdout (not to a terminal), or
 its size, entry count and splitstream figures (cfsctl's fields), or with --dumpfile one
 dumpfile line per entry. Also \`cfs oci layer-inspect\`.`;
 
+/**
+ * The transfer flags' help, shared with `cfs pull` (whose option column is `width` wide). Times
+ * are seconds (or with a unit: 500ms, 90s, 10m, 1h); the configuration file sets them too
+ * (`fetch`, `registries`).
+ */
+export function fetchLimitsHelp(width: number): string {
+  const rows: [string, string[]][] = [
+    ["--timeout T", ["overall time limit of the registry transfers (default: none)"]],
+    ["--idle-timeout T", [
+      "fail a blob that brings less than 1 KiB/s (or nothing) for T",
+      "(default 60s; retried like a cut connection)",
+    ]],
+    ["--retries N", [
+      "retries of a failed registry request or cut blob, with backoff;",
+      "a cut blob resumes where it stopped (default 3; 0: none)",
+    ]],
+  ];
+  const lines = rows.flatMap(([flag, text]) =>
+    text.map((t, i) => `  ${(i === 0 ? flag : "").padEnd(width - 2)}${t}`)
+  );
+  return [
+    ...lines,
+    `  ${"".padEnd(width - 2)}T: seconds, or a number with ms, s, m or h; also in the`,
+    `  ${"".padEnd(width - 2)}configuration file ("fetch", "registries")`,
+  ].join("\n");
+}
+
 const PULL_USAGE = `usage: cfs oci pull [OPTIONS] IMAGE [NAME]
 
 IMAGE: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://HOST[:PORT]/NAME[:TAG|@DIGEST],
@@ -73,7 +101,8 @@ options:
                         (default) reads the store directly and reflinks, else hard-links,
                         else copies each file into objects/; zerocopy fails instead of
                         copying (e.g. store and repository on different file systems)
-  --storage-root DIR    containers-storage: the store (default: storage.conf's graphroot)`;
+  --storage-root DIR    containers-storage: the store (default: storage.conf's graphroot)
+${fetchLimitsHelp(24)}`;
 
 const IMAGE_NAME_HELP =
   `IMAGE: a tag, or @sha256:HEX (a config digest, as cfsctl reads it here, or a manifest digest);
@@ -320,7 +349,69 @@ export const FETCH_OPTIONS = {
   authfile: { type: "string" },
   "local-fetch": { type: "string" },
   "storage-root": { type: "string" },
+  timeout: { type: "string" },
+  "idle-timeout": { type: "string" },
+  retries: { type: "string" },
 } as const;
+
+/**
+ * A duration flag in ms: seconds (`30`, `0.5`) or a number with a unit (`500ms`, `90s`, `10m`,
+ * `1h`). `zero` allows 0 (meaning none).
+ */
+export function parseDurationFlag(
+  text: string,
+  flag: string,
+  usage: string,
+  zero = false,
+): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m?.[2] ?? "s"] ?? 1000;
+  const ms = m === null ? NaN : Number(m[1]) * unit;
+  if (!Number.isFinite(ms) || (ms === 0 && !zero) || ms > 86_400_000) {
+    throw new UsageError(
+      `${flag} takes a time in seconds or with a unit (500ms, 90s, 10m), ` +
+        `${zero ? "0 for none, " : "more than 0, "}at most a day; not '${text}'`,
+      usage,
+    );
+  }
+  return ms;
+}
+
+/**
+ * The registry transfer limits: each from its flag, else the registry's entry in the
+ * configuration, else the configuration's `fetch`, else transfer.ts's default (undefined here).
+ */
+function transferOptions(
+  values: { timeout?: string; "idle-timeout"?: string; retries?: string },
+  usage: string,
+  config: CfsConfig,
+  registry: RegistryConfig | undefined,
+): TransferOptions {
+  const pick = <K extends keyof FetchConfig>(key: K): FetchConfig[K] =>
+    registry?.[key] ?? config.fetch?.[key];
+  const seconds = (s: number | undefined) => s === undefined ? undefined : s * 1000;
+  let retries = pick("retries");
+  if (values.retries !== undefined) {
+    if (!/^\d{1,3}$/.test(values.retries) || Number(values.retries) > 100) {
+      throw new UsageError(
+        `--retries takes a whole number from 0 to 100, not '${values.retries}'`,
+        usage,
+      );
+    }
+    retries = Number(values.retries);
+  }
+  return {
+    timeoutMs: values.timeout !== undefined
+      ? parseDurationFlag(values.timeout, "--timeout", usage, true)
+      : seconds(pick("timeout")),
+    idleTimeoutMs: values["idle-timeout"] !== undefined
+      ? parseDurationFlag(values["idle-timeout"], "--idle-timeout", usage)
+      : seconds(pick("idleTimeout")),
+    minBytesPerSecond: pick("minSpeed"),
+    retries,
+    retryDelayMs: seconds(pick("retryDelay")),
+  };
+}
 
 /** The source options the fetch flags select. */
 export function sourceOptions(
@@ -330,6 +421,9 @@ export function sourceOptions(
     authfile?: string;
     "local-fetch"?: string;
     "storage-root"?: string;
+    timeout?: string;
+    "idle-timeout"?: string;
+    retries?: string;
   },
   usage: string,
   config: CfsConfig = {},
@@ -340,6 +434,7 @@ export function sourceOptions(
   authFile?: string;
   localFetch?: LocalFetchMode;
   storageRoot?: string;
+  transfer: TransferOptions;
 } {
   const localFetch = values["local-fetch"];
   if (localFetch !== undefined && !["disabled", "auto", "zerocopy"].includes(localFetch)) {
@@ -369,6 +464,7 @@ export function sourceOptions(
     authFile: values.authfile ?? registry?.authFile,
     localFetch: localFetch as LocalFetchMode | undefined,
     storageRoot: values["storage-root"],
+    transfer: transferOptions(values, usage, config, registry),
   };
 }
 
@@ -412,6 +508,8 @@ const pullCommand: CommandHandler = async (args, globals) => {
       bootable: values.bootable,
       ...(globals.json ? {} : layerReporter(log)),
       onFallback: (m) => printErr(`cfs: ${m}`),
+      // Retries are news only for -v: the one line on failure says how many there were.
+      onRetry: globals.verbose && !globals.json ? (m) => printErr(`cfs: ${m}`) : undefined,
     }).finally(() => log.close());
     const newObjects = r.layers.reduce((n, l) => n + (l.imported ? l.objects : 0), 0);
     const inlined = r.layers.reduce((n, l) => n + l.inlineBytes, 0);

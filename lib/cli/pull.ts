@@ -5,7 +5,7 @@
  */
 import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
 import { openReadOnly, repoPath } from "./repo_path.ts";
-import { FETCH_OPTIONS, sourceOptions } from "./oci.ts";
+import { FETCH_OPTIONS, fetchLimitsHelp, sourceOptions } from "./oci.ts";
 import { runPullPipeline } from "../pipeline/run.ts";
 import { loadHooks } from "../pipeline/hooks.ts";
 import { loadConfig } from "../config.ts";
@@ -33,6 +33,7 @@ options:
   --tls-verify=false       plain HTTP to the registry
   --platform OS/ARCH[/V]   the image to take from an image index
   --authfile FILE          registry credentials
+${fetchLimitsHelp(27)}
   --algorithm A            for a new repository: fsverity-sha512-12 (default) or fsverity-sha256-12
   --allow-missing-fsverity create an insecure repository where fs-verity is unavailable
   --hook FILE              load a hook module (TypeScript) or builtin:NAME; repeatable

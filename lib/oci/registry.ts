@@ -28,7 +28,19 @@
  *   Content that does not match is a {@link BlobError}; a connection that drops or stalls
  *   mid-blob is a {@link RegistryError} naming the blob and how many bytes arrived.
  * - HTTP and protocol failures are {@link RegistryError}s: one line starting
- *   `registry HOST: `, with the HTTP status when there was one.
+ *   `registry HOST: `, with the HTTP status when there was one, and a stable code
+ *   (`registry-<kind>`).
+ *
+ * Time limits and retries (transfer.ts has the rules): every request has a time limit for its
+ * headers, a manifest, config or token one for its whole body, and a blob body must keep
+ * making progress (an idle window and a minimum speed); an optional overall deadline bounds
+ * the whole client. 5xx, 429 (after its `Retry-After`), connection failures and time-outs are
+ * tried again a bounded number of times with backoff; a blob cut mid-way resumes with `Range`
+ * from the first byte not yet delivered when the registry answers 206, and otherwise starts
+ * again, skipping what was delivered. Either way the digest is checked over the whole blob.
+ * The timers race each read rather than abort `fetch` through its signal: once a response's
+ * `Request` is garbage, Deno's fetch no longer hears that signal, and a stalled body read
+ * waited forever (issue 11: a pull still waiting after 190 s with a 60 s idle timeout).
  *
  * Transport: HTTPS with certificate verification by default. `tlsVerify: false` means
  * plain HTTP, for a local registry: containers' `--tls-verify=false` likewise allows
@@ -70,6 +82,18 @@ import {
   selectPlatform,
 } from "./layout.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
+import {
+  formatDuration,
+  parseContentRange,
+  parseRetryAfter,
+  ProgressMeter,
+  RESUME_PROGRESS_BYTES,
+  retryableStatus,
+  retryDelay,
+  type TransferOptions,
+  type TransferPolicy,
+  transferPolicy,
+} from "./transfer.ts";
 import type { z } from "zod";
 
 /** The `Accept` header for manifests: every manifest and index type cfs reads. */
@@ -78,10 +102,7 @@ export const MANIFEST_ACCEPT: string = [
   ...MANIFEST_MEDIA_TYPES,
 ].join(", ");
 
-/** Default time for a request's response headers and for a whole JSON document. */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/** Default longest wait for the next chunk of a blob. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+export { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS } from "./transfer.ts";
 /** Most redirects followed for one request. */
 export const MAX_REDIRECTS = 10;
 /** Docker Hub's API endpoint (the `docker.io` domain of references). */
@@ -101,7 +122,20 @@ export type RegistryErrorKind =
   | "invalid" // a document that is not JSON or not a valid manifest/index/config
   | "platform"; // no image for the platform in an index
 
-/** A registry request that failed: one line, starting `registry HOST: `. */
+/** Options of a {@link RegistryError}. */
+export interface RegistryErrorOptions extends CfsErrorOptions {
+  /** The HTTP status, when the failure was an HTTP response. */
+  status?: number;
+  /** Whether asking again may help; default from kind and status (see {@link RegistryError}). */
+  retryable?: boolean;
+  /** How long the registry asked to wait before asking again (`Retry-After`, ms). */
+  retryAfterMs?: number;
+}
+
+/**
+ * A registry request that failed: one line, starting `registry HOST: `. `retryable` is true by
+ * default for connection failures, time-outs, 5xx but 501 and 505, and 429.
+ */
 export class RegistryError extends CfsError {
   /** The registry as named in the reference (`HOST[:PORT]`). */
   readonly host: string;
@@ -109,24 +143,32 @@ export class RegistryError extends CfsError {
   readonly kind: RegistryErrorKind;
   /** The HTTP status, when the failure was an HTTP response. */
   readonly status?: number;
+  /** Whether the client may ask again (transfer.ts has the rules). */
+  readonly retryable: boolean;
+  /** What `Retry-After` asked for (ms), when the answer had one. */
+  readonly retryAfterMs?: number;
 
   /** `message` is prefixed with `registry HOST: ` and made one line; the code is `registry-<kind>`. */
   constructor(
     host: string,
     kind: RegistryErrorKind,
     message: string,
-    options?: CfsErrorOptions & { status?: number },
+    options?: RegistryErrorOptions,
   ) {
     super(`registry ${host}: ${oneLine(message)}`, withCode(options, `registry-${kind}`));
     this.name = "RegistryError";
     this.host = host;
     this.kind = kind;
     this.status = options?.status;
+    this.retryable = options?.retryable ??
+      (kind === "connection" || kind === "timeout" ||
+        (options?.status !== undefined && retryableStatus(options.status)));
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 
-/** Options for a {@link RegistryClient}. */
-export interface RegistryClientOptions {
+/** Options for a {@link RegistryClient}: transport, credentials, limits and retries. */
+export interface RegistryClientOptions extends TransferOptions {
   /**
    * `true` (default): HTTPS with certificate verification. `false`: plain HTTP, for a
    * local registry (as `--tls-verify=false`).
@@ -136,12 +178,10 @@ export interface RegistryClientOptions {
   credentials?: Credentials;
   /** Auth files to search instead of {@link authFilePaths}'s list. */
   authFiles?: string[];
-  /** Time for response headers and for a whole manifest, config or token (ms). */
-  requestTimeoutMs?: number;
-  /** Longest wait for the next chunk of a blob (ms). */
-  idleTimeoutMs?: number;
   /** `User-Agent` header. */
   userAgent?: string;
+  /** Hears of each retry: one line saying what failed and how long the client waits. */
+  onRetry?: (message: string) => void;
 }
 
 /** A manifest or index as fetched: exact bytes, digest, media type and parsed document. */
@@ -170,32 +210,51 @@ export interface RegistryResolveOptions {
   platform?: Platform;
 }
 
-/** A timer that aborts a request; reset per chunk for streams. */
-class Deadline {
-  readonly controller = new AbortController();
-  expired = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+/**
+ * When a piece of work must be done by: a time on `performance.now()`'s clock, and whether
+ * it is the client's overall deadline (then the failure is final) or the work's own limit.
+ */
+interface Budget {
+  /** `performance.now()` by which the work must be done. */
+  at: number;
+  /** The work's own limit (ms), for messages. */
+  ms: number;
+  /** True when the overall deadline comes before the work's own limit. */
+  overall: boolean;
+}
 
-  constructor(ms: number) {
-    this.reset(ms);
-  }
+/** What {@link raceTimer} resolves with when the time runs out first. */
+const TIMED_OUT: unique symbol = Symbol("timed out");
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
+/**
+ * `promise`'s outcome, or {@link TIMED_OUT} after `ms`. The promise keeps running (the caller
+ * cancels what it belongs to); a late rejection is not left unhandled.
+ */
+async function raceTimer<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  promise.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
+}
 
-  reset(ms: number): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.expired = true;
-      this.controller.abort(new DOMException(`no answer within ${ms} ms`, "TimeoutError"));
-    }, ms);
-  }
+/** Failures of one piece of work so far, for the retry count. */
+interface RetryState {
+  /** Failures counted against the retry limit. */
+  failures: number;
+  /** Failures in all (for the final message). */
+  attempts: number;
+  /** Blob bytes delivered since the last failure (progress resets the count). */
+  sinceFailure: number;
+}
 
-  clear(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
+function retryState(): RetryState {
+  return { failures: 0, attempts: 0, sinceFailure: 0 };
 }
 
 /** A client for one registry (`HOST[:PORT]` as in image references). */
@@ -205,19 +264,27 @@ export class RegistryClient {
   /** `https://HOST[:PORT]` (or `http://` with `tlsVerify: false`). */
   readonly baseUrl: string;
   readonly #options: RegistryClientOptions;
-  readonly #requestTimeout: number;
-  readonly #idleTimeout: number;
+  readonly #policy: TransferPolicy;
+  /** `performance.now()` of the overall deadline; Infinity when there is none. */
+  readonly #deadlineAt: number;
+  /** Responses -> the controller that aborts their connection. */
+  readonly #aborters = new WeakMap<Response, AbortController>();
   /** repository -> Authorization header value that worked (or was obtained) for it. */
   readonly #authorizations = new Map<string, string>();
   /** repository -> credentials lookup (null: none found). */
   readonly #credentials = new Map<string, Promise<FoundCredentials | null>>();
 
-  /** A client for `host` (`HOST[:PORT]` as in references; `docker.io` is Docker Hub). */
+  /**
+   * A client for `host` (`HOST[:PORT]` as in references; `docker.io` is Docker Hub). The
+   * overall deadline (`timeoutMs`) starts now. Throws a `RangeError` for a limit out of range.
+   */
   constructor(host: string, options: RegistryClientOptions = {}) {
     this.host = host;
     this.#options = options;
-    this.#requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.#idleTimeout = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.#policy = transferPolicy(options);
+    this.#deadlineAt = this.#policy.timeoutMs === undefined
+      ? Infinity
+      : performance.now() + this.#policy.timeoutMs;
     const endpoint = host === "docker.io" ? DOCKER_HUB_REGISTRY : host;
     this.baseUrl = `${options.tlsVerify === false ? "http" : "https"}://${endpoint}`;
   }
@@ -257,102 +324,100 @@ export class RegistryClient {
           "not read",
       );
     }
-    const deadline = new Deadline(this.#requestTimeout);
-    try {
+    const { response, bytes } = await this.#retrying(async () => {
+      const budget = this.#budget(this.#policy.requestTimeoutMs);
       const response = await this.#get(
         repository,
         `manifests/${reference}`,
         MANIFEST_ACCEPT,
-        deadline,
+        budget,
       );
       if (response.status !== 200) {
         throw await this.#statusError(response, repository, "manifest", reference);
       }
-      const bytes = await this.#readLimited(response, label, deadline);
+      return { response, bytes: await this.#readLimited(response, label, budget) };
+    });
 
-      // Digest.
-      let digest: string;
-      if (byDigest) {
-        const algorithm = reference.slice(0, reference.indexOf(":")) as DigestAlgorithm;
-        digest = digestBytes(bytes, algorithm);
-        if (digest !== reference) {
-          throw new RegistryError(
-            this.host,
-            "digest-mismatch",
-            `${label}: content has digest ${digest}`,
-          );
-        }
-      } else {
-        const header = response.headers.get("docker-content-digest")?.trim();
-        if (header !== undefined && digestProblem(header) === undefined) {
-          const algorithm = header.slice(0, header.indexOf(":")) as DigestAlgorithm;
-          digest = digestBytes(bytes, algorithm);
-          if (digest !== header) {
-            throw new RegistryError(
-              this.host,
-              "digest-mismatch",
-              `${label}: content has digest ${digest}, the registry's Docker-Content-Digest ` +
-                `says ${header}`,
-            );
-          }
-        } else {
-          digest = digestBytes(bytes);
-        }
-      }
-      if (expected !== undefined && bytes.length !== expected.size) {
+    // Digest.
+    let digest: string;
+    if (byDigest) {
+      const algorithm = reference.slice(0, reference.indexOf(":")) as DigestAlgorithm;
+      digest = digestBytes(bytes, algorithm);
+      if (digest !== reference) {
         throw new RegistryError(
           this.host,
           "digest-mismatch",
-          `${label}: ${bytes.length} bytes, the index says ${expected.size}`,
+          `${label}: content has digest ${digest}`,
         );
       }
-
-      // Media type and schema.
-      const json = this.#parseJson(bytes, label);
-      const declared = typeof json === "object" && json !== null && !Array.isArray(json)
-        ? (json as Record<string, unknown>).mediaType
-        : undefined;
-      const contentType = response.headers.get("content-type")?.split(";")[0].trim()
-        .toLowerCase();
-      const known = [...INDEX_MEDIA_TYPES, ...MANIFEST_MEDIA_TYPES];
-      if (declared !== undefined && typeof declared !== "string") {
-        throw new RegistryError(this.host, "invalid", `${label}: "mediaType" is not a string`);
+    } else {
+      const header = response.headers.get("docker-content-digest")?.trim();
+      if (header !== undefined && digestProblem(header) === undefined) {
+        const algorithm = header.slice(0, header.indexOf(":")) as DigestAlgorithm;
+        digest = digestBytes(bytes, algorithm);
+        if (digest !== header) {
+          throw new RegistryError(
+            this.host,
+            "digest-mismatch",
+            `${label}: content has digest ${digest}, the registry's Docker-Content-Digest ` +
+              `says ${header}`,
+          );
+        }
+      } else {
+        digest = digestBytes(bytes);
       }
-      const mediaType = declared ?? contentType ?? "";
-      if (!known.includes(mediaType)) {
-        throw new RegistryError(
-          this.host,
-          "media-type",
-          `${label}: unsupported media type ${JSON.stringify(clip(mediaType, 100))} ` +
-            "(expected an OCI image index or manifest, or a Docker manifest list or schema 2 " +
-            "manifest)",
-        );
-      }
-      if (
-        declared !== undefined && contentType !== undefined && known.includes(contentType) &&
-        contentType !== declared
-      ) {
-        throw new RegistryError(
-          this.host,
-          "media-type",
-          `${label}: served as ${contentType} but its mediaType is ${declared}`,
-        );
-      }
-      if (expected !== undefined && mediaType !== expected.mediaType) {
-        throw new RegistryError(
-          this.host,
-          "media-type",
-          `${label}: media type ${mediaType} differs from the index entry's ` +
-            JSON.stringify(clip(expected.mediaType, 100)),
-        );
-      }
-      const document: FetchedManifest["document"] = INDEX_MEDIA_TYPES.includes(mediaType)
-        ? { kind: "index", index: this.#validate(json, imageIndexSchema, label) }
-        : { kind: "manifest", manifest: this.#validate(json, imageManifestSchema, label) };
-      return { bytes, digest, mediaType, document };
-    } finally {
-      deadline.clear();
     }
+    if (expected !== undefined && bytes.length !== expected.size) {
+      throw new RegistryError(
+        this.host,
+        "digest-mismatch",
+        `${label}: ${bytes.length} bytes, the index says ${expected.size}`,
+      );
+    }
+
+    // Media type and schema.
+    const json = this.#parseJson(bytes, label);
+    const declared = typeof json === "object" && json !== null && !Array.isArray(json)
+      ? (json as Record<string, unknown>).mediaType
+      : undefined;
+    const contentType = response.headers.get("content-type")?.split(";")[0].trim()
+      .toLowerCase();
+    const known = [...INDEX_MEDIA_TYPES, ...MANIFEST_MEDIA_TYPES];
+    if (declared !== undefined && typeof declared !== "string") {
+      throw new RegistryError(this.host, "invalid", `${label}: "mediaType" is not a string`);
+    }
+    const mediaType = declared ?? contentType ?? "";
+    if (!known.includes(mediaType)) {
+      throw new RegistryError(
+        this.host,
+        "media-type",
+        `${label}: unsupported media type ${JSON.stringify(clip(mediaType, 100))} ` +
+          "(expected an OCI image index or manifest, or a Docker manifest list or schema 2 " +
+          "manifest)",
+      );
+    }
+    if (
+      declared !== undefined && contentType !== undefined && known.includes(contentType) &&
+      contentType !== declared
+    ) {
+      throw new RegistryError(
+        this.host,
+        "media-type",
+        `${label}: served as ${contentType} but its mediaType is ${declared}`,
+      );
+    }
+    if (expected !== undefined && mediaType !== expected.mediaType) {
+      throw new RegistryError(
+        this.host,
+        "media-type",
+        `${label}: media type ${mediaType} differs from the index entry's ` +
+          JSON.stringify(clip(expected.mediaType, 100)),
+      );
+    }
+    const document: FetchedManifest["document"] = INDEX_MEDIA_TYPES.includes(mediaType)
+      ? { kind: "index", index: this.#validate(json, imageIndexSchema, label) }
+      : { kind: "manifest", manifest: this.#validate(json, imageManifestSchema, label) };
+    return { bytes, digest, mediaType, document };
   }
 
   /**
@@ -519,29 +584,124 @@ export class RegistryClient {
     return { value: this.#validate(json, imageConfigSchema, label), bytes };
   }
 
+  /**
+   * The blob's bytes as the registry serves them, retried and resumed as the module
+   * documentation says; the caller checks size and digest (the verifiers of blob.ts).
+   */
   async #openRawBlob(
     repository: string,
     descriptor: Pick<Descriptor, "digest" | "size">,
   ): Promise<ReadableStream<Uint8Array>> {
     const { digest, size } = descriptor;
     this.#checkDigest(digest, `blob ${repository}@${digest}`);
-    const deadline = new Deadline(this.#requestTimeout);
-    let response: Response;
-    try {
-      response = await this.#get(repository, `blobs/${digest}`, "*/*", deadline);
-      if (response.status !== 200) {
-        throw await this.#statusError(response, repository, "blob", digest);
+    const state = retryState();
+    let response = await this.#retrying(
+      () => this.#requestBlob(repository, digest, size, 0),
+      state,
+    );
+    let reader = response.body?.getReader();
+    /** Bytes handed on; the next byte handed on is the blob's byte `delivered`. */
+    let delivered = 0;
+    /** Blob offset of the current response's next byte (a restart repeats delivered bytes). */
+    let offset = 0;
+    const meter = new ProgressMeter(this.#policy.idleTimeoutMs, this.#policy.minBytesPerSecond);
+    const where = () => `blob ${digest} of ${repository} after ${delivered} of ${size} bytes`;
+    let cancelled = false;
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        while (true) {
+          try {
+            const chunk = reader === undefined
+              ? null
+              : await this.#readBlobChunk(reader, meter, where);
+            if (chunk === null) {
+              if (delivered >= size) {
+                controller.close();
+                return;
+              }
+              // The body ended early (no Content-Length, or a server that lied about it).
+              throw new RegistryError(
+                this.host,
+                "connection",
+                `connection closed while reading ${where()}`,
+              );
+            }
+            const start = offset;
+            offset += chunk.byteLength;
+            if (offset <= delivered) continue; // a restart's bytes already handed on
+            const fresh = start < delivered ? chunk.subarray(delivered - start) : chunk;
+            delivered += fresh.byteLength;
+            state.sinceFailure += fresh.byteLength;
+            controller.enqueue(fresh);
+            return;
+          } catch (e) {
+            if (reader !== undefined) await this.#discard(response, reader);
+            reader = undefined;
+            if (delivered >= size && e instanceof RegistryError && e.retryable) {
+              // Every byte is here (the verifiers judge them); the end was not.
+              controller.close();
+              return;
+            }
+            await this.#afterFailure(e, state);
+            response = await this.#retrying(
+              () => this.#requestBlob(repository, digest, size, delivered),
+              state,
+            );
+            if (cancelled) return await this.#discard(response); // the reader went away meanwhile
+            offset = response.status === 206 ? delivered : 0;
+            reader = response.body?.getReader();
+            meter.reset();
+          }
+        }
+      },
+      cancel: async () => {
+        cancelled = true;
+        if (reader !== undefined) await this.#discard(response, reader);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * GET a blob, from byte `from` on (`Range`) when `from` > 0. Resolves with a 200 (the whole
+   * blob, Content-Length checked) or, for a range, a 206 whose Content-Range starts at `from`.
+   */
+  async #requestBlob(
+    repository: string,
+    digest: string,
+    size: number,
+    from: number,
+  ): Promise<Response> {
+    const budget = this.#budget(this.#policy.requestTimeoutMs);
+    // Ranges count bytes as sent: no transfer encoding may change them.
+    const headers: Record<string, string> = { "accept-encoding": "identity" };
+    if (from > 0) headers.range = `bytes=${from}-`;
+    const response = await this.#get(repository, `blobs/${digest}`, "*/*", budget, headers);
+    if (response.status === 206 && from > 0) {
+      const header = response.headers.get("content-range");
+      const range = parseContentRange(header);
+      if (
+        range === undefined || range.start !== from || range.end !== size - 1 ||
+        (range.total !== undefined && range.total !== size)
+      ) {
+        await this.#discard(response);
+        throw new RegistryError(
+          this.host,
+          "invalid",
+          `blob ${digest} of ${repository}: asked for bytes ${from}-${size - 1}, the registry ` +
+            `answered Content-Range ${JSON.stringify(clip(header ?? "(none)", 100))}`,
+          { status: 206 },
+        );
       }
-    } catch (e) {
-      deadline.clear();
-      throw e;
+      return response;
+    }
+    if (response.status !== 200) {
+      throw await this.#statusError(response, repository, "blob", digest);
     }
     const length = response.headers.get("content-length");
     if (length !== null && response.headers.get("content-encoding") === null) {
       const n = Number(length);
       if (Number.isSafeInteger(n) && n !== size) {
-        deadline.clear();
-        await response.body?.cancel().catch(() => {});
+        await this.#discard(response);
         throw new BlobError(
           digest,
           n < size ? "truncated" : "too-large",
@@ -550,53 +710,138 @@ export class RegistryClient {
         );
       }
     }
-    const body = response.body;
-    if (body === null) {
-      deadline.clear();
-      return new ReadableStream({ start: (c) => c.close() });
+    return response;
+  }
+
+  /**
+   * The next chunk of a blob body, null at its end. Waits as long as the idle window and the
+   * overall deadline allow; a window short of its bytes is a `timeout` error, a read that
+   * fails a `connection` one (both retryable), the deadline a final `timeout`.
+   */
+  async #readBlobChunk(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    meter: ProgressMeter,
+    where: () => string,
+  ): Promise<Uint8Array | null> {
+    const pending = reader.read();
+    while (true) {
+      const overall = this.#deadlineAt - performance.now();
+      const started = performance.now();
+      let result: ReadableStreamReadResult<Uint8Array> | typeof TIMED_OUT;
+      try {
+        result = await raceTimer(pending, Math.min(meter.remainingMs(), overall));
+      } catch (e) {
+        throw new RegistryError(
+          this.host,
+          "connection",
+          `connection lost while reading ${where()} (${describeCause(e)})`,
+          { cause: e },
+        );
+      }
+      if (result === TIMED_OUT && performance.now() >= this.#deadlineAt) {
+        throw this.#overallTimeout(`while reading ${where()}`);
+      }
+      const bytes = result === TIMED_OUT || result.done ? 0 : result.value.byteLength;
+      const stalled = meter.waited(performance.now() - started, bytes);
+      if (stalled !== undefined) {
+        const window = formatDuration(stalled.windowMs);
+        throw new RegistryError(
+          this.host,
+          "timeout",
+          stalled.bytes === 0
+            ? `no data for ${window} while reading ${where()}`
+            : `only ${stalled.bytes} bytes in ${window} (at least ${stalled.needed} needed: ` +
+              `${this.#policy.minBytesPerSecond} bytes/s) while reading ${where()}`,
+        );
+      }
+      if (result === TIMED_OUT) continue; // the window ended with enough bytes: a new one
+      return result.done ? null : result.value;
     }
-    const reader = body.getReader();
-    const host = this.host;
-    const idle = this.#idleTimeout;
-    let received = 0;
-    const where = () => `blob ${digest} of ${repository} after ${received} of ${size} bytes`;
-    deadline.reset(idle);
-    return new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        let result: ReadableStreamReadResult<Uint8Array>;
-        try {
-          deadline.reset(idle);
-          result = await reader.read();
-        } catch (e) {
-          deadline.clear();
-          if (deadline.expired) {
-            throw new RegistryError(
-              host,
-              "timeout",
-              `no data for ${idle} ms while reading ${where()}`,
-              { cause: e },
-            );
-          }
-          throw new RegistryError(
-            host,
-            "connection",
-            `connection lost while reading ${where()} (${(e as Error).message})`,
-            { cause: e },
-          );
-        }
-        if (result.done) {
-          deadline.clear();
-          controller.close();
-          return;
-        }
-        received += result.value.byteLength;
-        controller.enqueue(result.value);
-      },
-      async cancel(reason) {
-        deadline.clear();
-        await reader.cancel(reason).catch(() => {});
-      },
-    }, { highWaterMark: 0 });
+  }
+
+  // --- time limits and retries ---------------------------------------------------------------
+
+  /** A budget of `ms` from now, cut short by the overall deadline. */
+  #budget(ms: number): Budget {
+    const own = performance.now() + ms;
+    return own < this.#deadlineAt
+      ? { at: own, ms, overall: false }
+      : { at: this.#deadlineAt, ms, overall: true };
+  }
+
+  /** The final error when the overall deadline has passed; `what` says during what. */
+  #overallTimeout(what: string): RegistryError {
+    return new RegistryError(
+      this.host,
+      "timeout",
+      `the overall time limit of ${formatDuration(this.#policy.timeoutMs ?? 0)} ran out ${what}`,
+      { retryable: false },
+    );
+  }
+
+  /** The timeout error for a budget that ran out: the overall one, or the work's own. */
+  #budgetTimeout(budget: Budget, what: string): RegistryError {
+    return budget.overall ? this.#overallTimeout(what) : new RegistryError(
+      this.host,
+      "timeout",
+      `no answer within ${formatDuration(budget.ms)} ${what}`,
+    );
+  }
+
+  /** Runs `work` until it succeeds or {@link #afterFailure} gives up. */
+  async #retrying<T>(work: () => Promise<T>, state: RetryState = retryState()): Promise<T> {
+    while (true) {
+      try {
+        return await work();
+      } catch (e) {
+        await this.#afterFailure(e, state);
+      }
+    }
+  }
+
+  /**
+   * After a failed attempt: rethrows what is not worth retrying, throws the error marked with
+   * the attempt count once the retries are used up (or the deadline leaves no time to wait),
+   * else waits the backoff (or the registry's `Retry-After`) and returns.
+   */
+  async #afterFailure(e: unknown, state: RetryState): Promise<void> {
+    if (!(e instanceof RegistryError) || !e.retryable) throw e;
+    if (state.sinceFailure >= RESUME_PROGRESS_BYTES) state.failures = 0;
+    state.sinceFailure = 0;
+    state.attempts++;
+    const detail = e.message.slice(`registry ${this.host}: `.length);
+    const giveUp = (why: string) =>
+      new RegistryError(this.host, e.kind, `${detail} (${why})`, {
+        status: e.status,
+        retryable: false,
+        cause: e,
+      });
+    if (state.failures >= this.#policy.retries) {
+      throw state.attempts === 1 ? e : giveUp(`gave up after ${state.attempts} attempts`);
+    }
+    state.failures++;
+    const delay = retryDelay(state.failures, this.#policy.retryDelayMs, e.retryAfterMs);
+    if (performance.now() + delay >= this.#deadlineAt) {
+      throw giveUp(
+        `not retried: the overall time limit of ${
+          formatDuration(this.#policy.timeoutMs ?? 0)
+        } ends first`,
+      );
+    }
+    this.#options.onRetry?.(
+      `registry ${this.host}: ${detail}; retrying in ${formatDuration(delay)} ` +
+        `(retry ${state.failures} of ${this.#policy.retries})`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+
+  /** Lets go of a response: cancels its body (or `reader`) and aborts its connection. */
+  async #discard(
+    response: Response,
+    reader?: ReadableStreamDefaultReader<Uint8Array>,
+  ): Promise<void> {
+    await raceTimer((reader ?? response.body)?.cancel().catch(() => {}) ?? Promise.resolve(), 1000);
+    this.#aborters.get(response)?.abort();
   }
 
   // --- HTTP -----------------------------------------------------------------------------------
@@ -604,12 +849,14 @@ export class RegistryClient {
   /**
    * GET `/v2/REPOSITORY/PATH`, answering one 401 challenge and following redirects
    * (without `Authorization` once the origin changes). The response may have any status.
+   * `headers` are sent with every request of the chain.
    */
   async #get(
     repository: string,
     path: string,
     accept: string,
-    deadline: Deadline,
+    budget: Budget,
+    headers: Record<string, string> = {},
   ): Promise<Response> {
     let url = new URL(`${this.baseUrl}/v2/${repository}/${path}`);
     const origin = url.origin;
@@ -619,26 +866,26 @@ export class RegistryClient {
       const sameOrigin = url.origin === origin;
       const response = await this.#send(
         url,
-        accept,
+        { ...headers, accept },
         sameOrigin ? authorization : undefined,
-        deadline,
+        budget,
       );
       if (response.status === 401 && sameOrigin && !challenged) {
         const header = response.headers.get("www-authenticate") ?? "";
-        await response.body?.cancel().catch(() => {});
+        await this.#discard(response);
         challenged = true;
-        authorization = await this.#authorize(repository, header, deadline, response.status);
+        authorization = await this.#authorize(repository, header, budget, response.status);
         continue;
       }
       if ([301, 302, 303, 307, 308].includes(response.status)) {
         const location = response.headers.get("location");
-        await response.body?.cancel().catch(() => {});
+        await this.#discard(response);
         if (location === null) {
           throw new RegistryError(
             this.host,
             "http",
             `HTTP ${response.status} without a Location header for GET ${url.pathname}`,
-            { status: response.status },
+            { status: response.status, retryable: false },
           );
         }
         if (++redirects > MAX_REDIRECTS) {
@@ -648,7 +895,7 @@ export class RegistryClient {
             `more than ${MAX_REDIRECTS} redirects for GET ${
               new URL(`${this.baseUrl}/v2/${repository}/${path}`).pathname
             }`,
-            { status: response.status },
+            { status: response.status, retryable: false },
           );
         }
         const next = new URL(location, url);
@@ -657,48 +904,61 @@ export class RegistryClient {
             this.host,
             "http",
             `redirect to an unsupported URL scheme ${JSON.stringify(clip(next.protocol, 20))}`,
-            { status: response.status },
+            { status: response.status, retryable: false },
           );
         }
         url = next;
         continue;
       }
-      if (response.status === 200 && sameOrigin && authorization !== undefined) {
+      if (response.ok && sameOrigin && authorization !== undefined) {
         this.#authorizations.set(repository, authorization);
       }
       return response;
     }
   }
 
+  /** One GET with the client's `User-Agent` and `authorization` (see {@link #fetchWithin}). */
   async #send(
     url: URL,
-    accept: string,
+    headers: Record<string, string>,
     authorization: string | undefined,
-    deadline: Deadline,
+    budget: Budget,
   ): Promise<Response> {
-    const headers = new Headers({
-      "accept": accept,
-      "user-agent": this.#options.userAgent ?? "cfs",
-    });
-    if (authorization !== undefined) headers.set("authorization", authorization);
-    try {
-      return await fetch(url, { headers, redirect: "manual", signal: deadline.signal });
-    } catch (e) {
-      throw this.#fetchError(e, url, deadline);
-    }
+    const all = new Headers({ ...headers, "user-agent": this.#options.userAgent ?? "cfs" });
+    if (authorization !== undefined) all.set("authorization", authorization);
+    return await this.#fetchWithin(url, all, "manual", budget);
   }
 
-  #fetchError(e: unknown, url: URL, deadline: Deadline): RegistryError {
-    const port = url.port || (url.protocol === "https:" ? "443" : "80");
-    const target = `${url.hostname}:${port}`;
-    if (deadline.expired) {
-      return new RegistryError(
-        this.host,
-        "timeout",
-        `no answer from ${target} within the time limit for GET ${url.pathname}`,
-        { cause: e },
+  /**
+   * `fetch` whose response headers must arrive within `budget`; a connection failure is a
+   * `connection` error, no answer in time a `timeout` one. The response's connection can be
+   * aborted later through {@link #discard}.
+   */
+  async #fetchWithin(
+    url: URL,
+    headers: Headers,
+    redirect: RequestRedirect,
+    budget: Budget,
+  ): Promise<Response> {
+    const aborter = new AbortController();
+    let result: Response | typeof TIMED_OUT;
+    try {
+      result = await raceTimer(
+        fetch(url, { headers, redirect, signal: aborter.signal }),
+        budget.at - performance.now(),
       );
+    } catch (e) {
+      throw this.#fetchError(e, url);
     }
+    if (result === TIMED_OUT) {
+      aborter.abort();
+      throw this.#budgetTimeout(budget, `from ${target(url)} for GET ${url.pathname}`);
+    }
+    this.#aborters.set(result, aborter);
+    return result;
+  }
+
+  #fetchError(e: unknown, url: URL): RegistryError {
     const text = describeCause(e);
     const reason = /connection refused/i.test(text)
       ? "connection refused"
@@ -707,16 +967,24 @@ export class RegistryClient {
       : /certificate|tls|ssl|handshake/i.test(text)
       ? `TLS failure (${clip(text, 200)}); for a local registry without TLS use --tls-verify=false`
       : clip(text, 200);
-    return new RegistryError(this.host, "connection", `cannot connect to ${target}: ${reason}`, {
-      cause: e,
-    });
+    // A name that does not resolve or a certificate that is refused stays so.
+    const retryable = !/^(host name not found|TLS failure)/.test(reason);
+    return new RegistryError(
+      this.host,
+      "connection",
+      `cannot connect to ${target(url)}: ${reason}`,
+      {
+        cause: e,
+        retryable,
+      },
+    );
   }
 
   /** The Authorization header for a 401's challenge; throws an auth error when none. */
   async #authorize(
     repository: string,
     header: string,
-    deadline: Deadline,
+    budget: Budget,
     status: number,
   ): Promise<string> {
     const challenges = parseWwwAuthenticate(header);
@@ -724,7 +992,7 @@ export class RegistryClient {
     const basic = challenges.find((c) => c.scheme === "basic");
     const credentials = await this.#findCredentials(repository);
     if (bearer !== undefined) {
-      return `Bearer ${await this.#fetchToken(repository, bearer.params, credentials, deadline)}`;
+      return `Bearer ${await this.#fetchToken(repository, bearer.params, credentials, budget)}`;
     }
     if (basic !== undefined) {
       if (credentials === null) {
@@ -764,7 +1032,7 @@ export class RegistryClient {
     repository: string,
     params: Record<string, string>,
     credentials: FoundCredentials | null,
-    deadline: Deadline,
+    budget: Budget,
   ): Promise<string> {
     const realm = params.realm;
     let url: URL;
@@ -782,23 +1050,21 @@ export class RegistryClient {
     url.searchParams.set("scope", `repository:${repository}:pull`);
     const headers = new Headers({ "user-agent": this.#options.userAgent ?? "cfs" });
     if (credentials !== null) headers.set("authorization", basicAuthorization(credentials));
+    const where = `token service ${url.origin}${url.pathname}`;
     let response: Response;
     try {
-      response = await fetch(url, { headers, signal: deadline.signal });
+      response = await this.#fetchWithin(url, headers, "follow", budget);
     } catch (e) {
-      const error = this.#fetchError(e, url, deadline);
+      if (!(e instanceof RegistryError)) throw e;
       throw new RegistryError(
         this.host,
-        error.kind,
-        `token service ${url.origin}${url.pathname}: ${
-          error.message.slice(`registry ${this.host}: `.length)
-        }`,
-        { cause: e },
+        e.kind,
+        `${where}: ${e.message.slice(`registry ${this.host}: `.length)}`,
+        { cause: e, retryable: e.retryable },
       );
     }
-    const where = `token service ${url.origin}${url.pathname}`;
     if (response.status === 401 || response.status === 403) {
-      await response.body?.cancel().catch(() => {});
+      await this.#discard(response);
       throw this.#authError(
         repository,
         response.status,
@@ -813,10 +1079,10 @@ export class RegistryClient {
         this.host,
         response.status >= 500 ? "server" : "auth",
         `${where}: HTTP ${response.status}${snippet ? `: ${snippet}` : ""}`,
-        { status: response.status },
+        { status: response.status, retryAfterMs: retryAfter(response) },
       );
     }
-    const bytes = await this.#readLimited(response, where, deadline);
+    const bytes = await this.#readLimited(response, where, budget);
     let token: unknown;
     try {
       const json = JSON.parse(new TextDecoder().decode(bytes));
@@ -873,27 +1139,31 @@ export class RegistryClient {
       status >= 500 ? "server" : "http",
       `HTTP ${status}${response.statusText ? ` ${response.statusText}` : ""} for ${what} ` +
         `${name}${snippet ? `: ${snippet}` : ""}`,
-      { status },
+      { status, retryAfterMs: retryAfter(response) },
     );
   }
 
-  /** At most 2 KiB of an error body, as one short line (distribution's errors decoded). */
+  /**
+   * At most 2 KiB of an error body, as one short line (distribution's errors decoded); what
+   * arrives within {@link SNIPPET_TIMEOUT_MS}.
+   */
   async #bodySnippet(response: Response): Promise<string> {
     if (response.body === null) return "";
     const reader = response.body.getReader();
     const chunks: Uint8Array[] = [];
     let total = 0;
+    const until = Math.min(performance.now() + SNIPPET_TIMEOUT_MS, this.#deadlineAt);
     try {
       while (total < 2048) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-        total += value.byteLength;
+        const result = await raceTimer(reader.read(), until - performance.now());
+        if (result === TIMED_OUT || result.done) break;
+        chunks.push(result.value);
+        total += result.value.byteLength;
       }
     } catch {
       // a snippet is best effort
     } finally {
-      await reader.cancel().catch(() => {});
+      await this.#discard(response, reader);
     }
     const bytes = new Uint8Array(total);
     let at = 0;
@@ -920,11 +1190,11 @@ export class RegistryClient {
   }
 
   /** Reads a whole body of at most {@link MAX_JSON_BLOB_SIZE}, refusing more. */
-  async #readLimited(response: Response, label: string, deadline: Deadline): Promise<Uint8Array> {
+  async #readLimited(response: Response, label: string, budget: Budget): Promise<Uint8Array> {
     const limit = MAX_JSON_BLOB_SIZE;
     const length = Number(response.headers.get("content-length") ?? "NaN");
     if (Number.isFinite(length) && length > limit) {
-      await response.body?.cancel().catch(() => {});
+      await this.#discard(response);
       throw new RegistryError(
         this.host,
         "too-large",
@@ -937,9 +1207,12 @@ export class RegistryClient {
     let total = 0;
     try {
       while (true) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        total += value.byteLength;
+        const result = await raceTimer(reader.read(), budget.at - performance.now());
+        if (result === TIMED_OUT) {
+          throw this.#budgetTimeout(budget, `for ${label} (${total} bytes arrived)`);
+        }
+        if (result.done) break;
+        total += result.value.byteLength;
         if (total > limit) {
           throw new RegistryError(
             this.host,
@@ -947,23 +1220,15 @@ export class RegistryClient {
             `${label}: more than the ${limit}-byte limit; stopped reading`,
           );
         }
-        chunks.push(value);
+        chunks.push(result.value);
       }
     } catch (e) {
-      await reader.cancel().catch(() => {});
+      await this.#discard(response, reader);
       if (e instanceof RegistryError) throw e;
-      if (deadline.expired) {
-        throw new RegistryError(
-          this.host,
-          "timeout",
-          `${label}: not received within the time limit (${total} bytes arrived)`,
-          { cause: e },
-        );
-      }
       throw new RegistryError(
         this.host,
         "connection",
-        `${label}: connection lost after ${total} bytes (${(e as Error).message})`,
+        `${label}: connection lost after ${total} bytes (${describeCause(e)})`,
         { cause: e },
       );
     }
@@ -1018,6 +1283,20 @@ export class RegistryClient {
     }
     return result.data;
   }
+}
+
+/** How long an error body may take to arrive, for its snippet in the message. */
+const SNIPPET_TIMEOUT_MS = 5000;
+
+/** A response's `Retry-After`, in ms (transfer.ts {@link parseRetryAfter}). */
+function retryAfter(response: Response): number | undefined {
+  return parseRetryAfter(response.headers.get("retry-after"));
+}
+
+/** `HOST:PORT` of a URL, the port spelled out. */
+function target(url: URL): string {
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  return `${url.hostname}:${port}`;
 }
 
 /** The messages along an error's cause chain, joined (fetch hides the OS error there). */

@@ -31,6 +31,10 @@ export interface SkopeoCopyOptions {
   platform?: { os: string; architecture: string; variant?: string };
   /** `--authfile`. */
   authFile?: string;
+  /** `--retry-times`: retries of registry requests (skopeo's own backoff). */
+  retries?: number;
+  /** Time for the whole copy (ms); skopeo is stopped when it runs out. */
+  timeoutMs?: number;
 }
 
 /**
@@ -46,6 +50,7 @@ export async function skopeoCopyToLayout(
   const args = ["copy", "--quiet"];
   if (options.tlsVerify === false) args.push("--src-tls-verify=false");
   if (options.authFile) args.push("--authfile", options.authFile);
+  if (options.retries !== undefined) args.push("--retry-times", String(options.retries));
   if (options.platform) {
     args.push("--override-os", options.platform.os);
     args.push("--override-arch", options.platform.architecture);
@@ -56,12 +61,20 @@ export async function skopeoCopyToLayout(
   try {
     // containers-storage's overlay driver bind-mounts `<store>/overlay` onto itself; in a
     // private mount namespace (as bootc runs podman) that mount ends with skopeo.
-    const cmd = source.startsWith("containers-storage:")
+    let cmd = source.startsWith("containers-storage:")
       ? $`unshare --mount --propagation private skopeo ${args}`
       : $`skopeo ${args}`;
+    if (options.timeoutMs !== undefined) cmd = cmd.timeout(options.timeoutMs);
     result = await cmd.stdout("null").stderr("piped").noThrow();
   } catch (e) {
     throw new SkopeoError(`'${source}': cannot run skopeo: ${(e as Error).message}`);
+  }
+  if (result.code === 124 && options.timeoutMs !== undefined) {
+    throw new SkopeoError(
+      `'${source}': skopeo copy did not finish within the time limit of ` +
+        `${options.timeoutMs / 1000} s; stopped`,
+      result.stderr,
+    );
   }
   if (result.code !== 0) {
     const stderr = result.stderr;

@@ -5,9 +5,11 @@
  * streams. pull.ts only talks to this interface.
  *
  * - `oci:DIR[:TAG]`: the layout is read in place.
- * - `oci-archive:FILE[:TAG]`: the archive is unpacked into a temporary directory (with
- *   `tar`, which refuses `..` and absolute member names) and read as a layout.
- * - `docker://...`: the native registry client (registry.ts), no skopeo needed.
+ * - `oci-archive:FILE[:TAG]`: the archive is unpacked into a temporary directory (archive.ts,
+ *   with GNU tar, which refuses `..` member names) and read as a layout; errors name the
+ *   archive, not the temporary directory.
+ * - `docker://...`: the native registry client (registry.ts), no skopeo needed; time limits
+ *   and retries from {@link SourceOptions.transfer} (transfer.ts).
  * - `containers-storage:[SPEC]NAME`: read straight from the store (cstorage.ts: metadata,
  *   tar-split data and the layer files; no podman or skopeo), so bodies can be reflinked or
  *   hard-linked into the repository. With `localFetch: "disabled"`, or in `auto` mode when
@@ -21,12 +23,19 @@
  *
  * @module
  */
-import $ from "dax";
 import { join } from "node:path";
+import { OciArchiveError, unpackOciArchive } from "./archive.ts";
 import { formatImageReference, type ImageReference, parseImageReference } from "./reference.ts";
-import { type LayerDescriptor, OciLayout, type Platform, type ResolvedImage } from "./layout.ts";
+import {
+  type LayerDescriptor,
+  OciLayout,
+  OciLayoutError,
+  type Platform,
+  type ResolvedImage,
+} from "./layout.ts";
 import { RegistryClient } from "./registry.ts";
 import { skopeoCopyToLayout } from "./skopeo.ts";
+import type { TransferOptions } from "./transfer.ts";
 import type { TarInput } from "./tar.ts";
 import { ContainersStorageError, openStorageSource, parseStorageReference } from "./cstorage.ts";
 
@@ -51,6 +60,13 @@ export interface SourceOptions {
   storageRoot?: string;
   /** Hears why a `containers-storage:` source falls back to skopeo (auto mode). */
   onFallback?: (message: string) => void;
+  /**
+   * Registry time limits and retries (`docker://`; transfer.ts). For transports read through
+   * skopeo, `retries` is its `--retry-times` and `timeoutMs` ends the copy.
+   */
+  transfer?: TransferOptions;
+  /** Hears of each registry retry (one line: what failed, how long it waits). */
+  onRetry?: (message: string) => void;
 }
 
 /** A resolved image and a way to stream its layers. */
@@ -98,6 +114,20 @@ async function layoutSource(
   }
 }
 
+/**
+ * `work`'s result; a layout error about the temporary directory an archive was unpacked into
+ * is said of the archive instead (the directory is gone by the time anyone reads the message).
+ */
+async function namingArchive<T>(archive: string, dir: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    if (!(e instanceof OciLayoutError) || e.dir !== dir) throw e;
+    const detail = e.message.slice(`OCI layout ${dir}: `.length).replaceAll(dir, "(archive)");
+    throw new OciArchiveError(archive, detail, { cause: e });
+  }
+}
+
 function removeDir(dir: string): () => Promise<void> {
   return async () => {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -117,22 +147,28 @@ export async function openImageSource(
     case "oci-archive": {
       const dir = await Deno.makeTempDir({ prefix: "cfs-oci-archive-" });
       try {
-        const r = await $`tar -xf ${parsed.path} -C ${dir} --no-same-owner --no-same-permissions`
-          .stdout("null").stderr("piped").noThrow();
-        if (r.code !== 0) {
-          const last = r.stderr.trim().split("\n").pop() ?? "";
-          throw new Error(`'${reference}': cannot unpack the archive: ${last.slice(0, 300)}`);
-        }
+        await unpackOciArchive(parsed.path, dir);
       } catch (e) {
         await removeDir(dir)();
         throw e;
       }
-      return await layoutSource(reference, dir, parsed.tag, options, removeDir(dir));
+      const source = await namingArchive(
+        parsed.path,
+        dir,
+        () => layoutSource(reference, dir, parsed.tag, options, removeDir(dir)),
+      );
+      return {
+        ...source,
+        openLayer: (layer, onBytes) =>
+          namingArchive(parsed.path, dir, () => source.openLayer(layer, onBytes)),
+      };
     }
     case "docker": {
       const client = new RegistryClient(parsed.domain, {
+        ...options.transfer,
         tlsVerify: options.tlsVerify,
         authFiles: options.authFile ? [options.authFile] : undefined,
+        onRetry: options.onRetry,
       });
       const image = await client.resolve(parsed, { platform: options.platform });
       return {
@@ -163,6 +199,7 @@ export async function openImageSource(
       try {
         await skopeoCopyToLayout(source, join(dir, "layout"), TEMP_TAG, {
           platform: options.platform,
+          timeoutMs: options.transfer?.timeoutMs,
         });
       } catch (e) {
         await removeDir(dir)();
@@ -178,6 +215,8 @@ export async function openImageSource(
           tlsVerify: options.tlsVerify,
           authFile: options.authFile,
           platform: options.platform,
+          retries: options.transfer?.retries,
+          timeoutMs: options.transfer?.timeoutMs,
         });
       } catch (e) {
         await removeDir(dir)();

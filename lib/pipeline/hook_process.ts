@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { CfsError } from "../errors.ts";
 import { join } from "node:path";
 import type { HookPhase, StageName } from "../../hooks/types.ts";
 import { STAGES } from "../../hooks/types.ts";
@@ -57,7 +58,7 @@ export interface HookInfo {
 export type CallFailureKind = FailureKind | "timeout" | "exited" | "interrupted" | "protocol";
 
 /** A call that failed, or a hook process that failed between calls. */
-export class HookCallError extends Error {
+export class HookCallError extends CfsError {
   /** Creates the error. */
   constructor(
     /** What happened. */
@@ -66,7 +67,8 @@ export class HookCallError extends Error {
     /** For a failure between calls: the call it followed. */
     readonly after?: { phase: HookPhase; stage: StageName },
   ) {
-    super(message);
+    // Turned into a HookFailure with a specific code by the pipeline (run.ts); exit 3 either way.
+    super(message, { code: "hook-failed", exitCode: 3 });
     this.name = "HookCallError";
   }
 }
