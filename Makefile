@@ -27,7 +27,8 @@ APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-syst
                 skopeo umoci docker-registry selinux-utils tmux podman xfsprogs \
                 gcc linux-libc-dev-arm64-cross
 
-.PHONY: setup deno apt cfsctl oracles demo test vm-test bench binary binary-all fmt lint check clean
+.PHONY: setup deno apt cfsctl oracles demo test test-unit vm-test bench binary binary-all fmt lint \
+        check clean
 
 setup: deno apt
 
@@ -59,6 +60,16 @@ demo: setup
 # The QEMU boot test runs in vm-test only (.ci/run calls both).
 test: setup cfsctl
 	$(DENO) test --allow-all --quiet --ignore=test/vm/boot_test.ts test/
+
+# The unit tier: pure code, in seconds, as any user, with nothing but Deno (no root, QEMU,
+# network, kernel mounts, oracles or subprocesses: --deny-net and --deny-run make a test that
+# needs them fail here, so it goes to the host tier instead). `make test` runs these too.
+UNIT_TESTS := test/unit/ test/boot_entries_test.ts test/log_test.ts test/oci_reference_test.ts \
+              test/splitstream_large_test.ts
+UNIT_PERMISSIONS := --allow-read --allow-write --allow-env --allow-ffi --allow-sys \
+                    --deny-net --deny-run
+test-unit: deno
+	$(DENO) test $(UNIT_PERMISSIONS) --quiet $(UNIT_TESTS)
 
 vm-test: setup
 	$(DENO) test --allow-all test/vm/boot_test.ts
