@@ -43,6 +43,7 @@
  * |                                       |                           |      | `truncated`, `digest-mismatch`,      |
  * |                                       |                           |      | `media-type`, `decompress`           |
  * | `oci-layout-invalid`                  | OciLayoutError            | 1    | an OCI layout directory is unusable  |
+ * | `oci-archive-invalid`                 | OciArchiveError           | 1    | an oci-archive cannot be unpacked    |
  * | `auth-file-invalid`                   | AuthFileError             | 1    | a containers auth file is unusable   |
  * | `skopeo-failed`                       | SkopeoError               | 1    | skopeo copy failed                   |
  * | `containers-storage-error`            | ContainersStorageError    | 1    | a containers-storage read failed     |
@@ -68,8 +69,14 @@
  * | `boot-entry-invalid`                  | BootEntryError            | 1    | a malformed boot entry               |
  * | `selinux-policy-invalid`              | SelinuxPolicyError        | 1    | a malformed file_contexts            |
  * | `config-invalid`                      | ConfigError               | 1    | a malformed config file              |
- * | `hook-failed`                         | HookFailure               | 3    | a hook threw, timed out or exited    |
+ * | `hook-failed`                         | HookFailure               | 3    | a hook threw or rejected             |
+ * | `hook-timeout`                        | HookFailure               | 3    | a hook ran past its timeout          |
+ * | `hook-exited`                         | HookFailure               | 3    | a hook's process ended (Deno.exit)   |
+ * | `hook-late-error`                     | HookFailure               | 3    | a hook failed after its call ended   |
+ * | `hook-tags-invalid`                   | HookFailure               | 3    | a hook left tags cfs does not write  |
+ * | `hook-tree-invalid`                   | HookFailure               | 3    | a hook left a tree no image can be   |
  * | `hook-load-failed`                    | HookLoadError             | 3    | a hook file cannot be loaded         |
+ * | `hook-file-unsafe`                    | HookLoadError             | 3    | as root: a hook others could change  |
  * | `interrupted`                         | PipelineInterrupted       | 130  | SIGINT during a pull                 |
  * | `io-<kind>`                           | (Deno's errors)           | 1    | e.g. `io-not-found`                  |
  * | `internal`                            | (anything else)           | 1    | a bug: please report it              |

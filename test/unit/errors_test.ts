@@ -126,3 +126,34 @@ Deno.test("every error class in lib/ extends CfsError, directly or through anoth
   }
   deepEqual(wrong, []);
 });
+
+/** Codes in the table of lib/errors.ts; `<...>` parts as patterns (`registry-<kind>`). */
+function tableCodes(): RegExp[] {
+  const text = Deno.readTextFileSync(join(LIB, "errors.ts"));
+  return [...text.matchAll(/^ \* \| `([a-z0-9<>-]+)`/gm)].map(([, code]) =>
+    new RegExp(`^${code.replace(/<[a-z]+>/g, "[a-z0-9-]+")}$`)
+  );
+}
+
+Deno.test("every code given at a throw site in lib/ is in the table of lib/errors.ts", () => {
+  const table = tableCodes();
+  ok(table.length >= 50, `${table.length} rows`);
+  const missing = new Set<string>();
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = join(dir, e.name);
+      if (e.isDirectory) walk(p);
+      else if (e.name.endsWith(".ts")) {
+        for (const line of Deno.readTextFileSync(p).split("\n")) {
+          if (line.includes("issues.push")) continue; // zod's issue codes, not ours
+          for (const m of line.matchAll(/code: "([a-z0-9-]+)"|withCode\([^,]+, "([a-z0-9-]+)"/g)) {
+            const code = m[1] ?? m[2];
+            if (!table.some((r) => r.test(code))) missing.add(`${relative(LIB, p)}: ${code}`);
+          }
+        }
+      }
+    }
+  };
+  walk(LIB);
+  deepEqual([...missing], []);
+});
