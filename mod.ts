@@ -71,12 +71,14 @@ export {
   ObjectIdError,
   type ObjectStoreMethod,
   type OpenOptions,
+  type RepairReport,
   REPO_FORMAT_VERSION,
   type RepoAlgorithm,
   type RepoMeta,
   Repository,
   RepositoryError,
   type RepositoryView,
+  type StreamDamage,
   type StreamRefs,
 } from "./lib/repository/mod.ts";
 export { ObjectStore } from "./lib/repository/objects.ts";
@@ -251,12 +253,22 @@ export {
   runPullPipeline,
 } from "./lib/pipeline/run.ts";
 export {
+  type HookInfo,
   HookLoadError,
   type HookSources,
   type LoadedHook,
   loadHook,
   loadHooks,
+  type LoadOptions,
 } from "./lib/pipeline/hooks.ts";
+export {
+  type CallFailureKind,
+  type CallOptions,
+  type CallResult,
+  HookCallError,
+  HookProcess,
+} from "./lib/pipeline/hook_process.ts";
+export type { CallContext, FailureKind, RepositoryInfo } from "./lib/pipeline/hook_protocol.ts";
 export type {
   Hook,
   HookContext,
@@ -284,7 +296,18 @@ export {
 export {
   type CfsConfig,
   ConfigError,
+  type FetchConfig,
   loadConfig,
   parseConfig,
   type RegistryConfig,
 } from "./lib/config.ts";
+export {
+  CfsError,
+  type CfsErrorOptions,
+  clipMiddle,
+  errorCode,
+  errorExitCode,
+  MAX_ERROR_LINE,
+} from "./lib/errors.ts";
+export { type TransferOptions } from "./lib/oci/transfer.ts";
+export { type LinkResolution, RepoDir, type RepoDirEntry } from "./lib/repository/dir.ts";

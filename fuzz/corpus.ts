@@ -9,7 +9,7 @@
  *
  * Built once into `test/.work/fuzz/corpus/<target>/` (a few minutes, mostly cfsctl and the
  * old cfs) and reused while {@link CORPUS_VERSION} is unchanged; `--rebuild-corpus` forces it.
- * The fsck targets use the EROFS and splitstream seeds.
+ * The fsck targets use the EROFS and splitstream seeds, `layer-import` the tar seeds.
  *
  * @module
  */
@@ -57,7 +57,12 @@ const MAX_SEED = 512 << 10;
 
 /** The seed directory of each target (fsck targets share the format targets' seeds). */
 export function seedDir(corpus: string, target: TargetName): string {
-  const dir = target === "fsck-image" ? "erofs" : target === "fsck-stream" ? "splitstream" : target;
+  const shared: Partial<Record<TargetName, string>> = {
+    "fsck-image": "erofs",
+    "fsck-stream": "splitstream",
+    "layer-import": "tar",
+  };
+  const dir = shared[target] ?? target;
   return join(corpus, dir);
 }
 

@@ -62,6 +62,7 @@ function structuredMutator(
       return (rng, seed, name, others) =>
         mutateSplitstream(rng, seed, analysed(name, seed, splitstreamAnalysis), others);
     case "tar":
+    case "layer-import":
       return (rng, seed, name) => mutateTar(rng, seed, analysed(name, seed, tarAnalysis));
     case "dumpfile":
       return (rng, seed) => mutateDumpfile(rng, seed);

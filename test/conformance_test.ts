@@ -421,6 +421,21 @@ Deno.test({
             const what = `${t.name} ${alg} ${flags.join(" ")}`;
             if (want.code !== 0) {
               ok(got.code !== 0, `${what}: cfsctl refused (${want.stderr.trim()}), cfs did not`);
+              // Refused on purpose: an error with a code of cfs's own, not a crash (checked once
+              // per tree: the refusal does not depend on the algorithm).
+              if (alg === ALGORITHMS[0]) {
+                const json = await runCfs([
+                  "--json",
+                  "--repo",
+                  ours,
+                  "create-image",
+                  ...flags,
+                  t.path,
+                ]);
+                const error = JSON.parse(json.text.trim().split("\n").pop() || "{}").error;
+                ok(error?.code !== undefined, `${what}: no JSON error: ${json.text}`);
+                ok(error.code !== "internal", `${what}: cfs crashed: ${json.text}`);
+              }
               refused++;
               continue;
             }

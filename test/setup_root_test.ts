@@ -224,6 +224,14 @@ async function mounted(
   }
 }
 
+/** The error of a `--json` run: the last stdout line, `{"error": {code, message, exitCode}}`. */
+function jsonError(stdout: string): { code: string; message: string; exitCode: number } {
+  const line = stdout.trim().split("\n").pop() ?? "";
+  const parsed = JSON.parse(line);
+  ok(parsed.error !== undefined, `no JSON error line in ${JSON.stringify(stdout)}`);
+  return parsed.error;
+}
+
 Deno.test("setup-root mounts cfsctl 0.9.4's V1 image: data-only, and as it is in the fallback", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "cfs-setup-root-v1-" });
   try {
@@ -245,20 +253,26 @@ Deno.test("setup-root mounts cfsctl 0.9.4's V1 image: data-only, and as it is in
     // A secure boot of an insecure repository on a kernel without fs-verity: one line.
     const refused = await cli(t.karg.replace("=?", "="));
     equal(refused.code, 1);
+    // With --json the error is the JSON line on stdout, and its code is what a script matches.
+    const refusedError = jsonError(refused.text);
     ok(
-      /^cfs: .*: the file system has no fs-verity \(a '\?' after/.test(refused.stderr),
-      refused.stderr,
+      /: the file system has no fs-verity \(a '\?' after/.test(refusedError.message),
+      refused.text,
     );
     const absent = `composefs.digest=?v1-sha512-12:${"0".repeat(128)}`;
     const wrong = await cli(`${absent} composefs=${t.id}`);
     equal(wrong.code, 1);
     equal(
-      wrong.stderr.trim(),
-      `cfs: no image ${"0".repeat(128)} in ${t.repo} (named by ${absent})`,
+      jsonError(wrong.text).message,
+      `no image ${"0".repeat(128)} in ${t.repo} (named by ${absent})`,
     );
     const malformed = await cli(`composefs.digest=?v1-sha512-13:${t.id}`);
     equal(malformed.code, 1);
-    ok(malformed.stderr.includes("unsupported block size '13'"), malformed.stderr);
+    ok(jsonError(malformed.text).message.includes("unsupported block size '13'"), malformed.text);
+    deepEqual(
+      [refusedError.code, jsonError(wrong.text).code, jsonError(malformed.text).code],
+      ["setup-root-failed", "setup-root-failed", "setup-root-failed"],
+    );
 
     // The first candidate whose image exists: the missing one is passed over.
     const r = await cli(`quiet ${absent} ${t.karg} rw`);

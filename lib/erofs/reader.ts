@@ -253,6 +253,14 @@ export class ErofsReader {
       icount = v.getUint16(off + CI_XATTR_ICOUNT, true);
       headerSize = F.CompactInode.size;
     }
+    // The tree keeps times as JavaScript numbers: a time it cannot hold exactly, or nanoseconds
+    // that are not a fraction of a second, would be read as another time than the image has.
+    if (!Number.isSafeInteger(mtime)) {
+      throw new ErofsError(`inode ${nid} has an mtime outside ±2^53 seconds`);
+    }
+    if (mtimeNsec > 999_999_999) {
+      throw new ErofsError(`inode ${nid} has mtime nanoseconds ${mtimeNsec} (at most 999999999)`);
+    }
     // The mode sits at the same offset in both forms.
     const mode = v.getUint16(off + CI_MODE, true);
     const xattrStart = off + headerSize;

@@ -41,6 +41,7 @@ const SUMMARY_LINES = [
   /Child returned status/,
   /Skipping to next header/,
   /At beginning of tape/,
+  /rmtlseek not stopped at a record boundary/,
 ];
 
 /** tar's words for common failures, in plainer ones. */
@@ -53,16 +54,19 @@ const PLAIN: [RegExp, string][] = [
 
 /**
  * The line of GNU tar's stderr that says why it failed, in a few plain words where tar's are
- * cryptic, without the `tar: ` prefix or the archive's path (the caller names the archive).
- * When there are several causes, the first, and how many more. Empty when tar said nothing.
+ * cryptic, without the `tar: ` prefix (`/usr/bin/tar: ` when run by path) or the archive's path
+ * (the caller names the archive): the first cause (the log has them all). Empty when tar said
+ * nothing but its summary.
  */
 export function tarFailureReason(stderr: string, archive: string): string {
-  const lines = stderr.split("\n").map((l) => l.trim()).filter((l) =>
-    l !== "" && !SUMMARY_LINES.some((r) => r.test(l))
+  const first = stderr.split("\n").map((l) => l.trim().replace(/^(\S*\/)?tar: /, "")).find(
+    (l) => l !== "" && !SUMMARY_LINES.some((r) => r.test(l)),
   );
-  const causes = [...new Set(lines)];
-  if (causes.length === 0) return "";
-  let first = causes[0].replace(/^tar: /, "");
+  return first === undefined ? "" : plainReason(first, archive);
+}
+
+function plainReason(line: string, archive: string): string {
+  let first = line;
   if (first.startsWith(`${archive}: `)) first = first.slice(archive.length + 2);
   for (const [pattern, plain] of PLAIN) {
     if (pattern.test(first)) {
@@ -70,8 +74,7 @@ export function tarFailureReason(stderr: string, archive: string): string {
       break;
     }
   }
-  first = first.length > 300 ? `${first.slice(0, 300)}...` : first;
-  return causes.length > 1 ? `${first} (and ${causes.length - 1} more tar messages)` : first;
+  return first.length > 300 ? `${first.slice(0, 300)}...` : first;
 }
 
 /**

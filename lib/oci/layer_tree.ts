@@ -26,7 +26,7 @@
  *
  * @module
  */
-import { type CfsErrorOptions, withCode } from "../errors.ts";
+import { type CfsErrorOptions, clipMiddle, withCode } from "../errors.ts";
 import {
   type Directory,
   type FileSystem,
@@ -45,9 +45,12 @@ import { findBootEntries } from "../boot/entries.ts";
 
 /** A layer entry that cannot be applied, or an image tree that cannot be finished. */
 export class OciTreeError extends TreeError {
-  /** Creates the error; the message names the entry or the image. */
+  /**
+   * Creates the error; the message names the entry or the image, clipped in the middle to
+   * `MAX_ERROR_LINE` (entry paths come from the layer and can be thousands of bytes long).
+   */
   constructor(message: string, options?: CfsErrorOptions) {
-    super(message, withCode(options, "oci-tree-invalid"));
+    super(clipMiddle(message), withCode(options, "oci-tree-invalid"));
     this.name = "OciTreeError";
   }
 }

@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
+import { CfsError, type CfsErrorOptions, clipMiddle, withCode } from "../errors.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { BlobError, layerCompression, verifiedLayer, verifyBlob } from "./blob.ts";
@@ -268,9 +268,12 @@ export class OciLayoutError extends CfsError {
   /** The blob concerned, when there is one. */
   readonly digest?: string;
 
-  /** `message` is prefixed with `OCI layout DIR: `; `options.digest` names the blob. */
+  /**
+   * `message` is prefixed with `OCI layout DIR: ` and clipped in the middle to
+   * `MAX_ERROR_LINE` (it can quote a document's values); `options.digest` names the blob.
+   */
   constructor(dir: string, message: string, options?: CfsErrorOptions & { digest?: string }) {
-    super(`OCI layout ${dir}: ${message}`, withCode(options, "oci-layout-invalid"));
+    super(clipMiddle(`OCI layout ${dir}: ${message}`), withCode(options, "oci-layout-invalid"));
     this.name = "OciLayoutError";
     this.dir = dir;
     this.digest = options?.digest;
@@ -504,7 +507,7 @@ export class OciLayout {
         throw new OciLayoutError(
           this.dir,
           `no image tagged ${JSON.stringify(clip(options.tag, 100))} ` +
-            `(tags: ${this.tags().map((t) => JSON.stringify(clip(t, 60))).join(", ") || "none"})`,
+            `(tags: ${listed(this.tags().map((t) => JSON.stringify(clip(t, 60))))})`,
         );
       }
     } else {
@@ -521,7 +524,7 @@ export class OciLayout {
         this.dir,
         options.tag === undefined
           ? `${candidates.length} images in the layout; name one with oci:DIR:TAG ` +
-            `(tags: ${this.tags().map((t) => JSON.stringify(clip(t, 60))).join(", ") || "none"})`
+            `(tags: ${listed(this.tags().map((t) => JSON.stringify(clip(t, 60))))})`
           : `${candidates.length} images tagged ${JSON.stringify(clip(options.tag, 100))}`,
       );
     }
@@ -660,7 +663,7 @@ export class OciLayout {
       throw new OciLayoutError(
         this.dir,
         `${where}: no image for platform ${formatPlatform(platform)} ` +
-          `(available: ${have.join(", ") || "none"})`,
+          `(available: ${listed(have.map((p) => clip(p, 60)))})`,
       );
     }
     return found;
@@ -700,6 +703,16 @@ export class OciLayout {
     }
     return info;
   }
+}
+
+/**
+ * Items for a message: the first 8 joined by commas, then how many there are in all ("none"
+ * for no items), so that an index listing thousands of images still gives a short error.
+ */
+function listed(items: readonly string[]): string {
+  if (items.length === 0) return "none";
+  const shown = items.slice(0, 8).join(", ");
+  return items.length > 8 ? `${shown}, ... (${items.length} in all)` : shown;
 }
 
 /** Reads a file of at most {@link MAX_JSON_BLOB_SIZE}; undefined when it does not exist. */

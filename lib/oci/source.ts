@@ -123,7 +123,8 @@ async function namingArchive<T>(archive: string, dir: string, work: () => Promis
     return await work();
   } catch (e) {
     if (!(e instanceof OciLayoutError) || e.dir !== dir) throw e;
-    const detail = e.message.slice(`OCI layout ${dir}: `.length).replaceAll(dir, "(archive)");
+    const detail = e.message.slice(`OCI layout ${dir}: `.length).replaceAll(`${dir}/`, "")
+      .replaceAll(dir, "(archive)");
     throw new OciArchiveError(archive, detail, { cause: e });
   }
 }

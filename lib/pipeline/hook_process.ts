@@ -329,6 +329,9 @@ export class HookProcess {
     timeoutText: string,
     options: Partial<CallOptions> = {},
   ): Promise<unknown> {
+    // A failure between calls is the one to report: the process that ended after its call had
+    // returned is why this request cannot run.
+    if (this.#late) throw this.#late;
     if (this.#exited) {
       throw new HookCallError("exited", `its process ${statusText(this.#exited)} earlier`);
     }
