@@ -83,8 +83,12 @@ export interface ImageToCheck {
   readonly dockerReference?: string;
   /** The digest of the manifest signatures must name: the top-level one (an index if any). */
   readonly manifestDigest: string;
-  /** The top-level manifest's bytes (their digest is {@link manifestDigest}). */
-  readonly manifestBytes: Uint8Array;
+  /**
+   * The top-level manifest's bytes (their digest is {@link manifestDigest}) when the source kept
+   * them; a signature's digest is compared with {@link manifestDigest} (the sources checked the
+   * bytes against it), so they are informational.
+   */
+  readonly manifestBytes?: Uint8Array;
   /**
    * The image's signatures, fetched only when a requirement needs them (a policy of
    * `insecureAcceptAnything` fetches nothing). A failure to fetch is an error of the pull, not
