@@ -113,6 +113,12 @@ export type ImageSignature =
     payload: Uint8Array;
     /** The layer's annotations; `dev.cosignproject.cosign/signature` is the base64 signature. */
     annotations: Readonly<Record<string, string>>;
+    /**
+     * The layer's media type. containers/image counts an attachment whose type is not
+     * `application/vnd.dev.cosign.simplesigning.v1+json` as a "sigstore non-signature
+     * attachment" and does not verify it; sources.ts always sets it, absent means that type.
+     */
+    mediaType?: string;
     origin: string;
   };
 
