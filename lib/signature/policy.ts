@@ -19,7 +19,8 @@
  * - scopes: `docker` and unknown transports accept any scope; `dir`, `oci`, `oci-archive`, `sif`
  *   a clean absolute path other than `/`; `containers-storage` a `[driver@root]` or `[root]`
  *   store spec, optionally followed by a name, `name@digest` or `@id`; `docker-daemon` anything
- *   but a digest; `atomic` `host[/ns[/stream[:tag]]]`; `docker-archive` and `tarball` only `""`.
+ *   but a digest; `docker-archive` and `tarball` only `""`. (skopeo 1.9.3 as Debian builds it has
+ *   no `atomic` transport and a stub `ostree`: any scope, as for unknown transports.)
  *
  * Where cfs parts from skopeo 1.9.3, deliberately:
  * - the file must be UTF-8 of at most {@link POLICY_SIZE_MAX} bytes, nested at most
@@ -362,15 +363,12 @@ export function scopeProblem(transport: string, scope: string): string | undefin
       return goDigestProblem(scope) === undefined
         ? "a digest cannot be a docker-daemon scope"
         : undefined;
-    case "atomic":
-      return /^[^/]*(\/[^:/]*(\/[^:/]*(:[^:/]*)?)?)?$/.test(scope)
-        ? undefined
-        : "must be HOST[/NAMESPACE[/STREAM[:TAG]]]";
     case "docker-archive":
     case "tarball":
       return `the ${transport} transport has no scopes but the default ""`;
     default:
-      // docker (containers/image 5.23 checks nothing there) and transports skopeo does not know.
+      // docker (containers/image 5.23 checks nothing there) and transports skopeo 1.9.3 (as
+      // Debian builds it) does not know: `atomic` (not built in), `ostree` (a stub), others.
       return undefined;
   }
 }
@@ -638,7 +636,8 @@ export function parsePolicy(text: string, source: string): SignaturePolicy {
         const at = keyPath("$.transports", name);
         const scopes: Record<string, PolicyRequirement[]> = Object.create(null);
         for (const [scope, reqs] of expectObject(scopesValue, at)) {
-          const scopeAt = keyPath(at, scope);
+          // Scopes are always written `["..."]`: they are names, whatever they look like.
+          const scopeAt = `${at}[${short(scope)}]`;
           if (scope !== "") {
             const problem = scopeProblem(name, scope);
             if (problem !== undefined) {
