@@ -82,27 +82,45 @@ export function dockerScopes(ref: NamedReference): string[] {
  * {@link ImageRefError} when it cannot be resolved.
  */
 export function resolvePolicyPath(path: string, cwd: string = Deno.cwd()): string {
-  const absolute = cleanPath(isAbsolute(path) ? path : join(cwd, path));
   const fail = (why: string): never => {
     throw new ImageRefError(path, `cannot resolve the path for the signature policy: ${why}`);
   };
+  // Go's filepath.Abs cleans lexically; then the links are resolved (EvalSymlinks).
+  const explicit = (p: string): string => {
+    const absolute = cleanPath(isAbsolute(p) ? p : `${cwd}/${p}`);
+    try {
+      return Deno.realPathSync(absolute);
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+  };
+  const raw = isAbsolute(path) ? path : `${cwd}/${path}`;
   try {
-    Deno.lstatSync(absolute);
-    return Deno.realPathSync(absolute);
+    lstatRaw(raw);
+    return explicit(path);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) return fail((e as Error).message);
   }
   const slash = path.lastIndexOf("/");
+  const parent = path.slice(0, slash + 1);
   const file = path.slice(slash + 1);
-  if (file === "." || file === "..") fail(`${JSON.stringify(file)} does not exist`);
-  const parent = cleanPath(slash >= 0 ? absolute.slice(0, absolute.lastIndexOf("/")) || "/" : cwd);
-  let resolvedParent: string;
-  try {
-    resolvedParent = Deno.realPathSync(parent);
-  } catch (e) {
-    return fail((e as Error).message);
-  }
+  const resolvedParent = explicit(parent === "" ? "." : parent);
+  if (file === "." || file === "..") fail(`${JSON.stringify(file)} of a missing directory`);
   return cleanPath(`${resolvedParent}/${file}`);
+}
+
+/**
+ * `lstat` of `raw` as the kernel sees it: Deno cleans paths before the call, so `missing/..`
+ * would be found; each directory a `..` steps out of must exist (as a directory) too.
+ */
+function lstatRaw(raw: string): void {
+  const parts = raw.split("/");
+  for (let i = 0; i < parts.length; i++) {
+    if (parts[i] !== "..") continue;
+    const prefix = parts.slice(0, i).join("/") || "/";
+    if (!Deno.statSync(prefix).isDirectory) throw new Deno.errors.NotFound(prefix);
+  }
+  Deno.lstatSync(raw);
 }
 
 /**
