@@ -70,7 +70,7 @@ export function parseJsonDocument(bytes: Uint8Array): JsonNode {
   const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
   const parser = new JsonParser(text);
   parser.skipSpace();
-  const value = parser.value(0);
+  const value = parser.value();
   parser.skipSpace();
   if (parser.pos !== text.length) {
     throw new SignatureError("unexpected data after the JSON object");
@@ -95,62 +95,70 @@ class JsonParser {
     }
   }
 
-  value(depth: number): JsonNode {
-    if (depth > MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`);
+  /** One value; containers are kept on an explicit stack, so depth costs no call stack. */
+  value(): JsonNode {
+    const t = this.text;
+    const stack: { node: JsonNode & { kind: "object" | "array" }; key: string }[] = [];
+    while (true) {
+      this.skipSpace();
+      let node: JsonNode;
+      const c = t[this.pos];
+      if (c === "{" || c === "[") {
+        if (stack.length >= MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`);
+        this.pos++;
+        this.skipSpace();
+        const container: JsonNode & { kind: "object" | "array" } = c === "{"
+          ? { kind: "object", entries: [] }
+          : { kind: "array", items: [] };
+        const close = c === "{" ? "}" : "]";
+        if (t[this.pos] === close) {
+          this.pos++;
+          node = container;
+        } else {
+          stack.push({ node: container, key: c === "{" ? this.key() : "" });
+          continue;
+        }
+      } else {
+        node = this.scalar();
+      }
+      // Hand the finished value to its container, closing containers that end here.
+      while (true) {
+        const top = stack[stack.length - 1];
+        if (top === undefined) return node;
+        if (top.node.kind === "object") top.node.entries.push([top.key, node]);
+        else top.node.items.push(node);
+        this.skipSpace();
+        if (t[this.pos] === ",") {
+          this.pos++;
+          if (top.node.kind === "object") top.key = this.key();
+          break;
+        }
+        if (t[this.pos] === (top.node.kind === "object" ? "}" : "]")) {
+          this.pos++;
+          stack.pop();
+          node = top.node;
+          continue;
+        }
+        this.fail(top.node.kind === "object" ? "expected ',' or '}'" : "expected ',' or ']'");
+      }
+    }
+  }
+
+  /** An object key and its ':'. */
+  key(): string {
+    this.skipSpace();
+    if (this.text[this.pos] !== '"') this.fail("expected a string key");
+    const key = this.string();
+    this.skipSpace();
+    if (this.text[this.pos] !== ":") this.fail("expected ':'");
+    this.pos++;
+    return key;
+  }
+
+  /** A string, number, `true`, `false` or `null`. */
+  scalar(): JsonNode {
     const t = this.text;
     const c = t[this.pos];
-    if (c === "{") {
-      this.pos++;
-      const entries: [string, JsonNode][] = [];
-      this.skipSpace();
-      if (t[this.pos] === "}") {
-        this.pos++;
-        return { kind: "object", entries };
-      }
-      while (true) {
-        this.skipSpace();
-        if (t[this.pos] !== '"') this.fail("expected a string key");
-        const key = this.string();
-        this.skipSpace();
-        if (t[this.pos] !== ":") this.fail("expected ':'");
-        this.pos++;
-        this.skipSpace();
-        entries.push([key, this.value(depth + 1)]);
-        this.skipSpace();
-        if (t[this.pos] === ",") {
-          this.pos++;
-          continue;
-        }
-        if (t[this.pos] === "}") {
-          this.pos++;
-          return { kind: "object", entries };
-        }
-        this.fail("expected ',' or '}'");
-      }
-    }
-    if (c === "[") {
-      this.pos++;
-      const items: JsonNode[] = [];
-      this.skipSpace();
-      if (t[this.pos] === "]") {
-        this.pos++;
-        return { kind: "array", items };
-      }
-      while (true) {
-        this.skipSpace();
-        items.push(this.value(depth + 1));
-        this.skipSpace();
-        if (t[this.pos] === ",") {
-          this.pos++;
-          continue;
-        }
-        if (t[this.pos] === "]") {
-          this.pos++;
-          return { kind: "array", items };
-        }
-        this.fail("expected ',' or ']'");
-      }
-    }
     if (c === '"') return { kind: "string", value: this.string() };
     for (const [word, node] of LITERALS) {
       if (t.startsWith(word, this.pos)) {
@@ -158,7 +166,8 @@ class JsonParser {
         return node;
       }
     }
-    const m = NUMBER.exec(t.slice(this.pos, this.pos + 400));
+    NUMBER.lastIndex = this.pos;
+    const m = NUMBER.exec(t);
     if (m === null) this.fail(c === undefined ? "unexpected end" : "unexpected character");
     this.pos += m[0].length;
     const value = Number(m[0]);
@@ -204,7 +213,7 @@ const LITERALS: [string, JsonNode][] = [
   ["false", { kind: "boolean", value: false }],
   ["null", { kind: "null" }],
 ];
-const NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 
 /** What a JSON node is, in a message. */
 function describe(node: JsonNode): string {

@@ -101,7 +101,6 @@ function decodeBase64(text: string): Uint8Array {
  * compared with anything (the caller checks the digest and the identity). Throws
  * {@link SignatureError} with the reason.
  */
-// deno-lint-ignore require-await
 export async function verifySigstoreSignature(
   payload: Uint8Array,
   annotations: Record<string, string>,
@@ -119,6 +118,8 @@ export async function verifySigstoreSignature(
   try {
     ok = key.asymmetricKeyType === "ed25519"
       ? verify(null, payload, key, signature)
+      : key.asymmetricKeyDetails?.namedCurve === "secp521r1"
+      ? await verifyP521(key, payload, signature)
       : key.asymmetricKeyType === "ec"
       ? verify("sha256", payload, { key, dsaEncoding: "der" }, signature)
       : verify("sha256", payload, key, signature); // RSA: PKCS #1 v1.5 is node's default
@@ -131,6 +132,78 @@ export async function verifySigstoreSignature(
     );
   }
   return parseSigstorePayload(payload);
+}
+
+/** Bytes of a P-521 scalar (r and s in the raw signature WebCrypto takes). */
+const P521_SCALAR = 66;
+
+/**
+ * ECDSA P-521 over SHA-256 through WebCrypto: Deno's node:crypto fails to sign or verify P-521
+ * with a digest shorter than the curve (measured: "failed to sign digest", every verification
+ * false), WebCrypto does it right. WebCrypto takes r and s side by side, so the DER signature is
+ * unpacked first ({@link derSignatureScalars}, as strictly as Go's `ecdsa.VerifyASN1` parses).
+ */
+async function verifyP521(key: KeyObject, payload: Uint8Array, der: Uint8Array): Promise<boolean> {
+  const scalars = derSignatureScalars(der, P521_SCALAR);
+  if (scalars === undefined) return false;
+  const raw = new Uint8Array(2 * P521_SCALAR);
+  raw.set(scalars[0], P521_SCALAR - scalars[0].length);
+  raw.set(scalars[1], 2 * P521_SCALAR - scalars[1].length);
+  const spki = key.export({ format: "der", type: "spki" });
+  const webKey = await crypto.subtle.importKey(
+    "spki",
+    new Uint8Array(spki),
+    { name: "ECDSA", namedCurve: "P-521" },
+    false,
+    ["verify"],
+  );
+  return await crypto.subtle.verify(
+    { name: "ECDSA", hash: "SHA-256" },
+    webKey,
+    raw,
+    new Uint8Array(payload),
+  );
+}
+
+/**
+ * r and s (big-endian, no leading zeros) of a DER `SEQUENCE { INTEGER r, INTEGER s }`, or
+ * undefined unless the encoding is canonical DER (minimal lengths, minimal positive integers,
+ * nothing after the sequence) with each at most `max` bytes.
+ */
+export function derSignatureScalars(
+  der: Uint8Array,
+  max: number,
+): [Uint8Array, Uint8Array] | undefined {
+  let at = 0;
+  const length = (): number | undefined => {
+    const first = der[at++];
+    if (first === undefined) return undefined;
+    if (first < 0x80) return first;
+    if (first !== 0x81) return undefined; // lengths here are under 256
+    const n = der[at++];
+    return n === undefined || n < 0x80 ? undefined : n;
+  };
+  const integer = (): Uint8Array | undefined => {
+    if (der[at++] !== 0x02) return undefined;
+    const n = length();
+    if (n === undefined || n === 0 || at + n > der.length) return undefined;
+    let value = der.subarray(at, at + n);
+    at += n;
+    if (value[0] & 0x80) return undefined; // negative
+    if (value[0] === 0) {
+      // zero (never a valid r or s), or a needless leading zero
+      if (value.length === 1 || !(value[1] & 0x80)) return undefined;
+      value = value.subarray(1);
+    }
+    return value.length > max ? undefined : value;
+  };
+  if (der[at++] !== 0x30) return undefined;
+  const total = length();
+  if (total === undefined || at + total !== der.length) return undefined;
+  const r = integer();
+  const s = r === undefined ? undefined : integer();
+  if (r === undefined || s === undefined || at !== der.length) return undefined;
+  return [r, s];
 }
 
 /** `ECDSA P-256 key`, `RSA 2048-bit key`, `Ed25519 key`. */
