@@ -69,10 +69,6 @@
  * | `boot-entry-invalid`                  | BootEntryError            | 1    | a malformed boot entry               |
  * | `selinux-policy-invalid`              | SelinuxPolicyError        | 1    | a malformed file_contexts            |
  * | `config-invalid`                      | ConfigError               | 1    | a malformed config file              |
- * | `signature-invalid`                   | SignatureError            | 1    | a signature that cannot be accepted  |
- * |                                       |                           |      | (lib/signature/payload.ts)           |
- * | `signature-source-failed`             | SignatureSourceError      | 1    | signatures cannot be fetched         |
- * | `registries-d-invalid`                | RegistriesDError          | 1    | a malformed registries.d file        |
  * | `hook-failed`                         | HookFailure               | 3    | a hook threw or rejected             |
  * | `hook-timeout`                        | HookFailure               | 3    | a hook ran past its timeout          |
  * | `hook-exited`                         | HookFailure               | 3    | a hook's process ended (Deno.exit)   |
