@@ -1,7 +1,7 @@
 /**
  * The cfs binary's entry point: global options, dispatch to a command module, and the
  * mapping of errors to one-line messages and exit codes (each error's `exitCode`: 1 failure,
- * 2 usage, 3 hook, 130 interrupted; see lib/errors.ts).
+ * 2 usage, 3 hook, 4 rejected by the signature policy, 130 interrupted; see lib/errors.ts).
  *
  * With `--json` anywhere on the command line a failure is one JSON line on stdout,
  * `{"error": {"code", "message", "exitCode"}}`, where the command's JSON result would have been

@@ -111,6 +111,27 @@ export interface HookDocument {
   document: Record<string, unknown>;
 }
 
+/**
+ * The containers signature policy's decision about the image (made in `fetch`, before any
+ * layer is read; a rejected image never reaches a hook after `fetch`).
+ */
+export interface HookSignatureDecision {
+  /** True: the policy accepted the image. */
+  readonly accepted: boolean;
+  /** Who decided: cfs itself, or skopeo for the transports cfs reads through it. */
+  readonly decidedBy: "cfs" | "skopeo";
+  /** The policy file. */
+  readonly policy: string;
+  /** The policy transport (`docker`, `oci`, ...). */
+  readonly transport: string;
+  /** The scope whose requirements applied; `""` the transport's default; null the global one. */
+  readonly scope: string | null;
+  /** Each requirement: its type, whether it accepted, and why (or which key). */
+  readonly requirements: ReadonlyArray<
+    { readonly type: string; readonly accepted: boolean; readonly reason: string }
+  >;
+}
+
 /** What the repository offers hooks (a narrow, stable view of lib/repository.ts). */
 export interface HookRepository {
   /** The repository directory. */
@@ -146,6 +167,8 @@ export interface HookContext {
   config?: HookDocument;
   /** The layers in manifest order (after `fetch`; verities after `import`). */
   layers?: HookLayer[];
+  /** The signature policy's decision (after `fetch`; the CLI always enforces a policy). */
+  readonly signature?: HookSignatureDecision;
   /**
    * Tags to point at the manifest. `tag` starts with `localhost/bootc-<manifest digest>`;
    * hooks add more. They are written when the pipeline completes, so a pull that fails

@@ -74,6 +74,14 @@ export interface CfsConfig {
   fetch?: FetchConfig;
   /** Settings per registry. */
   registries?: Record<string, RegistryConfig>;
+  /**
+   * The containers signature policy (containers-policy.json(5)) pulls enforce, instead of
+   * skopeo's search (`$HOME/.config/containers/policy.json`, `/etc/containers/policy.json`);
+   * `--signature-policy` wins.
+   */
+  signaturePolicy?: string;
+  /** The registries.d directory (lookaside and sigstore settings); `--registries.d` wins. */
+  registriesDir?: string;
 }
 
 /** At most a day, for every time limit: a larger number is a typo (ms for seconds). */
@@ -103,6 +111,8 @@ const configSchema = z.strictObject({
       ...fetchFields,
     }),
   ).optional(),
+  signaturePolicy: z.string().min(1).optional(),
+  registriesDir: z.string().min(1).optional(),
 });
 
 /** A configuration file that cannot be used; the message names file and key. */

@@ -77,6 +77,14 @@
  * | `hook-tree-invalid`                   | HookFailure               | 3    | a hook left a tree no image can be   |
  * | `hook-load-failed`                    | HookLoadError             | 3    | a hook file cannot be loaded         |
  * | `hook-file-unsafe`                    | HookLoadError             | 3    | as root: a hook others could change  |
+ * | `policy-invalid`                      | PolicyError               | 1    | a malformed signature policy file    |
+ * | `policy-not-found`                    | PolicyError               | 1    | no policy.json where skopeo looks    |
+ * | `registries-d-invalid`                | RegistriesDError          | 1    | a malformed registries.d file        |
+ * | `signature-invalid`                   | SignatureError            | 1    | a signature that does not verify     |
+ * |                                       |                           |      | (a rejection's reason)               |
+ * | `signature-source-failed`             | SignatureSourceError      | 1    | signatures cannot be fetched         |
+ * | `signature-rejected`                  | SignatureRejected         | 4    | the signature policy refused the     |
+ * |                                       |                           |      | image (lib/signature/check.ts)       |
  * | `interrupted`                         | PipelineInterrupted       | 130  | SIGINT during a pull                 |
  * | `io-<kind>`                           | (Deno's errors)           | 1    | e.g. `io-not-found`                  |
  * | `internal`                            | (anything else)           | 1    | a bug: please report it              |

@@ -77,6 +77,13 @@ export const STORAGE_PULLED = "e27141108aea5370fb21e0b92724a8da";
 /** `--unified`: the storage's SELinux labels were set, or why not. Fields: CFS_STORAGE. */
 export const STORAGE_LABELED = "986ca0d89b41d40007a281315aa493ed";
 
+/**
+ * The signature policy decided about the image (accepted or rejected), before any layer is
+ * read. Fields: CFS_POLICY, CFS_TRANSPORT, CFS_POLICY_SCOPE, CFS_POLICY_DECISION,
+ * CFS_MANIFEST_DIGEST, CFS_ERROR (the reasons, when rejected).
+ */
+export const SIGNATURE_CHECKED = "ddb7cb6bdcfa4143bd3a7e0f87c0d880";
+
 /** Every message ID by name, for lookups and documentation. */
 export const MESSAGE_IDS = {
   PULL_START,
@@ -98,6 +105,7 @@ export const MESSAGE_IDS = {
   IMAGE_WRITTEN,
   STORAGE_PULLED,
   STORAGE_LABELED,
+  SIGNATURE_CHECKED,
 } as const;
 
 // ---------------------------------------------------------------------------------------
@@ -135,6 +143,12 @@ export const Field = {
   REPO: "CFS_REPO",
   /** The containers-storage `--unified` pulls into. */
   STORAGE: "CFS_STORAGE",
+  /** The signature policy file a decision came from. */
+  POLICY: "CFS_POLICY",
+  /** The policy scope that applied: a scope, `transport default` or `default`. */
+  POLICY_SCOPE: "CFS_POLICY_SCOPE",
+  /** `accepted` or `rejected`. */
+  POLICY_DECISION: "CFS_POLICY_DECISION",
   /** A pipeline stage: open, storage, fetch, import, label-storage, tag, label, image, boot. */
   STAGE: "CFS_STAGE",
   /** `before` or `after`. */

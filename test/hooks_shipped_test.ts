@@ -11,7 +11,14 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join } from "node:path";
-import type { Hook, HookContext, HookPhase, HookRepository, StageName } from "../hooks/types.ts";
+import type {
+  Hook,
+  HookContext,
+  HookPhase,
+  HookRepository,
+  HookSignatureDecision,
+  StageName,
+} from "../hooks/types.ts";
 import extraTags from "../hooks/extra-tags.ts";
 import requireSignature from "../hooks/require-signature.ts";
 import logJson from "../hooks/log-json.ts";
@@ -175,8 +182,63 @@ Deno.test("extra-tags: a bad option names the key", async () => {
 
 const OTHER = "sha256:" + "0".repeat(64);
 
+/** A decision as the pipeline hands it to hooks (lib/pipeline/run.ts `hookDecision`). */
+function decision(
+  fields: Partial<HookSignatureDecision> = {},
+): HookSignatureDecision {
+  return {
+    accepted: true,
+    decidedBy: "cfs",
+    policy: "/etc/containers/policy.json",
+    transport: "docker",
+    scope: "registry.example/os",
+    requirements: [{ type: "signedBy", accepted: true, reason: "signed by key ABCD" }],
+    ...fields,
+  };
+}
+
+/** The legacy allow-list-only behaviour (`signature: optional`). */
+const optional = (options: Record<string, unknown>) => ({ signature: "optional", ...options });
+
 Deno.test("require-signature: runs after fetch only", () => {
   assertEquals(registered(requireSignature), { before: [], after: ["fetch"] });
+});
+
+Deno.test("require-signature: a decision resting on a verified signature passes", async () => {
+  for (const type of ["signedBy", "sigstoreSigned"]) {
+    const ctx = context("fetch", "after", {
+      manifest: manifest(),
+      signature: decision({
+        requirements: [{ type, accepted: true, reason: `verified (${type})` }],
+      }),
+    });
+    await call(requireSignature, ctx);
+    assertEquals(ctx.logged.map((e) => e.message), [`signature verified: verified (${type})`]);
+  }
+});
+
+Deno.test("require-signature: no policy, skopeo's decision, or acceptance without a signature is refused", async () => {
+  const cases: Array<[HookSignatureDecision | undefined, RegExp]> = [
+    [undefined, /no signature policy was enforced on this pull/],
+    [decision({ decidedBy: "skopeo", requirements: [] }), /enforced by skopeo/],
+    [
+      decision({
+        scope: null,
+        requirements: [{ type: "insecureAcceptAnything", accepted: true, reason: "" }],
+      }),
+      /policy \/etc\/containers\/policy\.json \(docker, scope default\) accepted it without verifying a signature$/,
+    ],
+    [
+      decision({ scope: "", requirements: [] }),
+      /\(docker, scope transport default\) accepted it without/,
+    ],
+  ];
+  for (const [signature, want] of cases) {
+    await rejects(
+      call(requireSignature, context("fetch", "after", { manifest: manifest(), signature })),
+      want,
+    );
+  }
 });
 
 Deno.test("require-signature: lets an allowed manifest through (prefixed or bare, any case)", async () => {
@@ -185,22 +247,36 @@ Deno.test("require-signature: lets an allowed manifest through (prefixed or bare
   ) {
     const ctx = context("fetch", "after", {
       manifest: manifest(),
-      options: { allow: [OTHER, entry] },
+      options: optional({ allow: [OTHER, entry] }),
     });
     await call(requireSignature, ctx);
     assertEquals(ctx.logged.map((e) => e.level), ["info"]);
   }
+  // Signed and pinned: both hold.
+  const ctx = context("fetch", "after", {
+    manifest: manifest(),
+    signature: decision(),
+    options: { allow: [MANIFEST] },
+  });
+  await call(requireSignature, ctx);
+  assertEquals(ctx.logged.length, 2);
 });
 
 Deno.test("require-signature: refuses a manifest not in the list, naming its digest", async () => {
-  const ctx = context("fetch", "after", { manifest: manifest(), options: { allow: [OTHER] } });
-  await rejects(call(requireSignature, ctx), (e: Error) => {
-    assertEquals(
-      e.message,
-      `manifest ${MANIFEST} of oci:/srv/images/os:latest is not in the allow-list`,
-    );
-    return true;
-  });
+  for (const options of [optional({ allow: [OTHER] }), { allow: [OTHER] }]) {
+    const ctx = context("fetch", "after", {
+      manifest: manifest(),
+      signature: decision(),
+      options,
+    });
+    await rejects(call(requireSignature, ctx), (e: Error) => {
+      assertEquals(
+        e.message,
+        `manifest ${MANIFEST} of oci:/srv/images/os:latest is not in the allow-list`,
+      );
+      return true;
+    });
+  }
 });
 
 Deno.test("require-signature: reads allowFile (comments, blank lines) and options.allow together", async () => {
@@ -215,13 +291,16 @@ Deno.test("require-signature: reads allowFile (comments, blank lines) and option
     );
     await call(
       requireSignature,
-      context("fetch", "after", { manifest: manifest(), options: { allowFile: file } }),
+      context("fetch", "after", { manifest: manifest(), options: optional({ allowFile: file }) }),
     );
     const commented = "sha256:" + "f".repeat(64);
     await rejects(
       call(
         requireSignature,
-        context("fetch", "after", { manifest: manifest(commented), options: { allowFile: file } }),
+        context("fetch", "after", {
+          manifest: manifest(commented),
+          options: optional({ allowFile: file }),
+        }),
       ),
       new RegExp(`manifest ${commented} of .* is not in the allow-list`),
     );
@@ -229,7 +308,7 @@ Deno.test("require-signature: reads allowFile (comments, blank lines) and option
       requireSignature,
       context("fetch", "after", {
         manifest: manifest(commented),
-        options: { allowFile: file, allow: [commented] },
+        options: optional({ allowFile: file, allow: [commented] }),
       }),
     );
 
@@ -237,7 +316,7 @@ Deno.test("require-signature: reads allowFile (comments, blank lines) and option
     await rejects(
       call(
         requireSignature,
-        context("fetch", "after", { manifest: manifest(), options: { allowFile: file } }),
+        context("fetch", "after", { manifest: manifest(), options: optional({ allowFile: file }) }),
       ),
       new RegExp(`${file} line 2: "sha256:nothex" is not a sha256 digest`),
     );
@@ -246,7 +325,7 @@ Deno.test("require-signature: reads allowFile (comments, blank lines) and option
         requireSignature,
         context("fetch", "after", {
           manifest: manifest(),
-          options: { allowFile: join(dir, "nope") },
+          options: optional({ allowFile: join(dir, "nope") }),
         }),
       ),
       /options\.allowFile .*nope: /,
@@ -256,10 +335,14 @@ Deno.test("require-signature: reads allowFile (comments, blank lines) and option
   }
 });
 
-Deno.test("require-signature: a missing or bad allow-list is an error naming the key", async () => {
+Deno.test("require-signature: bad options are errors naming the key", async () => {
   const at = (options: Record<string, unknown>) =>
-    call(requireSignature, context("fetch", "after", { manifest: manifest(), options }));
-  await rejects(at({}), /no allow-list: set options\.allow or options\.allowFile/);
+    call(
+      requireSignature,
+      context("fetch", "after", { manifest: manifest(), signature: decision(), options }),
+    );
+  await rejects(at({ signature: "optional" }), /"signature": "optional" needs an allow-list/);
+  await rejects(at({ signature: "maybe" }), /^Error: options\.signature: /);
   await rejects(at({ allow: MANIFEST }), /^Error: options\.allow: .*expected array/);
   await rejects(at({ allow: ["latest"] }), /options\.allow\[0\]: "latest" is not a sha256 digest/);
   await rejects(at({ allowfile: "/x" }), /options: Unrecognized key: "allowfile"/);

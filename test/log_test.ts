@@ -29,6 +29,7 @@ import {
   PULL_DONE,
   PULL_FAILED,
   PULL_START,
+  SIGNATURE_CHECKED,
   STAGE_END,
   STAGE_FAILED,
   STAGE_START,
@@ -66,6 +67,7 @@ Deno.test("message IDs are frozen: each equals the value journal queries depend 
     IMAGE_WRITTEN: "4810d287a9a0a3bba6459f88ac99c694",
     STORAGE_PULLED: "e27141108aea5370fb21e0b92724a8da",
     STORAGE_LABELED: "986ca0d89b41d40007a281315aa493ed",
+    SIGNATURE_CHECKED: "ddb7cb6bdcfa4143bd3a7e0f87c0d880",
   };
   const exported = {
     PULL_START,
@@ -87,6 +89,7 @@ Deno.test("message IDs are frozen: each equals the value journal queries depend 
     IMAGE_WRITTEN,
     STORAGE_PULLED,
     STORAGE_LABELED,
+    SIGNATURE_CHECKED,
   };
   assert.deepEqual(exported, frozen);
   assert.deepEqual({ ...MESSAGE_IDS }, frozen);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import {
   type CommandHandler,
   parseCommandArgs,
@@ -26,6 +27,7 @@ import type { TransferOptions } from "../oci/transfer.ts";
 import { createLogger } from "../log.ts";
 import { layerReporter } from "../pipeline/progress.ts";
 import type { LocalFetchMode } from "../oci/source.ts";
+import type { SignaturePolicyOptions } from "../signature/check.ts";
 import { bootTransform, ociFilesystem } from "../oci/commit.ts";
 import { layerContentId, openImageOrConfig } from "../oci/store.ts";
 import { parsePlatform } from "../oci/layout.ts";
@@ -68,6 +70,15 @@ export function fetchLimitsHelp(width: number): string {
     ["--retries N", [
       "retries of a failed registry request or cut blob, with backoff;",
       "a cut blob resumes where it stopped (default 3; 0: none)",
+    ]],
+    ["--signature-policy F", [
+      "the containers signature policy to enforce (default: as skopeo,",
+      "~/.config/containers/policy.json, else /etc/containers/policy.json);",
+      "a rejected image exits 4",
+    ]],
+    ["--registries.d DIR", [
+      "where signatures are (lookaside, sigstore attachments; default: as",
+      "skopeo, ~/.config/containers/registries.d, else /etc/containers/registries.d)",
     ]],
   ];
   const lines = rows.flatMap(([flag, text]) =>
@@ -352,6 +363,8 @@ export const FETCH_OPTIONS = {
   timeout: { type: "string" },
   "idle-timeout": { type: "string" },
   retries: { type: "string" },
+  "signature-policy": { type: "string" },
+  "registries.d": { type: "string" },
 } as const;
 
 /**
@@ -413,6 +426,11 @@ function transferOptions(
   };
 }
 
+/** A path as messages (and programs run elsewhere) need it: absolute. */
+function absolutePath(path: string | undefined): string | undefined {
+  return path === undefined ? undefined : resolve(path);
+}
+
 /** The source options the fetch flags select. */
 export function sourceOptions(
   values: {
@@ -424,6 +442,8 @@ export function sourceOptions(
     timeout?: string;
     "idle-timeout"?: string;
     retries?: string;
+    "signature-policy"?: string;
+    "registries.d"?: string;
   },
   usage: string,
   config: CfsConfig = {},
@@ -435,6 +455,7 @@ export function sourceOptions(
   localFetch?: LocalFetchMode;
   storageRoot?: string;
   transfer: TransferOptions;
+  signaturePolicy: SignaturePolicyOptions;
 } {
   const localFetch = values["local-fetch"];
   if (localFetch !== undefined && !["disabled", "auto", "zerocopy"].includes(localFetch)) {
@@ -465,6 +486,11 @@ export function sourceOptions(
     localFetch: localFetch as LocalFetchMode | undefined,
     storageRoot: values["storage-root"],
     transfer: transferOptions(values, usage, config, registry),
+    // Every pull from the CLI enforces the containers signature policy, as skopeo does.
+    signaturePolicy: {
+      policyPath: absolutePath(values["signature-policy"] ?? config.signaturePolicy),
+      registriesDir: absolutePath(values["registries.d"] ?? config.registriesDir),
+    },
   };
 }
 

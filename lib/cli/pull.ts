@@ -21,7 +21,9 @@ What bootc does with a composefs repository, as a pipeline of stages (open, [sto
 import, [label-storage], tag, label, image, boot) that hooks can wrap: open the repository (created when missing,
 upgraded when old), pull IMAGE (see 'cfs oci pull --help' for the forms), write the
 bootable EROFS image, find its boot entries, and tag it localhost/bootc-<manifest digest>
-(tags are written last). Exit codes: 1 error, 2 usage, 3 a hook failed, 130 interrupted.
+(tags are written last). The containers signature policy is enforced in fetch, as skopeo does.
+Exit codes: 1 error, 2 usage, 3 a hook failed, 4 the signature policy rejected the image,
+130 interrupted.
 With --json, stdout has one JSON object per line: events, then {"result": ...}.
 
 options:

@@ -11,6 +11,7 @@
  */
 import { CfsError } from "../errors.ts";
 import $ from "dax";
+import { skopeoRejection } from "../signature/check.ts";
 
 /** `skopeo` failed or is missing. */
 export class SkopeoError extends CfsError {
@@ -35,6 +36,11 @@ export interface SkopeoCopyOptions {
   retries?: number;
   /** Time for the whole copy (ms); skopeo is stopped when it runs out. */
   timeoutMs?: number;
+  /**
+   * The signature policy skopeo enforces (`--policy FILE [--registries.d DIR]`, from
+   * lib/signature/check.ts); its rejection is thrown as `SignatureRejected`.
+   */
+  policyArgs?: string[];
 }
 
 /**
@@ -47,7 +53,8 @@ export async function skopeoCopyToLayout(
   tag: string,
   options: SkopeoCopyOptions = {},
 ): Promise<void> {
-  const args = ["copy", "--quiet"];
+  // --policy and --registries.d are skopeo's global options: before the command.
+  const args = [...(options.policyArgs ?? []), "copy", "--quiet"];
   if (options.tlsVerify === false) args.push("--src-tls-verify=false");
   if (options.authFile) args.push("--authfile", options.authFile);
   if (options.retries !== undefined) args.push("--retry-times", String(options.retries));
@@ -78,6 +85,8 @@ export async function skopeoCopyToLayout(
   }
   if (result.code !== 0) {
     const stderr = result.stderr;
+    const rejected = options.policyArgs ? skopeoRejection(source, stderr) : undefined;
+    if (rejected) throw rejected;
     let last = stderr.trim().split("\n").pop() ?? "";
     // logrus lines (`time=... level=fatal msg="..."`): the message is what a user needs.
     const m = /level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"/.exec(last);

@@ -21,6 +21,10 @@
  * Temporary directories are made next to nothing of the repository's and removed by
  * {@link ImageSource.close}, also when the pull fails.
  *
+ * With {@link SourceOptions.signaturePolicy}, the containers signature policy decides once the
+ * image is resolved and before any layer is read (lib/signature/check.ts); skopeo gets the same
+ * policy for the transports it reads.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -37,6 +41,11 @@ import { RegistryClient } from "./registry.ts";
 import { skopeoCopyToLayout } from "./skopeo.ts";
 import type { TransferOptions } from "./transfer.ts";
 import type { TarInput } from "./tar.ts";
+import {
+  enforceSignaturePolicy,
+  type SignaturePolicyOptions,
+  skopeoPolicyArgs,
+} from "../signature/check.ts";
 import { ContainersStorageError, openStorageSource, parseStorageReference } from "./cstorage.ts";
 
 /**
@@ -67,6 +76,11 @@ export interface SourceOptions {
   transfer?: TransferOptions;
   /** Hears of each registry retry (one line: what failed, how long it waits). */
   onRetry?: (message: string) => void;
+  /**
+   * Enforce the containers signature policy (lib/signature/check.ts). Undefined: no check (a
+   * library caller's choice; the CLI always enforces).
+   */
+  signaturePolicy?: SignaturePolicyOptions;
 }
 
 /** A resolved image and a way to stream its layers. */
@@ -129,6 +143,33 @@ async function namingArchive<T>(archive: string, dir: string, work: () => Promis
   }
 }
 
+/**
+ * `source` once the signature policy accepted it (when there is one to enforce); closed (its
+ * temporary files removed) when it did not.
+ */
+async function checked(
+  parsed: ImageReference,
+  source: ImageSource,
+  options: SourceOptions,
+): Promise<ImageSource> {
+  if (options.signaturePolicy === undefined) return source;
+  try {
+    await enforceSignaturePolicy(
+      { reference: source.reference, parsed, image: source.image },
+      options.signaturePolicy,
+    );
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+  return source;
+}
+
+/** skopeo's `--policy` and `--registries.d` for the policy to enforce (none: skopeo's default). */
+async function policyArgs(options: SourceOptions): Promise<string[] | undefined> {
+  return options.signaturePolicy ? await skopeoPolicyArgs(options.signaturePolicy) : undefined;
+}
+
 function removeDir(dir: string): () => Promise<void> {
   return async () => {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -144,7 +185,11 @@ export async function openImageSource(
   const reference = typeof ref === "string" ? ref : formatImageReference(ref);
   switch (parsed.transport) {
     case "oci":
-      return await layoutSource(reference, parsed.path, parsed.tag, options);
+      return await checked(
+        parsed,
+        await layoutSource(reference, parsed.path, parsed.tag, options),
+        options,
+      );
     case "oci-archive": {
       const dir = await Deno.makeTempDir({ prefix: "cfs-oci-archive-" });
       try {
@@ -158,11 +203,11 @@ export async function openImageSource(
         dir,
         () => layoutSource(reference, dir, parsed.tag, options, removeDir(dir)),
       );
-      return {
+      return await checked(parsed, {
         ...source,
         openLayer: (layer, onBytes) =>
           namingArchive(parsed.path, dir, () => source.openLayer(layer, onBytes)),
-      };
+      }, options);
     }
     case "docker": {
       const client = new RegistryClient(parsed.domain, {
@@ -172,6 +217,12 @@ export async function openImageSource(
         onRetry: options.onRetry,
       });
       const image = await client.resolve(parsed, { platform: options.platform });
+      if (options.signaturePolicy) {
+        await enforceSignaturePolicy(
+          { reference, parsed, image, client },
+          options.signaturePolicy,
+        );
+      }
       return {
         reference,
         image,
@@ -183,7 +234,10 @@ export async function openImageSource(
       const mode = options.localFetch ?? "auto";
       if (mode !== "disabled") {
         try {
-          return openStorageSource(reference, parsed.name, { storageRoot: options.storageRoot });
+          const storage = openStorageSource(reference, parsed.name, {
+            storageRoot: options.storageRoot,
+          });
+          return await checked(parsed, storage, options);
         } catch (e) {
           if (!(e instanceof ContainersStorageError && e.unavailable && mode === "auto")) throw e;
           options.onFallback?.(`${e.message}; reading it through skopeo`);
@@ -201,6 +255,7 @@ export async function openImageSource(
         await skopeoCopyToLayout(source, join(dir, "layout"), TEMP_TAG, {
           platform: options.platform,
           timeoutMs: options.transfer?.timeoutMs,
+          policyArgs: await policyArgs(options),
         });
       } catch (e) {
         await removeDir(dir)();
@@ -218,6 +273,7 @@ export async function openImageSource(
           platform: options.platform,
           retries: options.transfer?.retries,
           timeoutMs: options.transfer?.timeoutMs,
+          policyArgs: await policyArgs(options),
         });
       } catch (e) {
         await removeDir(dir)();

@@ -216,6 +216,7 @@ export async function runHookChild(socketPath: string): Promise<never> {
     define("manifest", deepFreeze(c.manifest));
     define("config", deepFreeze(c.config));
     define("layers", deepFreeze(c.layers));
+    define("signature", deepFreeze(c.signature));
     const where = `${message.phase} ${message.stage}`;
     define("tags", c.tagsOpen ? c.tags : closedTags(c.tags, where), c.tagsOpen);
     define("tree", c.tree, c.treeOpen);

@@ -13,7 +13,13 @@
 import { deserialize, serialize } from "node:v8";
 import type { FileSystem } from "../tree.ts";
 import type { BootEntry } from "../boot/entries.ts";
-import type { HookDocument, HookLayer, HookPhase, StageName } from "../../hooks/types.ts";
+import type {
+  HookDocument,
+  HookLayer,
+  HookPhase,
+  HookSignatureDecision,
+  StageName,
+} from "../../hooks/types.ts";
 
 /** Largest message either side accepts (a tree with its inline data fits many times). */
 export const MAX_MESSAGE_BYTES = 1 << 30;
@@ -42,6 +48,8 @@ export interface CallContext {
   config?: HookDocument;
   /** The layers, after `fetch`. */
   layers?: HookLayer[];
+  /** The signature policy's decision, after `fetch`. */
+  signature?: HookSignatureDecision;
   /** The tags so far. */
   tags: string[];
   /** Whether the hook may change the tags (until `tag` ends). */

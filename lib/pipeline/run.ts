@@ -27,7 +27,13 @@
  *
  * @module
  */
-import type { HookContext, HookLayer, HookPhase, StageName } from "../../hooks/types.ts";
+import type {
+  HookContext,
+  HookLayer,
+  HookPhase,
+  HookSignatureDecision,
+  StageName,
+} from "../../hooks/types.ts";
 import { closeHooks, type LoadedHook } from "./hooks.ts";
 import { HookFailure, type HookFailureCode, PipelineInterrupted } from "./hook_errors.ts";
 import { type CallResult, HookCallError } from "./hook_process.ts";
@@ -48,6 +54,7 @@ import {
   PULL_DONE,
   PULL_FAILED,
   PULL_START,
+  SIGNATURE_CHECKED,
   STAGE_END,
   STAGE_FAILED,
   STAGE_START,
@@ -70,6 +77,22 @@ import { transformForBoot } from "../boot/transform.ts";
 import type { FileSystem } from "../tree.ts";
 import { loadImagePolicy } from "../boot/selinux.ts";
 import { ensureBootcLink, labelStorage, pullIntoStorage, unifiedStoragePath } from "./unified.ts";
+import { parseImageReference } from "../oci/reference.ts";
+import { loadPolicy } from "../signature/policy.ts";
+import { formatDecision } from "../signature/evaluate.ts";
+import type { PolicyDecision } from "../signature/types.ts";
+
+/** A policy decision as hooks see it (hooks/types.ts). */
+function hookDecision(d: PolicyDecision): HookSignatureDecision {
+  return {
+    accepted: d.accepted,
+    decidedBy: "cfs",
+    policy: d.policy,
+    transport: d.transport,
+    scope: d.scope ?? null,
+    requirements: d.results.map((r) => ({ type: r.type, accepted: r.accepted, reason: r.reason })),
+  };
+}
 
 /** Default time one hook call may take (ms). */
 export const DEFAULT_HOOK_TIMEOUT_MS = 60_000;
@@ -131,6 +154,7 @@ interface State {
   manifest?: HookContext["manifest"];
   config?: HookContext["config"];
   layers?: HookLayer[];
+  signature?: HookSignatureDecision;
   tags: string[];
   tree?: FileSystem;
   imageId?: string;
@@ -232,6 +256,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     manifest: state.manifest,
     config: state.config,
     layers: state.layers,
+    signature: state.signature,
     tags: state.tags,
     tagsOpen: tagsOpen(stage),
     tree: state.tree,
@@ -331,6 +356,23 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     checkLate(at);
   };
 
+  /** The decision as an event (SIGNATURE_CHECKED), whoever made it. */
+  const logDecision = (d: HookSignatureDecision, reasons?: string) => {
+    const scope = d.scope === null ? "default" : d.scope === "" ? "transport default" : d.scope;
+    log.info(
+      SIGNATURE_CHECKED,
+      `signature policy ${d.policy}: ${d.accepted ? "accepted" : "rejected"} ` +
+        `(${d.transport}, scope ${scope}${d.decidedBy === "skopeo" ? ", by skopeo" : ""})`,
+      {
+        [Field.POLICY]: d.policy,
+        [Field.TRANSPORT]: d.transport,
+        [Field.POLICY_SCOPE]: scope,
+        [Field.POLICY_DECISION]: d.accepted ? "accepted" : "rejected",
+        ...(reasons === undefined ? {} : { [Field.ERROR]: reasons }),
+      },
+    );
+  };
+
   const stage = async (name: StageName, work: () => Promise<void> | void) => {
     checkAbort();
     current = name;
@@ -393,11 +435,28 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
       await stage("storage", async () => {
         ensureBootcLink(opts.repoPath);
         const t = performance.now();
+        // podman enforces the signature policy on this pull (the same file), so the read
+        // from cfs's own copy below needs no decision of its own.
+        const policy = opts.signaturePolicy
+          ? (await loadPolicy(opts.signaturePolicy.policyPath)).source
+          : undefined;
         const id = await pullIntoStorage(opts.reference, storage, {
           tlsVerify: opts.tlsVerify,
           authFile: opts.authFile,
+          signaturePolicy: policy,
           signal,
         });
+        if (policy !== undefined) {
+          state.signature = {
+            accepted: true,
+            decidedBy: "skopeo",
+            policy,
+            transport: parseImageReference(opts.reference).transport,
+            scope: null,
+            requirements: [],
+          };
+          logDecision(state.signature);
+        }
         log.info(STORAGE_PULLED, `${opts.reference} in ${storage} as ${id.slice(0, 12)}`, {
           [Field.STORAGE]: storage,
           [Field.DURATION_MS]: Math.round(performance.now() - t),
@@ -407,11 +466,35 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
           ...opts,
           storageRoot: storage,
           localFetch: opts.localFetch ?? "zerocopy",
+          signaturePolicy: undefined,
         };
       });
     }
     await stage("fetch", async () => {
-      source = await openImageSource(sourceRef, sourceOpts);
+      const policy = sourceOpts.signaturePolicy;
+      source = await openImageSource(sourceRef, {
+        ...sourceOpts,
+        signaturePolicy: policy && {
+          ...policy,
+          onDecision: (d) => {
+            state.signature = hookDecision(d);
+            logDecision(state.signature, d.accepted ? undefined : formatDecision(d));
+            policy.onDecision?.(d);
+          },
+        },
+      });
+      if (policy && state.signature === undefined) {
+        // A transport read through skopeo: skopeo enforced the same policy and accepted.
+        state.signature = {
+          accepted: true,
+          decidedBy: "skopeo",
+          policy: (await loadPolicy(policy.policyPath)).source,
+          transport: parseImageReference(sourceRef).transport,
+          scope: null,
+          requirements: [],
+        };
+        logDecision(state.signature);
+      }
       const image = source.image;
       state.manifest = {
         digest: image.manifestDescriptor.digest,

@@ -74,6 +74,11 @@ export interface StoragePullOptions {
   authFile?: string;
   /** Stops podman. */
   signal?: AbortSignal;
+  /**
+   * The signature policy file podman (its hidden `--signature-policy`) and skopeo (`--policy`)
+   * enforce; default: theirs.
+   */
+  signaturePolicy?: string;
 }
 
 /** Longest repository name containers-image accepts (`docker/reference`'s NameTotalLengthMax). */
@@ -192,6 +197,7 @@ export async function pullIntoStorage(
   if (named !== undefined) {
     // podman would name it from the path, and refuse paths that are not valid names.
     await storageCommand("skopeo", [
+      ...(options.signaturePolicy ? ["--policy", options.signaturePolicy] : []),
       "copy",
       "--quiet",
       "--remove-signatures",
@@ -204,6 +210,7 @@ export async function pullIntoStorage(
   const args = [...store, "pull", "--quiet"];
   if (options.tlsVerify === false) args.push("--tls-verify=false");
   if (options.authFile) args.push("--authfile", options.authFile);
+  if (options.signaturePolicy) args.push("--signature-policy", options.signaturePolicy);
   args.push(reference);
   const out = await podman(args, options.signal);
   const id = out.trim().split("\n").pop()!.trim();
