@@ -451,7 +451,7 @@ Deno.test("signedBy with real GPG simple signatures: accepted, and each rejectio
     deepEqual(d.results.map((r) => r.type), ["reject"]);
     equal(
       formatDecision(d),
-      "policy p.json, transport docker, default: reject rejected: the policy rejects these images",
+      "policy p.json, transport docker, default: reject: the policy rejects these images",
     );
   } finally {
     await Deno.remove(tmp, { recursive: true });
@@ -661,14 +661,14 @@ Deno.test("evaluatePolicy: accept anything, signedBaseLayer, an empty built poli
   equal(
     formatDecision(d),
     'policy /etc/containers/policy.json, transport docker, scope "example.com/app": ' +
-      "insecureAcceptAnything accepted: accepted without any check",
+      "insecureAcceptAnything held (accepted without any check)",
   );
   d = await evaluatePolicy(policy, imageOf("docker://other.io/x:1"), NO_VERIFIER);
   equal(d.accepted, false);
   equal(d.scope, "");
   match(
     formatDecision(d),
-    /transport docker, transport default: insecureAcceptAnything accepted: .*; signedBaseLayer rejected: signedBaseLayer is not implemented/,
+    /transport docker, transport default: insecureAcceptAnything held \(.*\); signedBaseLayer: signedBaseLayer is not implemented/,
   );
   d = await evaluatePolicy(policy, imageOf("oci:/tmp"), NO_VERIFIER);
   ok(d.accepted);

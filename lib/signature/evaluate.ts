@@ -351,12 +351,12 @@ function scopeLabel(scope: string | undefined): string {
 /**
  * The decision as one line for an error or a log: the policy file, the transport, the scope
  * that applied and each requirement's outcome, e.g. `policy /etc/containers/policy.json,
- * transport docker, scope "example.com/app": signedBy rejected: no simple signing signature
- * exists`. Long lines keep their start and end (errors.ts `clipMiddle`).
+ * transport docker, scope "example.com/app": signedBy: no simple signing signature exists`. Long lines keep their start and end (errors.ts `clipMiddle`).
  */
 export function formatDecision(decision: PolicyDecision): string {
+  // The requirement that failed says why; those that held before it say they held.
   const results = decision.results.map((r) =>
-    `${r.type} ${r.accepted ? "accepted" : "rejected"}: ${r.reason}`
+    r.accepted ? `${r.type} held (${r.reason})` : `${r.type}: ${r.reason}`
   );
   return clipMiddle(
     `policy ${decision.policy}, transport ${decision.transport}, ${scopeLabel(decision.scope)}: ` +

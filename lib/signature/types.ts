@@ -47,7 +47,7 @@ export type PolicyRequirement =
     signedIdentity: SignedIdentity;
   }
   | {
-    /** Accepted by containers/image without any check of its own ("not implemented"). */
+    /** Rejected by containers/image 5.23 ("not implemented"), and so by cfs. */
     type: "signedBaseLayer";
   };
 
