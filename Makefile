@@ -25,9 +25,9 @@ CFS_V8_FLAGS := --v8-flags=--max-semi-space-size=1
 APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-system-x86 \
                 linux-image-amd64 busybox-static cpio zstd time libarchive-tools \
                 skopeo umoci docker-registry selinux-utils tmux podman xfsprogs \
-                gcc linux-libc-dev-arm64-cross
+                gcc linux-libc-dev-arm64-cross gnupg libgpgme-dev
 
-.PHONY: setup deno apt cfsctl oracles demo test test-unit vm-test bench binary binary-all fmt lint \
+.PHONY: setup deno apt cfsctl oracles cimage-oracle demo test test-unit vm-test bench binary binary-all fmt lint \
         check clean
 
 setup: deno apt
@@ -48,7 +48,14 @@ apt:
 	fi
 
 # `cargo install` builds each once (composefs-ctl 0.9.4: about 15 minutes on 2 cores).
-oracles cfsctl: $(CFSCTL_0_9) $(CFSCTL_0_3)
+# cimage-oracle: the signature-policy oracle (test/fixtures/cimage_oracle, containers/image
+# 5.23.1 from the Go module proxy, as skopeo 1.9.3; Debian's skopeo has sigstore disabled),
+# built with Go once per source version (about 80 s).
+oracles cfsctl: $(CFSCTL_0_9) $(CFSCTL_0_3) cimage-oracle
+cimage-oracle: deno apt
+	$(DENO) eval --quiet \
+	  'import { oracleBinary } from "./test/fixtures/signing.ts"; console.log(await oracleBinary());'
+
 $(CFSCTL_0_9):
 	cargo install composefs-ctl --locked --version 0.9.4 --root $(ORACLE_ROOT)/composefs-ctl-0.9.4
 $(CFSCTL_0_3):
