@@ -61,8 +61,10 @@ $(CFSCTL_0_9):
 $(CFSCTL_0_3):
 	cargo install cfsctl --locked --version 0.3.0 --root $(ORACLE_ROOT)/cfsctl-0.3.0
 
+# The main job on an image built here, no network (demo.ts): a small bootable OCI layout pulled
+# through a shipped hook; image ID, tags, boot entries. DEMO_ARGS=--keep keeps its directory.
 demo: setup
-	$(DENO) run --allow-all --quiet demo.ts
+	$(DENO) run --allow-all --quiet demo.ts $(DEMO_ARGS)
 
 # The QEMU boot test runs in vm-test only (.ci/run calls both).
 test: setup cfsctl
