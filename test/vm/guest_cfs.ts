@@ -20,6 +20,10 @@
  * - `/plain` (optional): an ext4 disk without the verity feature;
  * - `$OUT` (`/share/out`): a writable 9p directory; every file written below it comes back
  *   in {@link GuestCfsResult.outputs}.
+ * - with {@link GuestCfsOptions.network}: QEMU's user-mode network on `eth0` (virtio-net),
+ *   configured before the script runs: the guest is 10.0.2.15/24 and reaches the host as
+ *   10.0.2.2, where the host's 127.0.0.1 services answer (a test registry on 127.0.0.1:PORT is
+ *   `10.0.2.2:PORT`). There is no DNS: use addresses.
  *
  * `$VERITY_DEV`, `$TREES_DEV` and `$PLAIN_DEV` name the block devices (e.g. to unmount `/verity`
  * and change bytes underneath a file system).
@@ -78,6 +82,23 @@ const MARKER = "GUEST-CFS";
  */
 export const GUEST_CFS_MODULES: string[] = [...GUEST_MODULES, "sha512_generic"];
 
+/**
+ * The virtio NIC's driver, for {@link GuestCfsOptions.network} (Debian builds it as a module;
+ * the module resolver adds what it needs: failover and net_failover, virtio, virtio_ring).
+ */
+export const GUEST_NET_MODULES: string[] = ["virtio_net"];
+
+/** QEMU arguments of the guest's user-mode network (slirp; the host is 10.0.2.2). */
+const NETWORK_QEMU_ARGS = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
+
+/** The guest's static configuration of that network (busybox `ip`; slirp's default addresses). */
+const NETWORK_SETUP = [
+  "ip link set lo up",
+  "ip link set eth0 up",
+  "ip addr add 10.0.2.15/24 dev eth0",
+  "ip route add default via 10.0.2.2",
+];
+
 /** Input of {@link runCfsInGuest}. */
 export interface GuestCfsOptions {
   /**
@@ -105,6 +126,11 @@ export interface GuestCfsOptions {
   cfsctl09?: boolean | string;
   /** More host executables to put into the guest at the same path, with their libraries. */
   binaries?: string[];
+  /**
+   * Give the guest QEMU's user-mode network (see the module doc): the host's 127.0.0.1
+   * services are at 10.0.2.2. Default off (no NIC, no network modules).
+   */
+  network?: boolean;
   /** Kill QEMU after this long; default 300 s. The guest's own watchdog fires 30 s later. */
   timeoutMs?: number;
   /** Guest RAM in MiB; default 2048. */
@@ -211,6 +237,7 @@ export function guestInitramfs(
     cfsctl?: boolean | string;
     cfsctl09?: boolean | string;
     binaries?: string[];
+    network?: boolean;
     workRoot?: string;
     log?: (s: string) => void;
   } = {},
@@ -224,13 +251,14 @@ export function guestInitramfs(
   const ctl09 = opts.cfsctl09 ? findCfsctl09(opts.cfsctl09) : undefined;
   const extra = [...new Set(opts.binaries ?? [])].sort();
   const npm = npmCacheEntries();
+  const modules = opts.network ? [...GUEST_CFS_MODULES, ...GUEST_NET_MODULES] : GUEST_CFS_MODULES;
   // The Deno binary is 95 MiB: key it by identity, not content.
   const st = fs.statSync(deno);
   const key = hashInputs([
     INITRAMFS_VERSION,
     INIT,
     kernel.kernelVersion,
-    GUEST_CFS_MODULES.join(","),
+    modules.join(","),
     `deno:${deno}:${st.size}:${st.mtimeMs}:${st.ino}`,
     { file: busybox },
     ...(cfsctl ? [{ file: cfsctl }] : []),
@@ -252,7 +280,7 @@ export function guestInitramfs(
       ],
       modules: {
         kernelVersion: kernel.kernelVersion,
-        names: GUEST_CFS_MODULES,
+        names: modules,
         modulesDir: kernel.modulesDir,
       },
       files: npm.entries,
@@ -330,6 +358,7 @@ function guestScript(o: {
   script: string;
   disks: { dev: string; target: string; ro: boolean }[];
   denoFlags: string[];
+  network: boolean;
 }): string {
   const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
   const lines = [
@@ -347,6 +376,7 @@ function guestScript(o: {
       } ${d.dev} ${d.target} || fail 'mount ${d.dev}'`,
     );
   }
+  if (o.network) lines.push(`{ ${NETWORK_SETUP.join(" && ")}; } || fail 'network setup'`);
   lines.push(
     // DENO_DIR: the npm cache came in the initramfs; Deno writes its other caches next to it.
     "export DENO_DIR=/deno HOME=/tmp TMPDIR=/tmp NO_COLOR=1 DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1",
@@ -416,6 +446,7 @@ export async function runCfsInGuest(o: GuestCfsOptions): Promise<GuestCfsResult>
     cfsctl: o.cfsctl,
     cfsctl09: o.cfsctl09,
     binaries: o.binaries,
+    network: o.network,
     workRoot,
     log,
   });
@@ -452,7 +483,12 @@ export async function runCfsInGuest(o: GuestCfsOptions): Promise<GuestCfsResult>
     }
     fs.writeFileSync(
       path.join(share, "guest.sh"),
-      guestScript({ script: o.script, disks, denoFlags: o.denoFlags ?? [] }),
+      guestScript({
+        script: o.script,
+        disks,
+        denoFlags: o.denoFlags ?? [],
+        network: o.network ?? false,
+      }),
     );
     const prepareSeconds = (performance.now() - t0) / 1000;
     log(`disk images in ${prepareSeconds.toFixed(1)} s`);
@@ -471,6 +507,7 @@ export async function runCfsInGuest(o: GuestCfsOptions): Promise<GuestCfsResult>
       cpu: o.cpu,
       accel: "tcg",
       drives,
+      extraArgs: o.network ? NETWORK_QEMU_ARGS : undefined,
       virtfs: [
         { path: share, tag: "share" },
         { path: PROJECT_ROOT, tag: "src", readonly: true },
