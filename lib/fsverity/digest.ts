@@ -11,23 +11,20 @@
  * hashes those, until a level fits in one block. The root hash is the hash of that block;
  * an empty file's root hash is all zeros.
  *
- * Speed note: every node:crypto hash costs ~0.75 µs on top of the hashing itself (as much
- * as hashing 1.5 KiB with SHA-256), so the code below makes exactly one hash per 4 KiB
- * block, takes its hex form (the cheapest output Deno has) and copies nothing it can slice.
+ * Hashing itself is `block_hash.ts`'s: a native backend (libcrypto through FFI) where it
+ * loads, node:crypto otherwise. This module only arranges the tree.
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { BLOCK_SIZE, blockHasher } from "./block_hash.ts";
 
 /** The fs-verity hash algorithms cfs supports (those composefs uses). */
 export type VerityAlgorithm = "sha256" | "sha512";
 
-/** The fs-verity Merkle tree block size cfs uses (log2 = 12), as composefs requires. */
-export const BLOCK_SIZE = 4096;
+export { BLOCK_SIZE };
 
 const LOG_BLOCK_SIZE = 12;
 const DESCRIPTOR_SIZE = 256;
-const ZERO_BLOCK = new Uint8Array(BLOCK_SIZE);
 
 /** Size in bytes of one hash (and of the file digest) for `alg`: 32 or 64. */
 export function digestSize(alg: VerityAlgorithm): number {
@@ -44,57 +41,10 @@ export function parseAlgorithm(name: string): VerityAlgorithm | undefined {
   return name === "sha256" || name === "sha512" ? name : undefined;
 }
 
-/**
- * Hashes `bytes`, zero-padded to `padTo` bytes, into `out` at `offset`.
- *
- * Why hex: Deno's `digest()` copies the result into a new Buffer (two allocations),
- * `digest("hex")` returns a string straight from Rust; decoding it here is cheaper, which
- * makes a 4 KiB block ~30% faster with SHA-256 (measured: 0.9 -> 1.3 GB/s per thread).
- */
-function hashInto(
-  alg: VerityAlgorithm,
-  bytes: Uint8Array,
-  out: Uint8Array,
-  offset: number,
-  padTo = 0,
-): void {
-  const h = createHash(alg).update(bytes);
-  if (bytes.length < padTo) h.update(ZERO_BLOCK.subarray(0, padTo - bytes.length));
-  const hex = h.digest("hex");
-  for (let i = 0, o = offset; i < hex.length; i += 2, o++) {
-    out[o] = (HEX_VALUE[hex.charCodeAt(i)] << 4) | HEX_VALUE[hex.charCodeAt(i + 1)];
-  }
-  if (++hashCalls % GC_NUDGE_INTERVAL === 0) nudgeGarbageCollector();
-}
-
-/** Value of each lower-case hex digit's char code (what `digest("hex")` emits). */
-const HEX_VALUE = new Uint8Array(128);
-for (let i = 0; i < 16; i++) HEX_VALUE["0123456789abcdef".charCodeAt(i)] = i;
-
-let hashCalls = 0;
-const GC_NUDGE_INTERVAL = 16384;
-
-/**
- * Each hash object holds native memory outside V8's heap, freed only by a full collection,
- * which a loop making nothing but small garbage rarely triggers: hashing 1 GiB grew a
- * thread by ~40 MB (`cfs digest` of 1 GiB: ~135 MB peak RSS; with this, ~100 MB).
- * Announcing a large ArrayBuffer makes V8 collect sooner. At 64 MiB the buffer comes from
- * a fresh mmap that is never touched, so it costs address space, not memory, and time
- * too small to measure. Measured, not guessed: 16384 hashes (64 MiB of data) between
- * nudges was best; nudging more often made the peak larger, not smaller.
- */
-function nudgeGarbageCollector(): void {
-  try {
-    new ArrayBuffer(64 << 20);
-  } catch {
-    // No address space for it (strict overcommit): then memory just grows a little.
-  }
-}
-
 /** The hash of `bytes` zero-padded to `padTo` bytes, as a new array. */
 function hashOf(alg: VerityAlgorithm, bytes: Uint8Array, padTo = 0): Uint8Array {
   const out = new Uint8Array(digestSize(alg));
-  hashInto(alg, bytes, out, 0, padTo);
+  blockHasher(alg).hashPadded(bytes, padTo, out, 0);
   return out;
 }
 
@@ -109,17 +59,7 @@ export function hashBlocks(
   out: Uint8Array,
   outOffset = 0,
 ): number {
-  const ds = digestSize(alg);
-  const full = Math.floor(data.length / BLOCK_SIZE);
-  let o = outOffset;
-  for (let i = 0, off = 0; i < full; i++, off += BLOCK_SIZE, o += ds) {
-    hashInto(alg, data.subarray(off, off + BLOCK_SIZE), out, o);
-  }
-  if (full * BLOCK_SIZE < data.length) {
-    hashInto(alg, data.subarray(full * BLOCK_SIZE), out, o, BLOCK_SIZE);
-    return full + 1;
-  }
-  return full;
+  return blockHasher(alg).hashBlocks(data, out, outOffset);
 }
 
 /**
@@ -208,8 +148,20 @@ export class FsVerityHasher {
       l0.fill = 0;
       this.#addHashOf(1, l0.block);
     }
-    for (; off + BLOCK_SIZE <= data.length; off += BLOCK_SIZE) {
-      this.#addHashOf(1, data.subarray(off, off + BLOCK_SIZE));
+    // Whole blocks: hashed in runs straight into level 1's block, as many as it has room for.
+    const hasher = blockHasher(this.#alg);
+    const l1 = this.#level(1);
+    while (data.length - off >= BLOCK_SIZE) {
+      const room = (BLOCK_SIZE - l1.fill) / this.#ds;
+      const n = Math.min(room, Math.floor((data.length - off) / BLOCK_SIZE));
+      hasher.hashBlocks(data.subarray(off, off + n * BLOCK_SIZE), l1.block, l1.fill);
+      off += n * BLOCK_SIZE;
+      l1.fill += n * this.#ds;
+      l1.entries += n;
+      if (l1.fill === BLOCK_SIZE) {
+        l1.fill = 0;
+        this.#addHashOf(2, l1.block);
+      }
     }
     if (off < data.length) {
       l0.block.set(data.subarray(off), 0);
@@ -272,7 +224,7 @@ export class FsVerityHasher {
    */
   #addHashOf(n: number, block: Uint8Array, padTo = 0): void {
     const level = this.#level(n);
-    hashInto(this.#alg, block, level.block, level.fill, padTo);
+    blockHasher(this.#alg).hashPadded(block, padTo, level.block, level.fill);
     level.fill += this.#ds;
     level.entries++;
     if (level.fill === BLOCK_SIZE) {
