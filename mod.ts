@@ -271,6 +271,8 @@ export {
 export type { CallContext, FailureKind, RepositoryInfo } from "./lib/pipeline/hook_protocol.ts";
 export type {
   Hook,
+  HookCommand,
+  HookCommandResult,
   HookContext,
   HookDocument,
   HookFunction,
@@ -278,6 +280,10 @@ export type {
   HookLogger,
   HookPhase,
   HookRepository,
+  HookShell,
+  HookShellArg,
+  HookSignatureDecision,
+  HookTree,
   StageName,
 } from "./hooks/types.ts";
 export {

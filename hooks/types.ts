@@ -19,10 +19,88 @@
  * Only type imports may come from this file (they are erased when the hook is loaded);
  * a hook's own relative imports (`./util.ts`) and `node:` modules load normally.
  *
+ * Where it is: `make install` puts it in `/usr/share/cfs/hooks/types.ts` (with the few
+ * modules of cfs it takes types from, in the same layout), and `cfs hook init NAME` writes a
+ * hook whose import names the copy that cfs finds (that one, or this file in a checkout).
+ * Nothing here imports a package, so `deno check` of a hook needs no configuration file and
+ * no network.
+ *
  * @module
  */
 import type { FileSystem } from "../lib/tree.ts";
 import type { BootEntry } from "../lib/boot/entries.ts";
+
+export type { Directory, FileSystem, Inode, Leaf, LeafContent, Stat, Xattr } from "../lib/tree.ts";
+export type { BlsEntry, BootEntry, BootFile, UkiEntry } from "../lib/boot/entries.ts";
+
+/**
+ * The image's file system as `ctx.tree` holds it (lib/tree.ts's {@link FileSystem}): a root
+ * {@link Directory} whose `entries` map names to {@link Inode}s. Names are byte strings: one
+ * UTF-16 code unit per byte, so an ASCII name is itself (`root.entries.get("etc")`) and a
+ * UTF-8 one is its bytes (`unescape(encodeURIComponent(name))`). A file's content is
+ * `inline` (at most 64 bytes, in the image) or `external` (an object of the repository, by
+ * its digest). A hook may change the tree until `image` starts; what it hands back is checked
+ * (`hook-tree-invalid`): an `external` file must name an object the repository has.
+ */
+export type HookTree = FileSystem;
+
+/** One argument in a `ctx.$` template; each value is passed as one argument, escaped. */
+export type HookShellArg =
+  | string
+  | number
+  | boolean
+  | Uint8Array
+  | Array<string | number | boolean | Uint8Array>;
+
+/** What a finished command left: its exit code and, when captured, its output. */
+export interface HookCommandResult {
+  /** The exit code. */
+  readonly code: number;
+  /** Its stdout, when captured (`.stdout("piped")`); reading it otherwise throws. */
+  readonly stdout: string;
+  /** Its stderr, when captured (`.stderr("piped")`); reading it otherwise throws. */
+  readonly stderr: string;
+}
+
+/**
+ * A command built with `ctx.$`, started when awaited (or by `text()`, `lines()`, `json()`,
+ * `bytes()`). A command that exits non-zero rejects, naming the command and its code, unless
+ * `noThrow()`. Its output goes to cfs's log, line by line, as the hook's messages (stdout as
+ * info, stderr as warnings; field `CFS_HOOK_STREAM`), unless captured. It is killed (SIGTERM)
+ * when the call is aborted (timeout, Ctrl-C).
+ */
+export interface HookCommand extends PromiseLike<HookCommandResult> {
+  /** Runs it and resolves with its stdout, the final newline removed. */
+  text(): Promise<string>;
+  /** Runs it and resolves with its stdout's lines. */
+  lines(): Promise<string[]>;
+  /** Runs it and resolves with its stdout parsed as JSON. */
+  json<T = unknown>(): Promise<T>;
+  /** Runs it and resolves with its stdout's bytes. */
+  bytes(): Promise<Uint8Array>;
+  /** Resolves with the result whatever the exit code. */
+  noThrow(): HookCommand;
+  /** Drops its output instead of logging it (stdout, stderr, or both: the default). */
+  quiet(which?: "stdout" | "stderr" | "both"): HookCommand;
+  /** Runs it in `dir`. */
+  cwd(dir: string): HookCommand;
+  /** Sets environment variables for it (`undefined` removes one). */
+  env(variables: Record<string, string | undefined>): HookCommand;
+  /** Feeds it `text` on stdin. */
+  stdinText(text: string): HookCommand;
+  /** Kills it after `ms` milliseconds. */
+  timeout(ms: number): HookCommand;
+}
+
+/**
+ * `ctx.$`: runs commands as a shell line, `` ctx.$`date -u +%F` ``. It is dax's `$`
+ * (npm:dax-sh 0.44, which has more than this names: see its documentation); this type is the
+ * part cfs documents and keeps.
+ */
+export interface HookShell {
+  /** Builds a command from a template; interpolated values are single arguments. */
+  (strings: TemplateStringsArray, ...args: HookShellArg[]): HookCommand;
+}
 
 /**
  * The stages of `cfs pull`, in the order they run. `storage` (the image into cfs's own
@@ -175,8 +253,11 @@ export interface HookContext {
    * leaves no new tag.
    */
   tags: string[];
-  /** The merged file system (after `label`: boot transform and SELinux labels applied). */
-  tree?: FileSystem;
+  /**
+   * The merged file system (after `label`: boot transform and SELinux labels applied); see
+   * {@link HookTree}.
+   */
+  tree?: HookTree;
   /** The bootable EROFS image's id, hex (after `image`). */
   imageId?: string;
   /** The image's boot entries (after `boot`). */
@@ -185,9 +266,8 @@ export interface HookContext {
   readonly options: Record<string, unknown>;
   /** The structured logger. */
   readonly log: HookLogger;
-  /** dax's `$` for running commands (output captured into the log on failure). */
-  // deno-lint-ignore no-explicit-any
-  readonly $: any;
+  /** Runs commands; their output goes to cfs's log (see {@link HookShell}). */
+  readonly $: HookShell;
   /** Aborted when the pull is interrupted (SIGINT) or the hook's timeout passes. */
   readonly signal: AbortSignal;
 }

@@ -57,7 +57,10 @@ export const HOOK_START = "e489e0b58ed73d355b858b5ff2330418";
 export const HOOK_END = "bcf527f82e3ccf1f90ec38ba2551a02f";
 /** A hook threw, timed out or was aborted. Fields: CFS_HOOK, CFS_PHASE, CFS_STAGE, CFS_ERROR, CFS_DURATION_MS. */
 export const HOOK_FAILED = "41a7f9f2c2be82fbdf77ef600b45edd2";
-/** A message a hook logged through its context's logger. Fields: CFS_HOOK, the hook's own. */
+/**
+ * A message a hook logged through its context's logger, or a line it printed. Fields:
+ * CFS_HOOK, CFS_STAGE, the hook's own; CFS_HOOK_STREAM for a printed line.
+ */
 export const HOOK_MESSAGE = "7e7a710ae21e8269ee4cf3212b841e4c";
 /** A layer's import begins. Fields: CFS_LAYER_DIGEST, CFS_LAYER_INDEX, CFS_LAYERS, CFS_BYTES (compressed size). */
 export const LAYER_START = "cea781280a68e2c50891920f7081f417";
@@ -157,6 +160,8 @@ export const Field = {
   HOOK: "CFS_HOOK",
   /** The file a hook was loaded from. */
   HOOK_FILE: "CFS_HOOK_FILE",
+  /** A line a hook printed (its commands, its console): `stdout` or `stderr`. */
+  HOOK_STREAM: "CFS_HOOK_STREAM",
   /** Milliseconds an operation took. */
   DURATION_MS: "CFS_DURATION_MS",
   /** `sha256:...` of a layer blob. */

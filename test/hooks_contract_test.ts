@@ -452,7 +452,7 @@ export default {
   });
 });
 
-Deno.test("ctx.$, ctx.log and ctx.repository work; what a hook prints stays out of --json stdout", async () => {
+Deno.test("ctx.$, ctx.log and ctx.repository work; what a hook prints goes to the log, in order", async () => {
   await withImage("tools", async (env) => {
     const repo = join(env.tmp, "repo");
     // A first pull, so that the repository has a tag for ctx.repository.tags() to list.
@@ -464,8 +464,11 @@ Deno.test("ctx.$, ctx.log and ctx.repository work; what a hook prints stays out 
   after: {
     fetch: async (ctx) => {
       const out = await ctx.$\`echo from-dax\`.text();
-      console.log("printed by the hook");
+      console.log("printed by the hook", { n: 1 });
       await ctx.$\`echo inherited-stdout\`;
+      await ctx.$\`sh -c "echo to-stderr >&2; printf unfinished >&2"\`;
+      console.error("console error");
+      await ctx.$\`echo quiet-output\`.quiet();
       const tags = ctx.repository.tags();
       const config = ctx.repository.readObject(ctx.layers ? ${
         JSON.stringify(first.configVerity)
@@ -478,16 +481,32 @@ Deno.test("ctx.$, ctx.log and ctx.repository work; what a hook prints stays out 
     );
     const r = await runCfs(["--repo", repo, "--json", "pull", ...PULL, "--hook", hook, env.ref]);
     equal(r.code, 0, r.stderr);
-    // Every stdout line is JSON: the hook's output went to stderr.
+    // --json: every stdout line is JSON, and nothing went to stderr.
     const lines = r.text.trim().split("\n").map((l) => JSON.parse(l));
-    ok(r.stderr.includes("printed by the hook"), r.stderr);
-    ok(r.stderr.includes("inherited-stdout"), r.stderr);
+    equal(r.stderr, "");
     const messages = lines.filter((l) => l.id === HOOK_MESSAGE);
-    equal(messages.length, 2, JSON.stringify(messages));
-    equal(messages[0].message, "ran from-dax");
-    equal(messages[0].CFS_HOOK, "tools");
-    equal(messages[0].CFS_TEST_TAGS, `localhost/bootc-${first.manifest}`);
-    ok(messages[0].CFS_TEST_BYTES > 0);
-    equal(messages[1].message, "a warning");
+    deepEqual(
+      messages.map((m) => [m.level, m.CFS_HOOK_STREAM ?? null, m.message]),
+      [
+        ["info", "stdout", "printed by the hook { n: 1 }"],
+        ["info", "stdout", "inherited-stdout"],
+        ["warning", "stderr", "to-stderr"],
+        ["warning", "stderr", "unfinished"],
+        ["warning", "stderr", "console error"],
+        ["info", null, "ran from-dax"],
+        ["warning", null, "a warning"],
+      ],
+    );
+    for (const m of messages) {
+      equal(m.CFS_HOOK, "tools");
+      equal(m.CFS_STAGE, "fetch");
+    }
+    equal(messages[5].CFS_TEST_TAGS, `localhost/bootc-${first.manifest}`);
+    ok(messages[5].CFS_TEST_BYTES > 0);
+    // In order: every line of the call is logged before the fetch stage ends.
+    const fetchEnd = lines.findIndex((l) =>
+      l.CFS_STAGE === "fetch" && l.CFS_DURATION_MS !== undefined && l.CFS_HOOK === undefined
+    );
+    ok(fetchEnd > lines.indexOf(messages[6]), JSON.stringify(lines.map((l) => l.message)));
   });
 });

@@ -13,12 +13,19 @@
  * cfs's log, `$` is dax's, with every command it starts killed (SIGTERM) when the call is
  * aborted, and `repository` is opened here, read-only, when a hook first uses it.
  *
+ * What a hook prints goes to cfs's log, line by line, as the hook's messages (field
+ * `CFS_HOOK_STREAM`: `stdout` or `stderr`): the output of the commands `ctx.$` starts (unless
+ * the hook captures it, `.text()`, or sends it elsewhere) and the `console` methods. These
+ * lines travel over the socket with the call's other messages, so they reach the log before
+ * the call's end, in order, and never cfs's stdout, where `--json` output goes. Bytes written
+ * to the process's own stdout some other way still end on cfs's stderr (hook_process.ts).
+ *
  * Started as `cfs __hook-child SOCKET` by the compiled binary (cli.ts) and as
  * `deno run ... lib/pipeline/hook_child.ts SOCKET` from a checkout.
  *
  * @module
  */
-import { build$, KillController } from "dax";
+import { build$, CommandBuilder, KillController } from "dax";
 import type {
   Hook,
   HookContext,
@@ -26,8 +33,10 @@ import type {
   HookLogger,
   HookPhase,
   HookRepository,
+  HookShell,
   StageName,
 } from "../../hooks/types.ts";
+import { format } from "node:util";
 import { BUILTIN_HOOKS } from "./builtin.ts";
 import { hookOfModule } from "./hook_module.ts";
 import {
@@ -41,6 +50,7 @@ import {
 } from "./hook_protocol.ts";
 import { ObjectId, Repository } from "../repository/mod.ts";
 import { listTags } from "../oci/store.ts";
+import { Field } from "../log.ts";
 
 /** The argument that makes `cfs` (the compiled binary) a hook's process. */
 export const HOOK_CHILD_COMMAND = "__hook-child";
@@ -109,6 +119,105 @@ function logFields(fields: unknown): Record<string, string | number | boolean> |
   return out;
 }
 
+/** Longest line of a hook's output sent as one log message; the rest of the line is cut. */
+const MAX_OUTPUT_LINE = 4000;
+
+/**
+ * A hook's output as log lines: bytes in (a dax `WriterSync`), one `emit` per complete line,
+ * the last partial line on {@link flush}. Empty lines are dropped; `\r\n` ends a line too.
+ */
+export class OutputLines {
+  #decoder = new TextDecoder();
+  #pending = "";
+
+  /** Creates the splitter; `emit` gets each line without its end. */
+  constructor(readonly emit: (line: string) => void) {}
+
+  /** Takes bytes; always all of them. */
+  writeSync(bytes: Uint8Array): number {
+    this.#take(this.#decoder.decode(bytes, { stream: true }));
+    return bytes.length;
+  }
+
+  /** Takes text (a console call's formatted line). */
+  writeText(text: string): void {
+    this.#take(text);
+  }
+
+  /** Sends what is left of an unfinished line. */
+  flush(): void {
+    this.#take(this.#decoder.decode());
+    const rest = this.#pending;
+    this.#pending = "";
+    this.#line(rest);
+  }
+
+  #take(text: string): void {
+    const lines = (this.#pending + text).split("\n");
+    this.#pending = lines.pop()!;
+    for (const line of lines) this.#line(line);
+  }
+
+  #line(line: string): void {
+    const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+    if (text.trim() !== "") this.emit(text.slice(0, MAX_OUTPUT_LINE));
+  }
+}
+
+/** The streams each capturing method of a dax command reads (its argument, else the default). */
+const CAPTURES: Record<string, (kind: unknown) => Array<"stdout" | "stderr">> = {
+  text: (kind) => streamsOf(kind ?? "stdout"),
+  lines: (kind) => streamsOf(kind ?? "stdout"),
+  bytes: (kind) => streamsOf(kind ?? "stdout"),
+  json: (kind) => streamsOf(kind ?? "stdout"),
+  quiet: (kind) => streamsOf(kind ?? "combined"),
+};
+
+function streamsOf(kind: unknown): Array<"stdout" | "stderr"> {
+  if (kind === "stdout" || kind === "stderr") return [kind];
+  return ["stdout", "stderr"];
+}
+
+/**
+ * dax's `$` with the output of its commands going to the log by default, but captured where
+ * the hook asks for it. dax captures (`text()`, `lines()`, `json()`, `bytes()`, `quiet()`)
+ * only streams that would be inherited; a stream sent to a writer, as here, stays there and
+ * its text is "no longer available". So each of those calls first sets the streams it reads
+ * to `piped`, as they would be from `inherit`. Every command builder `$` hands out (and each
+ * one its methods return) is wrapped the same way.
+ */
+function capturingWhenAsked<T extends object>($: T): T {
+  const wrap = (value: unknown): unknown => {
+    if (value instanceof CommandBuilder) return capturing(value);
+    return value;
+  };
+  const capturing = (builder: CommandBuilder): CommandBuilder =>
+    new Proxy(builder, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          let self = target;
+          const streams = typeof prop === "string" && Object.hasOwn(CAPTURES, prop)
+            ? CAPTURES[prop](args[0])
+            : [];
+          for (const stream of streams) self = self[stream]("piped");
+          return wrap(
+            (self[prop as keyof CommandBuilder] as (...a: unknown[]) => unknown)(...args),
+          );
+        };
+      },
+    });
+  return new Proxy($, {
+    apply: (target, self, args) => wrap(Reflect.apply(target as () => unknown, self, args)),
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => wrap(Reflect.apply(value, target, args));
+    },
+  });
+}
+
 /** Runs the hook process on `socketPath` until cfs closes the connection; never returns. */
 export async function runHookChild(socketPath: string): Promise<never> {
   const conn = await Deno.connect({ transport: "unix", path: socketPath });
@@ -130,8 +239,28 @@ export async function runHookChild(socketPath: string): Promise<never> {
     }).catch(() => Deno.exit(70)); // cfs is gone: nothing left to do
   };
 
+  // What the hook prints: to the log (see the module doc), stdout lines as info, stderr as warn.
+  const output = {
+    stdout: new OutputLines((line) =>
+      send({ t: "log", level: "info", message: line, fields: { [Field.HOOK_STREAM]: "stdout" } })
+    ),
+    stderr: new OutputLines((line) =>
+      send({ t: "log", level: "warn", message: line, fields: { [Field.HOOK_STREAM]: "stderr" } })
+    ),
+  };
+  // A console call is a line of its own, even after a command's unfinished one.
+  const print = (stream: OutputLines) => (...args: unknown[]) => {
+    stream.flush();
+    stream.writeText(`${format(...args)}\n`);
+  };
+  console.log = console.info = console.debug = print(output.stdout);
+  console.warn = console.error = print(output.stderr);
+
   const kill = new KillController();
-  const $ = build$({ commandBuilder: (builder) => builder.signal(kill.signal) });
+  const $: HookShell = capturingWhenAsked(build$({
+    commandBuilder: (builder) =>
+      builder.signal(kill.signal).stdout(output.stdout).stderr(output.stderr),
+  }));
   let hook: Hook | undefined;
   let loading = false;
   let loadFailure: string | undefined;
@@ -246,6 +375,8 @@ export async function runHookChild(socketPath: string): Promise<never> {
     }
     // A rejection the call left unhandled surfaces after its microtasks: one macrotask later.
     await new Promise((r) => setTimeout(r, 0));
+    output.stdout.flush();
+    output.stderr.flush();
     if (current === mine) current = undefined;
     if (mine.settled) return;
     mine.settled = true;
