@@ -108,6 +108,14 @@ binary: deno
 binary-all:
 	$(MAKE) binary TARGETS="x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu"
 
+# `make install [PREFIX=/usr] [DESTDIR=]` (install.ts): PREFIX/bin/cfs (dist/cfs after
+# `make binary`, else a launcher of this checkout) and PREFIX/share/cfs/hooks/types.ts, the hook
+# API that hooks import their types from, with the modules it takes types from.
+PREFIX ?= /usr
+.PHONY: install
+install: deno
+	$(DENO) run --allow-all --quiet install.ts $(PREFIX) $(DESTDIR)
+
 fmt: deno
 	$(DENO) fmt
 

@@ -77,6 +77,7 @@
  * | `hook-tree-invalid`                   | HookFailure               | 3    | a hook left a tree no image can be   |
  * | `hook-load-failed`                    | HookLoadError             | 3    | a hook file cannot be loaded         |
  * | `hook-file-unsafe`                    | HookLoadError             | 3    | as root: a hook others could change  |
+ * | `hook-init-failed`                    | HookInitError             | 1    | hook init cannot write the file      |
  * | `policy-invalid`                      | PolicyError               | 1    | a malformed signature policy file    |
  * | `policy-not-found`                    | PolicyError               | 1    | no policy.json where skopeo looks    |
  * | `registries-d-invalid`                | RegistriesDError          | 1    | a malformed registries.d file        |
