@@ -11,11 +11,14 @@
  * are written with GNU tar and gzip by the same builder the tests use (test/fixtures/oci.ts).
  * The kernel and initramfs are placeholders (a few bytes each): boot entries list them, QEMU
  * could not start them. `--keep` leaves the directory (repository and layout) in place and
- * says where it is.
+ * says where it is; `--hook FILE` (repeatable) pulls through that hook too, to try a hook of
+ * one's own (`make demo DEMO_ARGS="--hook oem.ts"`).
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { main } from "./cli.ts";
 import { buildOciImage, type LayerEntry } from "./test/fixtures/oci.ts";
 
@@ -90,7 +93,12 @@ async function cfs(
 }
 
 if (import.meta.main) {
-  const keep = Deno.args.includes("--keep");
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { keep: { type: "boolean" }, hook: { type: "string", multiple: true } },
+  });
+  const keep = values.keep ?? false;
+  const hooks = (values.hook ?? []).flatMap((h) => ["--hook", resolve(h)]);
   const t0 = performance.now();
   const dir = await Deno.makeTempDir({ prefix: "cfs-demo-" });
   const repo = `${dir}/repo`;
@@ -106,6 +114,7 @@ if (import.meta.main) {
       DEMO_POLICY,
       "--hook",
       "builtin:extra-tags",
+      ...hooks,
       image,
     ], { CFS_EXTRA_TAGS: DEMO_EXTRA_TAGS });
     await cfs("the tags", ["--repo", repo, "oci", "images"]);
