@@ -25,9 +25,9 @@ CFS_V8_FLAGS := --v8-flags=--max-semi-space-size=1
 APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-system-x86 \
                 linux-image-amd64 busybox-static cpio zstd time libarchive-tools \
                 skopeo umoci docker-registry selinux-utils tmux podman xfsprogs \
-                gcc linux-libc-dev-arm64-cross gnupg libgpgme-dev
+                gcc linux-libc-dev-arm64-cross gnupg libgpgme-dev dracut-core
 
-.PHONY: setup deno apt cfsctl oracles cimage-oracle demo test test-unit vm-test bench binary binary-all fmt lint \
+.PHONY: setup deno apt cfsctl oracles cimage-oracle demo test test-unit vm-test bench binary binary-all binary-test fmt lint \
         check clean
 
 setup: deno apt
@@ -89,21 +89,41 @@ bench: setup cfsctl
 # `make binary` builds for this machine's architecture; `make binary TARGETS="..."` for others
 # (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu): dist/cfs-<target> each. deno compile
 # downloads the denort runtime of each target; where it cannot, DENORT_BIN names a local one
-# (one runtime, so one target per run).
+# (one runtime, so one target per run). A binary for this machine must answer --version as cfs
+# (a DENORT_BIN that is deno itself, not denort, makes a binary that is Deno's REPL). A probe
+# (an empty module) finds out in seconds whether the runtime can be had, before cfs compiles.
+# COMPILE_INCLUDES: files cfs loads by path at run time, outside the module graph deno compile
+# follows (test/binary_test.ts checks the list against the code): the fs-verity hashing worker.
+# Hook processes need nothing: the binary starts itself (lib/pipeline/hook_process.ts).
 TARGETS ?=
+COMPILE_INCLUDES := --include lib/fsverity/leaf_worker.ts
 binary: deno
-	mkdir -p dist
-	@if [ -z "$(TARGETS)" ]; then \
-	  $(DENO) compile --allow-all $(CFS_V8_FLAGS) --output dist/cfs cli.ts || { \
-	    echo "make binary: deno compile failed; it needs the denort runtime, which it downloads." >&2; \
-	    echo "Where that is impossible, set DENORT_BIN to a local denort $(DENO_VERSION) (DENORT_BIN=$${DENORT_BIN:-unset})." >&2; \
-	    exit 1; }; \
-	else for t in $(TARGETS); do \
-	  $(DENO) compile --allow-all $(CFS_V8_FLAGS) --target $$t --output dist/cfs-$$t cli.ts || { \
-	    echo "make binary: deno compile --target $$t failed; it needs that target's denort runtime, which it downloads." >&2; \
-	    echo "Where that is impossible, set DENORT_BIN to a local denort $(DENO_VERSION) for $$t (DENORT_BIN=$${DENORT_BIN:-unset})." >&2; \
-	    exit 1; }; \
-	done; fi
+	@mkdir -p dist
+	@for t in $(if $(TARGETS),$(TARGETS),host); do \
+	  if [ $$t = host ]; then out=dist/cfs; tflag=""; else out=dist/cfs-$$t; tflag="--target $$t"; fi; \
+	  echo 'export {};' > dist/.probe.ts; \
+	  if ! { NO_COLOR=1 $(DENO) compile --quiet $$tflag --output dist/.probe dist/.probe.ts && \
+	      NO_COLOR=1 $(DENO) compile --allow-all $(CFS_V8_FLAGS) $(COMPILE_INCLUDES) $$tflag \
+	        --output $$out cli.ts; } >dist/compile.log 2>&1; then \
+	    zip=$$(grep -o 'denort-[A-Za-z0-9_.-]*\.zip' dist/compile.log | head -n 1); \
+	    if [ -n "$$zip" ] && [ -z "$$DENORT_BIN" ]; then \
+	      echo "make binary: deno compile could not download $$zip (the Deno $(DENO_VERSION) runtime it builds on): get that zip where you can, unzip it, and run 'make binary DENORT_BIN=/path/to/denort'" >&2; \
+	    else cat dist/compile.log >&2; \
+	      echo "make binary: deno compile of $$out failed (output above; DENORT_BIN=$${DENORT_BIN:-unset})" >&2; fi; \
+	    exit 1; \
+	  fi; \
+	  if [ $$t = host ] && ! ./$$out --version 2>/dev/null | grep -q '^cfs '; then \
+	    rm -f $$out; \
+	    echo "make binary: $$out does not run as cfs: DENORT_BIN=$$DENORT_BIN is not a denort $(DENO_VERSION) runtime (deno itself will not do)" >&2; \
+	    exit 1; \
+	  fi; \
+	  rm -f dist/.probe dist/.probe.ts; echo "$$out"; \
+	done
+
+# Runs the compiled binary's tests and fails when no binary can be built (make test runs the
+# same file, which then only checks make binary's message and says loudly that it ran no binary).
+binary-test: deno
+	CFS_REQUIRE_BINARY=1 $(DENO) test --allow-all test/binary_test.ts
 
 binary-all:
 	$(MAKE) binary TARGETS="x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu"

@@ -30,6 +30,7 @@ import { fsckCommand, gcCommand, imagesCommand, initCommand } from "./lib/cli/re
 import { catCommand, ociCommand } from "./lib/cli/oci.ts";
 import { setupRootCommand } from "./lib/cli/setup_root.ts";
 import { vmTestCommand } from "./lib/cli/vm_test.ts";
+import { initramfsCommand } from "./lib/cli/initramfs.ts";
 import { hookCommand } from "./lib/cli/hook.ts";
 import { parseErofsVersion } from "./lib/erofs/format.ts";
 import { HOOK_CHILD_COMMAND, runHookChild } from "./lib/pipeline/hook_child.ts";
@@ -70,6 +71,10 @@ const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
   fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
   gc: { handler: gcCommand, summary: "remove what no ref keeps alive" },
   "setup-root": { handler: setupRootCommand, summary: "initramfs: mount composefs=ID as root" },
+  initramfs: {
+    handler: initramfsCommand,
+    summary: "write the cfs drop-in initramfs (or a dracut module) for a kernel",
+  },
   "vm-test": { handler: vmTestCommand, summary: "boot a pulled image in QEMU from composefs" },
   hook: { handler: hookCommand, summary: "hook authoring: hook init NAME [DIR]" },
 };

@@ -65,6 +65,8 @@
  * | `unsupported-platform`                | UnsupportedPlatformError  | 1    | an OS/architecture cfs does not know |
  * | `mount-failed`                        | MountError                | 1    | a mount or unmount failed            |
  * | `setup-root-failed`                   | SetupRootError            | 1    | the initramfs root setup failed      |
+ * | `initramfs-failed`                    | DropinError               | 1    | the drop-in cannot be written        |
+ * | `vm-test-failed`                      | VmTestError               | 1    | vm-test cannot find or boot an image |
  * | `boot-transform-failed`               | BootTransformError        | 1    | a tree cannot be made bootable       |
  * | `boot-entry-invalid`                  | BootEntryError            | 1    | a malformed boot entry               |
  * | `selinux-policy-invalid`              | SelinuxPolicyError        | 1    | a malformed file_contexts            |

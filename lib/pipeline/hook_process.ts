@@ -95,10 +95,35 @@ export interface CallOptions {
   ) => void;
 }
 
-/** The command that starts a hook's process listening on `socket` (see the module doc). */
+/**
+ * The command that starts a hook's process listening on `socket` (see the module doc): the
+ * compiled cfs runs itself; cfs bundled into one file (the initramfs drop-in, lib/vm/dropin.ts:
+ * every module's `import.meta.url` is the bundle's) runs the bundle again; from source, Deno
+ * runs hook_child.ts with the checkout's deno.json.
+ */
 export function hookChildCommand(socket: string): { command: string; args: string[] } {
   if (Deno.build.standalone) {
     return { command: Deno.execPath(), args: [HOOK_CHILD_COMMAND, socket] };
+  }
+  if (!import.meta.url.endsWith("/lib/pipeline/hook_process.ts")) {
+    const bundle = new URL(import.meta.url);
+    if (bundle.protocol !== "file:") {
+      throw new Error(`cannot start a hook process from ${bundle.href} (not a file)`);
+    }
+    return {
+      command: Deno.execPath(),
+      args: [
+        "run",
+        "--allow-all",
+        "--quiet",
+        "--no-prompt",
+        "--no-config",
+        "--no-remote",
+        decodeURIComponent(bundle.pathname),
+        HOOK_CHILD_COMMAND,
+        socket,
+      ],
+    };
   }
   const child = new URL("./hook_child.ts", import.meta.url);
   const config = new URL("../../deno.json", import.meta.url);

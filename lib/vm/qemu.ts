@@ -463,6 +463,13 @@ export interface QemuOptions {
   qemuBinary?: string;
   /** Called with each console line as it is written (polling; for progress output). */
   onConsoleLine?: (line: string) => void;
+  /**
+   * Called with the console's last, unfinished line whenever it changed (a prompt such as
+   * `login: ` ends without a newline).
+   */
+  onConsolePartial?: (text: string) => void;
+  /** Kills QEMU (SIGKILL) when it aborts: the caller saw what it waited for, or Ctrl-C. */
+  signal?: AbortSignal;
 }
 
 /** Output of {@link bootQemu}. QEMU exits 0 after a guest `poweroff -f`; with `-no-reboot`
@@ -577,6 +584,7 @@ export async function bootQemu(o: QemuOptions): Promise<QemuResult> {
       const lines = (partial + buf.toString("utf8")).split(/\r?\n/);
       partial = lines.pop() ?? "";
       for (const l of lines) o.onConsoleLine(l);
+      if (partial) o.onConsolePartial?.(partial);
     } catch {
       // the log may not exist yet
     } finally {
@@ -584,6 +592,9 @@ export async function bootQemu(o: QemuOptions): Promise<QemuResult> {
     }
   };
   if (o.onConsoleLine) pollTimer = setInterval(poll, 250);
+  const kill = () => child.kill("SIGKILL");
+  if (o.signal?.aborted) kill();
+  o.signal?.addEventListener("abort", kill);
   try {
     const { code, signal } = await new Promise<
       { code: number | null; signal: NodeJS.Signals | null }
@@ -602,6 +613,7 @@ export async function bootQemu(o: QemuOptions): Promise<QemuResult> {
     };
   } finally {
     clearTimeout(timer);
+    o.signal?.removeEventListener("abort", kill);
     if (pollTimer) clearInterval(pollTimer);
     poll();
     if (partial && o.onConsoleLine) o.onConsoleLine(partial);
