@@ -71,7 +71,10 @@ Deno.test("make demo: a bootable image built here, pulled through a hook; ID, ta
     equal(JSON.stringify(images.map((i) => i.name).sort()), JSON.stringify(tags));
     for (const i of images) equal(i.manifest_digest, manifest);
     const shownTags = stepOutput(out, "the tags").join("\n");
-    for (const t of tags) ok(shownTags.includes(t), `tag ${t} not shown:\n${shownTags}`);
+    // `oci images` may shorten a long name (bootc's tag is 87 characters): its start is shown.
+    for (const t of tags) {
+      ok(shownTags.includes(t.slice(0, 30)), `tag ${t} not shown:\n${shownTags}`);
+    }
     // The image ID shown is cfsctl's bootable image id of that image.
     const id = await runCfsctl09([
       "--repo",
