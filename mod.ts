@@ -175,6 +175,28 @@ export {
   type SourceOptions,
 } from "./lib/oci/source.ts";
 export {
+  type CheckedSource,
+  enforceSignaturePolicy,
+  type SignaturePolicyOptions,
+  SignatureRejected,
+} from "./lib/signature/check.ts";
+export { loadPolicy, parsePolicy, PolicyError } from "./lib/signature/policy.ts";
+export {
+  evaluatePolicy,
+  formatDecision,
+  type SignatureVerifier,
+} from "./lib/signature/evaluate.ts";
+export type {
+  ImageSignature,
+  ImageToCheck,
+  PolicyDecision,
+  PolicyRequirement,
+  RequirementResult,
+  SignatureClaims,
+  SignaturePolicy,
+  SignedIdentity,
+} from "./lib/signature/types.ts";
+export {
   type LayerEvent,
   type PulledLayer,
   pullImage,

@@ -132,7 +132,9 @@ export interface SignatureClaims {
 
 /** The outcome of one requirement. */
 export interface RequirementResult {
+  /** The requirement's type. */
   readonly type: PolicyRequirement["type"];
+  /** True when it held. */
   readonly accepted: boolean;
   /** Why not (or, when accepted, which key/signature did it), one line. */
   readonly reason: string;
@@ -140,14 +142,17 @@ export interface RequirementResult {
 
 /** The policy's decision about an image. */
 export interface PolicyDecision {
+  /** True when every requirement of the scope held. */
   readonly accepted: boolean;
   /** The policy file. */
   readonly policy: string;
+  /** The policy transport of the image. */
   readonly transport: string;
   /**
    * The scope whose requirements applied: a scope string, `""` for the transport's default,
    * or undefined for the policy's global `default`.
    */
   readonly scope?: string;
+  /** The requirements evaluated, in order, up to the first that failed. */
   readonly results: readonly RequirementResult[];
 }
