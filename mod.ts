@@ -180,7 +180,11 @@ export {
   type SignaturePolicyOptions,
   SignatureRejected,
 } from "./lib/signature/check.ts";
-export { loadPolicy, parsePolicy, PolicyError } from "./lib/signature/policy.ts";
+export {
+  loadPolicy as loadSignaturePolicy,
+  parsePolicy as parseSignaturePolicy,
+  PolicyError,
+} from "./lib/signature/policy.ts";
 export {
   evaluatePolicy,
   formatDecision,
