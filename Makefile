@@ -25,9 +25,10 @@ CFS_V8_FLAGS := --v8-flags=--max-semi-space-size=1
 APT_PACKAGES := fsverity erofs-utils debootstrap e2fsprogs attr xxhash qemu-system-x86 \
                 linux-image-amd64 busybox-static cpio zstd time libarchive-tools \
                 skopeo umoci docker-registry selinux-utils tmux podman xfsprogs \
-                gcc linux-libc-dev-arm64-cross gnupg libgpgme-dev dracut-core
+                gcc linux-libc-dev-arm64-cross gnupg libgpgme-dev \
+                zsh fish groff dracut-core
 
-.PHONY: setup deno apt cfsctl oracles cimage-oracle demo test test-unit vm-test bench binary binary-all binary-test fmt lint \
+.PHONY: man setup deno apt cfsctl oracles cimage-oracle demo test test-unit vm-test bench binary binary-all binary-test fmt lint \
         check clean
 
 setup: deno apt
@@ -60,6 +61,10 @@ $(CFSCTL_0_9):
 	cargo install composefs-ctl --locked --version 0.9.4 --root $(ORACLE_ROOT)/composefs-ctl-0.9.4
 $(CFSCTL_0_3):
 	cargo install cfsctl --locked --version 0.3.0 --root $(ORACLE_ROOT)/cfsctl-0.3.0
+
+# Man pages from the command table (lib/cli/table.ts), as cfs man --out writes them.
+man: deno
+	$(DENO) run --allow-all --quiet cli.ts man --out man
 
 # The main job on an image built here, no network (demo.ts): a small bootable OCI layout pulled
 # through a shipped hook; image ID, tags, boot entries. DEMO_ARGS=--keep keeps its directory.

@@ -13,7 +13,14 @@
  *
  * @module
  */
-import { type CommandHandler, type GlobalOptions, UsageError } from "./lib/cli/command.ts";
+import {
+  type CommandHandler,
+  extractGlobals,
+  type GlobalOptions,
+  parseLeadingGlobals,
+  println,
+  UsageError,
+} from "./lib/cli/command.ts";
 import { clipMiddle, errorCode, errorExitCode, MAX_ERROR_LINE } from "./lib/errors.ts";
 import { digestCommand } from "./lib/cli/digest.ts";
 import {
@@ -32,116 +39,121 @@ import { setupRootCommand } from "./lib/cli/setup_root.ts";
 import { vmTestCommand } from "./lib/cli/vm_test.ts";
 import { initramfsCommand } from "./lib/cli/initramfs.ts";
 import { hookCommand } from "./lib/cli/hook.ts";
-import { parseErofsVersion } from "./lib/erofs/format.ts";
+import { completionCommand, helpCommand, manCommand } from "./lib/cli/meta.ts";
+import { commandHelp, generalHelp, VERSION } from "./lib/cli/help.ts";
+import { type CommandSpec, findCommand, subcommands, topLevelCommands } from "./lib/cli/table.ts";
+import { didYouMean } from "./lib/cli/suggest.ts";
 import { HOOK_CHILD_COMMAND, runHookChild } from "./lib/pipeline/hook_child.ts";
 
-const COMMANDS: Record<string, { handler: CommandHandler; summary: string }> = {
-  init: { handler: initCommand, summary: "create a repository" },
-  digest: { handler: digestCommand, summary: "print fs-verity digests of files" },
-  "compute-id": { handler: computeIdCommand, summary: "print the image ID of a directory tree" },
-  "compute-karg": {
-    handler: computeKargCommand,
-    summary: "print the kernel argument that boots a tree's bootable image",
-  },
-  "create-dumpfile": {
-    handler: createDumpfileCommand,
-    summary: "print the composefs dumpfile of a tree",
-  },
-  "create-image": {
-    handler: createImageCommand,
-    summary: "commit a tree's EROFS image to the repository",
-  },
-  "image-objects": { handler: imageObjectsCommand, summary: "list the objects an image refers to" },
-  "dump-files": { handler: dumpFilesCommand, summary: "print dumpfile lines of files in an image" },
-  mount: { handler: mountCommand, summary: "mount an image (EROFS + overlayfs; root)" },
-  images: { handler: imagesCommand, summary: "list named image refs (images/refs)" },
-  cat: {
-    handler: catCommand,
-    summary: "write a stream's content (refs/NAME or its name) to stdout",
-  },
-  oci: {
-    handler: ociCommand,
-    summary: "OCI commands: pull, images, inspect, tag, untag, compute-id, dump, mount, fsck, ...",
-  },
-  pull: {
-    handler: pullCommand,
-    summary: "pull an image as bootc does: tag, bootable EROFS, boot entries",
-  },
-  "boot-entries": { handler: bootEntriesCommand, summary: "list a pulled image's boot entries" },
-  fsck: { handler: fsckCommand, summary: "check every object, image and stream" },
-  gc: { handler: gcCommand, summary: "remove what no ref keeps alive" },
-  "setup-root": { handler: setupRootCommand, summary: "initramfs: mount composefs=ID as root" },
-  initramfs: {
-    handler: initramfsCommand,
-    summary: "write the cfs drop-in initramfs (or a dracut module) for a kernel",
-  },
-  "vm-test": { handler: vmTestCommand, summary: "boot a pulled image in QEMU from composefs" },
-  hook: { handler: hookCommand, summary: "hook authoring: hook init NAME [DIR]" },
+/**
+ * The handler of each top-level command. Names, options and help are in the command table
+ * (lib/cli/table.ts); a unit test checks that both list the same commands.
+ */
+export const HANDLERS: Record<string, CommandHandler> = {
+  init: initCommand,
+  digest: digestCommand,
+  "compute-id": computeIdCommand,
+  "compute-karg": computeKargCommand,
+  "create-dumpfile": createDumpfileCommand,
+  "create-image": createImageCommand,
+  "image-objects": imageObjectsCommand,
+  "dump-files": dumpFilesCommand,
+  mount: mountCommand,
+  images: imagesCommand,
+  cat: catCommand,
+  oci: ociCommand,
+  pull: pullCommand,
+  "boot-entries": bootEntriesCommand,
+  fsck: fsckCommand,
+  gc: gcCommand,
+  "setup-root": setupRootCommand,
+  initramfs: initramfsCommand,
+  "vm-test": vmTestCommand,
+  hook: hookCommand,
+  help: helpCommand,
+  completion: completionCommand,
+  man: manCommand,
 };
 
-const USAGE = `usage: cfs [--repo DIR] [--config FILE] [--json] [-v] [--erofs-version 0|1|2]
-           [--hash sha256|sha512] [--no-repo] COMMAND [ARGS...]
+/** Whether `flag` is among the options of `args` (before a `--`). */
+function hasFlag(args: readonly string[], ...flags: string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).some((a) => flags.includes(a));
+}
 
-commands:
-${Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(16)} ${c.summary}`).join("\n")}
-
-Run 'cfs COMMAND --help' for a command's options.`;
+/**
+ * The table entry a command line names: `oci pull` for `oci pull ...` (the subcommand is the
+ * first argument after `oci` that is not an option), else the top-level command.
+ */
+function resolveSpec(name: string, rest: readonly string[]): CommandSpec {
+  const top = findCommand(name)!;
+  if (subcommands(name).length === 0) return top;
+  const sub = rest.find((a) => !a.startsWith("-"));
+  if (sub === undefined) return top;
+  const spec = findCommand(`${name} ${sub}`);
+  if (spec === undefined) {
+    const names = subcommands(name).map((c) => c.name.slice(name.length + 1));
+    throw new UsageError(`unknown ${name} command '${sub}'${didYouMean(sub, names)}`);
+  }
+  return spec;
+}
 
 /** Runs cfs with `argv` (without the program name); returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   // The compiled binary starts each hook's process as itself (lib/pipeline/hook_process.ts).
   if (argv[0] === HOOK_CHILD_COMMAND) return await runHookChild(argv[1] ?? "");
   const globals: GlobalOptions = { json: false, verbose: false, repo: Deno.env.get("CFS_REPO") };
-  // Errors as JSON whenever --json appears, before or after the command (commands take it too).
-  const end = argv.indexOf("--");
-  const json = (end < 0 ? argv : argv.slice(0, end)).includes("--json");
-  const usageError = (message: string, usage = USAGE) =>
-    reportError(new UsageError(message, usage), json, false);
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--json") globals.json = true;
-    else if (a === "-v" || a === "--verbose") globals.verbose = true;
-    else if (a === "--repo") {
-      if (i + 1 >= argv.length) return usageError("--repo needs a directory");
-      globals.repo = argv[++i];
-    } else if (a.startsWith("--repo=")) globals.repo = a.slice(7);
-    else if (a === "--config") {
-      if (i + 1 >= argv.length) return usageError("--config needs a file");
-      globals.config = argv[++i];
-    } else if (a.startsWith("--config=")) globals.config = a.slice(9);
-    else if (a === "--erofs-version" || a.startsWith("--erofs-version=")) {
-      const value = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
-      const version = value === undefined ? undefined : parseErofsVersion(value);
-      if (version === undefined) return usageError("--erofs-version needs 0, 1 or 2");
-      globals.erofsVersion = version;
-    } else if (a === "--hash" || a.startsWith("--hash=")) {
-      const value = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
-      if (value !== "sha256" && value !== "sha512") {
-        return usageError("--hash needs sha256 or sha512");
-      }
-      globals.hash = value;
-    } else if (a === "--no-repo") globals.noRepo = true;
-    else if (a === "-h" || a === "--help") {
-      console.log(USAGE);
-      return 0;
-    } else if (a === "--version") {
-      console.log("cfs 0.1.0");
-      return 0;
-    } else break;
+  // Errors as JSON whenever --json appears, before or after the command.
+  const json = hasFlag(argv, "--json");
+  let i: number;
+  try {
+    if (hasFlag(argv.slice(0, 1), "-h", "--help")) return help(generalHelp());
+    i = parseLeadingGlobals(argv, globals);
+  } catch (e) {
+    return reportError(e, json, false);
   }
   const name = argv[i];
-  if (name === undefined) return usageError("no command given");
-  const command = COMMANDS[name];
-  if (command === undefined) return usageError(`unknown command '${name}'`);
+  if (name === undefined) {
+    if (hasFlag(argv, "--version")) return help(`cfs ${VERSION}`);
+    if (hasFlag(argv, "-h", "--help")) return help(generalHelp());
+    return reportError(new UsageError("no command given"), json, false, "");
+  }
+  const handler = Object.hasOwn(HANDLERS, name) ? HANDLERS[name] : undefined;
+  if (handler === undefined) {
+    const names = topLevelCommands().map((c) => c.name);
+    return reportError(
+      new UsageError(`unknown command '${name.slice(0, 60)}'${didYouMean(name, names)}`),
+      json,
+      false,
+      "",
+    );
+  }
+  let rest = argv.slice(i + 1);
+  let spec: CommandSpec = findCommand(name)!;
   try {
-    return await command.handler(argv.slice(i + 1), globals);
+    spec = resolveSpec(name, rest);
+    if (hasFlag(rest, "-h", "--help")) return help(commandHelp(spec));
+    if (hasFlag(rest, "--version")) return help(`cfs ${VERSION}`);
+    if (spec.name !== name) {
+      // `oci SUB ARGS`: the globals come out of ARGS by the subcommand's options.
+      const at = rest.indexOf(spec.name.slice(name.length + 1));
+      parseLeadingGlobals(rest.slice(0, at), globals);
+      rest = [rest[at], ...extractGlobals(rest.slice(at + 1), spec, globals)];
+    } else {
+      rest = extractGlobals(rest, spec, globals);
+    }
+    return await handler(rest, globals);
   } catch (e) {
     if (e instanceof UsageError) {
-      return reportError(new UsageError(`${name}: ${e.message}`, e.usage ?? USAGE), json, false);
+      return reportError(new UsageError(`${spec.name}: ${e.message}`), json, false, spec.name);
     }
     return reportError(e, json, globals.verbose);
   }
+}
+
+function help(text: string): number {
+  println(text);
+  return 0;
 }
 
 /** An error message as one bounded line: newlines folded, the middle of a long one elided. */
@@ -150,10 +162,11 @@ export function errorLine(message: string): string {
 }
 
 /**
- * Prints `e` (see the module documentation) and returns its exit code. A usage error shows the
- * usage text after the message, on stderr, unless the output is JSON.
+ * Prints `e` (see the module documentation) and returns its exit code. A usage error is
+ * followed by a pointer to the help (`see 'cfs help COMMAND'`, or `cfs help` when `command` is
+ * ""), on stderr, unless the output is JSON.
  */
-function reportError(e: unknown, json: boolean, verbose: boolean): number {
+function reportError(e: unknown, json: boolean, verbose: boolean, command?: string): number {
   const err = e instanceof Error ? e : new Error(String(e));
   const exitCode = errorExitCode(e);
   const message = errorLine(err.message);
@@ -161,7 +174,9 @@ function reportError(e: unknown, json: boolean, verbose: boolean): number {
     console.log(JSON.stringify({ error: { code: errorCode(e), message, exitCode } }));
   } else {
     console.error(`cfs: ${message}`);
-    if (e instanceof UsageError && e.usage !== undefined) console.error(e.usage);
+    if (e instanceof UsageError) {
+      console.error(`see 'cfs help${command ? ` ${command}` : ""}'`);
+    }
   }
   if (verbose) {
     // With -v: the cause chain and the stack, unbounded, for a bug report.

@@ -24,6 +24,7 @@
  * | `repository-symlink`                  | RepositoryError           | 1    | a repository directory is a symlink  |
  * | `repository-exists`                   | RepositoryError           | 1    | init with other settings than it has |
  * | `image-not-found`                     | RepositoryError           | 1    | no image (ref, id, tag or digest)    |
+ * | `image-ambiguous`                     | RepositoryError           | 1    | a digest prefix names several images |
  * | `stream-not-found`                    | RepositoryError           | 1    | no stream of that name or id         |
  * | `object-missing`                      | RepositoryError           | 1    | a referenced object is not stored    |
  * | `object-corrupt`                      | RepositoryError           | 1    | an object's bytes do not match       |

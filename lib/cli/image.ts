@@ -14,73 +14,37 @@
 import {
   type CommandHandler,
   type GlobalOptions,
-  parseCommandArgs,
+  parseCommand,
   println,
   UsageError,
   writeStdout,
 } from "./command.ts";
+import { commandSpec } from "./table.ts";
 import { erofsImage, treeFromPath, type TreeFromPathOptions } from "../build.ts";
 import { collectObjects, readErofs } from "../erofs/reader.ts";
 import { DEFAULT_EROFS_VERSION, type ErofsVersion, parseErofsVersion } from "../erofs/format.ts";
 import { dumpfileLine, dumpfileLines } from "../dumpfile.ts";
 import { fsverityDigest, toHex, type VerityAlgorithm } from "../fsverity/digest.ts";
-import { Repository } from "../repository.ts";
+import { Repository, RepositoryError } from "../repository.ts";
+import { errorCode } from "../errors.ts";
+import { resolveTag } from "../oci/store.ts";
 import { mountImage } from "../mount.ts";
 import { openRepo, repoPath } from "./repo_path.ts";
 import { countLinks, lookup, utf8ToName } from "../tree.ts";
 import { parseXattrFiltering, type XattrFiltering } from "../tree_transform.ts";
 import { composefsKarg } from "../boot/karg.ts";
 
-const TREE_OPTIONS = {
-  bootable: { type: "boolean" },
-  "no-propagate-usr-to-root": { type: "boolean" },
-  "stat-root": { type: "boolean" },
-  xattrs: { type: "string" },
-  hash: { type: "string" },
-  algorithm: { type: "string" },
-  "erofs-version": { type: "string" },
-  "no-repo": { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-const KARG_OPTIONS = {
-  "no-propagate-usr-to-root": { type: "boolean" },
-  hash: { type: "string" },
-  algorithm: { type: "string" },
-  "erofs-version": { type: "string" },
-  "no-repo": { type: "boolean" },
-  insecure: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-const TREE_FLAGS =
-  `[--bootable] [--no-propagate-usr-to-root] [--xattrs allowlist-only|keep-user-xattrs]
-       [--hash sha256|sha512] [--erofs-version 0|1|2]`;
-
-const TREE_HELP =
-  `--bootable                  the boot transform: /boot and /sysroot emptied, SELinux labels
-                            from the tree's own policy (or none without a policy)
---no-propagate-usr-to-root  keep the root's own metadata, /run and every xattr (by default
-                            the root takes /usr's metadata, /run is emptied, xattrs filtered)
---xattrs MODE               what the default transform keeps: allowlist-only (only
-                            security.capability, the default) or keep-user-xattrs (also user.*)
---hash ALG                  sha256 or sha512 (alias --algorithm); default: the repository's
-                            (--repo, $CFS_REPO, the default path) when there is one, else sha512
---erofs-version V           EROFS format 0, 1 (default) or 2
---no-repo                   do not look at a repository for the algorithm`;
-
 function parseAlgorithm(
   values: { hash?: string; algorithm?: string },
-  usage: string,
 ): VerityAlgorithm | undefined {
   const { hash, algorithm } = values;
   if (hash !== undefined && algorithm !== undefined && hash !== algorithm) {
-    throw new UsageError(`--hash ${hash} and --algorithm ${algorithm} disagree`, usage);
+    throw new UsageError(`--hash ${hash} and --algorithm ${algorithm} disagree`);
   }
   const value = hash ?? algorithm;
   if (value === undefined) return undefined;
   if (value !== "sha256" && value !== "sha512") {
-    throw new UsageError(`unknown algorithm '${value}' (use sha256 or sha512)`, usage);
+    throw new UsageError(`unknown algorithm '${value}' (use sha256 or sha512)`);
   }
   return value;
 }
@@ -89,12 +53,11 @@ function parseAlgorithm(
 export function erofsVersionOption(
   value: string | undefined,
   globals: GlobalOptions,
-  usage: string,
 ): ErofsVersion | undefined {
   if (value === undefined) return globals.erofsVersion;
   const version = parseErofsVersion(value);
   if (version === undefined) {
-    throw new UsageError(`unknown EROFS version '${value}' (use 0, 1 or 2)`, usage);
+    throw new UsageError(`unknown EROFS version '${value}' (use 0, 1 or 2)`);
   }
   return version;
 }
@@ -121,9 +84,9 @@ function algorithmFor(
   return "sha512";
 }
 
-function oneTreeArg(positionals: string[], usage: string, max = 1): string[] {
-  if (positionals.length === 0) throw new UsageError("missing PATH", usage);
-  if (positionals.length > max) throw new UsageError("too many arguments", usage);
+function oneTreeArg(positionals: string[], max = 1): string[] {
+  if (positionals.length === 0) throw new UsageError("missing PATH");
+  if (positionals.length > max) throw new UsageError("too many arguments");
   return positionals;
 }
 
@@ -138,16 +101,15 @@ interface TreeArgs {
     "erofs-version"?: string;
     "no-repo"?: boolean;
   };
-  usage: string;
 }
 
-function treeOptions({ values, usage }: TreeArgs): TreeFromPathOptions {
+function treeOptions({ values }: TreeArgs): TreeFromPathOptions {
   let xattrs: XattrFiltering | undefined;
   if (values.xattrs !== undefined) {
     try {
       xattrs = parseXattrFiltering(values.xattrs);
     } catch (e) {
-      throw new UsageError((e as Error).message, usage);
+      throw new UsageError((e as Error).message);
     }
   }
   return {
@@ -157,27 +119,19 @@ function treeOptions({ values, usage }: TreeArgs): TreeFromPathOptions {
   };
 }
 
-const COMPUTE_ID_USAGE = `usage: cfs compute-id ${TREE_FLAGS} PATH
-
-Prints the image ID (fs-verity digest of the composefs EROFS image) of the tree at PATH,
-without writing anything.
-
-${TREE_HELP}`;
-
 /** `cfs compute-id` */
 export const computeIdCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, COMPUTE_ID_USAGE);
-  if (values.help) return Promise.resolve(help(COMPUTE_ID_USAGE));
-  const [path] = oneTreeArg(positionals, COMPUTE_ID_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("compute-id"));
+  const [path] = oneTreeArg(positionals);
   const algorithm = algorithmFor(
     globals,
-    parseAlgorithm(values, COMPUTE_ID_USAGE),
+    parseAlgorithm(values),
     values["no-repo"] ?? false,
   );
-  const version = erofsVersionOption(values["erofs-version"], globals, COMPUTE_ID_USAGE) ??
+  const version = erofsVersionOption(values["erofs-version"], globals) ??
     DEFAULT_EROFS_VERSION;
   const fs = treeFromPath(path, {
-    ...treeOptions({ values, usage: COMPUTE_ID_USAGE }),
+    ...treeOptions({ values }),
     algorithm,
   });
   const id = toHex(fsverityDigest(erofsImage(fs, version), algorithm));
@@ -185,25 +139,16 @@ export const computeIdCommand: CommandHandler = (args, globals) => {
   return Promise.resolve(0);
 };
 
-const COMPUTE_KARG_USAGE =
-  `usage: cfs compute-karg [--no-propagate-usr-to-root] [--hash sha256|sha512]
-       [--erofs-version 0|1|2] [--insecure] PATH
-
-Prints the kernel argument that boots the bootable image of the tree at PATH (the boot
-transform is always applied): composefs.digest=v1-sha512-12:HEX for EROFS versions 0 and 1,
-composefs=HEX for version 2. --insecure adds the '?' that makes fs-verity optional.`;
-
 /** `cfs compute-karg` */
 export const computeKargCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, KARG_OPTIONS, COMPUTE_KARG_USAGE);
-  if (values.help) return Promise.resolve(help(COMPUTE_KARG_USAGE));
-  const [path] = oneTreeArg(positionals, COMPUTE_KARG_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("compute-karg"));
+  const [path] = oneTreeArg(positionals);
   const algorithm = algorithmFor(
     globals,
-    parseAlgorithm(values, COMPUTE_KARG_USAGE),
+    parseAlgorithm(values),
     values["no-repo"] ?? false,
   );
-  const version = erofsVersionOption(values["erofs-version"], globals, COMPUTE_KARG_USAGE) ??
+  const version = erofsVersionOption(values["erofs-version"], globals) ??
     DEFAULT_EROFS_VERSION;
   const fs = treeFromPath(path, {
     algorithm,
@@ -216,25 +161,18 @@ export const computeKargCommand: CommandHandler = (args, globals) => {
   return Promise.resolve(0);
 };
 
-const CREATE_DUMPFILE_USAGE = `usage: cfs create-dumpfile ${TREE_FLAGS} PATH
-
-Prints the composefs dumpfile of the tree at PATH.
-
-${TREE_HELP}`;
-
 /** `cfs create-dumpfile` */
 export const createDumpfileCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, CREATE_DUMPFILE_USAGE);
-  if (values.help) return Promise.resolve(help(CREATE_DUMPFILE_USAGE));
-  const [path] = oneTreeArg(positionals, CREATE_DUMPFILE_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("create-dumpfile"));
+  const [path] = oneTreeArg(positionals);
   const algorithm = algorithmFor(
     globals,
-    parseAlgorithm(values, CREATE_DUMPFILE_USAGE),
+    parseAlgorithm(values),
     values["no-repo"] ?? false,
   );
-  erofsVersionOption(values["erofs-version"], globals, CREATE_DUMPFILE_USAGE);
+  erofsVersionOption(values["erofs-version"], globals);
   const fs = treeFromPath(path, {
-    ...treeOptions({ values, usage: CREATE_DUMPFILE_USAGE }),
+    ...treeOptions({ values }),
     algorithm,
   });
   writeLines(dumpfileLines(fs));
@@ -254,29 +192,18 @@ function writeLines(lines: Iterable<string>): void {
   writeStdout(enc.encode(buf));
 }
 
-const CREATE_IMAGE_USAGE = `usage: cfs create-image ${TREE_FLAGS} PATH [NAME]
-
-Stores the tree at PATH in the repository (large files as objects), writes its EROFS image
-in every format the repository keeps (meta.json erofs_formats; only --erofs-version's when
-given) and prints ALGORITHM:ID of the first; NAME becomes a ref (images/refs/NAME), a GC
-root. The repository decides the algorithm: --hash must agree with it.
-
-${TREE_HELP}`;
-
 /** `cfs create-image` */
 export const createImageCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, TREE_OPTIONS, CREATE_IMAGE_USAGE);
-  if (values.help) return Promise.resolve(help(CREATE_IMAGE_USAGE));
-  const explicit = parseAlgorithm(values, CREATE_IMAGE_USAGE) ?? globals.hash;
-  const version = erofsVersionOption(values["erofs-version"], globals, CREATE_IMAGE_USAGE);
-  const [path, name] = oneTreeArg(positionals, CREATE_IMAGE_USAGE, 2);
-  const options = treeOptions({ values, usage: CREATE_IMAGE_USAGE });
+  const { values, positionals } = parseCommand(args, commandSpec("create-image"));
+  const explicit = parseAlgorithm(values) ?? globals.hash;
+  const version = erofsVersionOption(values["erofs-version"], globals);
+  const [path, name] = oneTreeArg(positionals, 2);
+  const options = treeOptions({ values });
   const repo = openRepo(globals);
   try {
     if (explicit !== undefined && explicit !== repo.algorithm) {
       throw new UsageError(
         `the repository ${repoPath(globals)} uses ${repo.algorithm}, not ${explicit}`,
-        CREATE_IMAGE_USAGE,
       );
     }
     const fs = treeFromPath(path, { ...options, repo });
@@ -298,19 +225,10 @@ export const createImageCommand: CommandHandler = (args, globals) => {
   return Promise.resolve(0);
 };
 
-const IMAGE_OBJECTS_USAGE = `usage: cfs image-objects NAME
-
-Lists the objects (ALGORITHM:HEX) that image NAME (an image ID or a ref name) refers to.`;
-
 /** `cfs image-objects` */
 export const imageObjectsCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(
-    args,
-    { help: { type: "boolean", short: "h" } },
-    IMAGE_OBJECTS_USAGE,
-  );
-  if (values.help) return Promise.resolve(help(IMAGE_OBJECTS_USAGE));
-  const [name] = oneTreeArg(positionals, IMAGE_OBJECTS_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("image-objects"));
+  const [name] = oneTreeArg(positionals);
   const repo = openRepo(globals);
   try {
     const { bytes } = repo.readImage(name);
@@ -323,19 +241,10 @@ export const imageObjectsCommand: CommandHandler = (args, globals) => {
   return Promise.resolve(0);
 };
 
-const DUMP_FILES_USAGE = `usage: cfs dump-files NAME [PATH...]
-
-Prints the dumpfile lines of the given paths in image NAME (all entries when no PATH).`;
-
 /** `cfs dump-files` */
 export const dumpFilesCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(
-    args,
-    { help: { type: "boolean", short: "h" } },
-    DUMP_FILES_USAGE,
-  );
-  if (values.help) return Promise.resolve(help(DUMP_FILES_USAGE));
-  const [name, ...paths] = oneTreeArg(positionals, DUMP_FILES_USAGE, Infinity);
+  const { positionals } = parseCommand(args, commandSpec("dump-files"));
+  const [name, ...paths] = oneTreeArg(positionals, Infinity);
   const repo = openRepo(globals);
   try {
     const fs = readErofs(repo.readImage(name).bytes);
@@ -359,31 +268,36 @@ export const dumpFilesCommand: CommandHandler = (args, globals) => {
   return Promise.resolve(0);
 };
 
-function help(usage: string): number {
-  println(usage);
-  return 0;
+/** Whether `name` is an OCI tag in `repo` (never throws). */
+function isTag(repo: Repository, name: string): boolean {
+  try {
+    return resolveTag(repo, name) !== undefined;
+  } catch {
+    return false;
+  }
 }
-
-const MOUNT_USAGE = `usage: cfs mount NAME MOUNTPOINT
-
-Mounts image NAME (its id, or an image ref) with the kernel's EROFS and overlayfs over the
-repository's objects (verity=require in a secure repository). Needs root. For pulled OCI
-images see 'cfs oci mount'.`;
 
 /** `cfs mount` */
 export const mountCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(
-    args,
-    { help: { type: "boolean", short: "h" } },
-    MOUNT_USAGE,
-  );
-  if (values.help) return help(MOUNT_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("mount"));
   if (positionals.length !== 2) {
-    throw new UsageError("NAME and MOUNTPOINT are required", MOUNT_USAGE);
+    throw new UsageError("NAME and MOUNTPOINT are required");
   }
   const repo = openRepo(globals);
   try {
-    await mountImage(repo, repo.resolveImage(positionals[0]).hex, positionals[1]);
+    let id;
+    try {
+      id = repo.resolveImage(positionals[0]);
+    } catch (e) {
+      // A pulled OCI image's tag is not an image ref: point to the command that takes it.
+      if (errorCode(e) !== "image-not-found" || !isTag(repo, positionals[0])) throw e;
+      throw new RepositoryError(
+        `'${positionals[0]}' is a pulled OCI image, not an image ref: ` +
+          `use 'cfs oci mount ${positionals[0]} ${positionals[1]}'`,
+        { code: "image-not-found" },
+      );
+    }
+    await mountImage(repo, id.hex, positionals[1]);
   } finally {
     repo.close();
   }

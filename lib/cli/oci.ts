@@ -6,13 +6,8 @@
  * @module
  */
 import { resolve } from "node:path";
-import {
-  type CommandHandler,
-  parseCommandArgs,
-  println,
-  UsageError,
-  writeStdout,
-} from "./command.ts";
+import { type CommandHandler, parseCommand, println, UsageError, writeStdout } from "./command.ts";
+import { commandSpec } from "./table.ts";
 import { openReadOnly, openRepo } from "./repo_path.ts";
 import type { Repository } from "../repository/mod.ts";
 import { checkSha256Digest, importLayer } from "../oci/import.ts";
@@ -38,129 +33,10 @@ import { fsverityDigest, toHex } from "../fsverity/digest.ts";
 import { parseXattrFiltering, type XattrFiltering } from "../tree_transform.ts";
 import type { FileSystem } from "../tree.ts";
 
-const IMPORT_USAGE = `usage: cfs oci import-layer DIGEST [NAME]
-
-Reads an uncompressed layer tar from stdin and stores it as the splitstream
-oci-layer-DIGEST (DIGEST: sha256:HEX, the tar's sha256, checked: a mismatch imports nothing),
-with the ref streams/refs/NAME when given. A layer already present is not read again. Prints
-the stream object's id (ALG:HEX), as cfsctl.`;
-
-const LS_USAGE = `usage: cfs oci ls-layer DIFF_ID
-
-Lists the entries of a layer stream, one line each (type, mode, owner, size, path).`;
-
-const LAYER_USAGE = `usage: cfs oci layer DIFF_ID [--json|--dumpfile]
-
-The stored layer DIFF_ID (sha256:HEX): its tar on stdout (not to a terminal), or with --json
-its size, entry count and splitstream figures (cfsctl's fields), or with --dumpfile one
-dumpfile line per entry. Also \`cfs oci layer-inspect\`.`;
-
-/**
- * The transfer flags' help, shared with `cfs pull` (whose option column is `width` wide). Times
- * are seconds (or with a unit: 500ms, 90s, 10m, 1h); the configuration file sets them too
- * (`fetch`, `registries`).
- */
-export function fetchLimitsHelp(width: number): string {
-  const rows: [string, string[]][] = [
-    ["--timeout T", ["overall time limit of the registry transfers (default: none)"]],
-    ["--idle-timeout T", [
-      "fail a blob that brings less than 1 KiB/s (or nothing) for T",
-      "(default 60s; retried like a cut connection)",
-    ]],
-    ["--retries N", [
-      "retries of a failed registry request or cut blob, with backoff;",
-      "a cut blob resumes where it stopped (default 3; 0: none)",
-    ]],
-    ["--signature-policy F", [
-      "the containers signature policy to enforce (default: as skopeo,",
-      "~/.config/containers/policy.json, else /etc/containers/policy.json);",
-      "a rejected image exits 4",
-    ]],
-    ["--registries.d DIR", [
-      "where signatures are (lookaside, sigstore attachments; default: as",
-      "skopeo, ~/.config/containers/registries.d, else /etc/containers/registries.d)",
-    ]],
-  ];
-  const lines = rows.flatMap(([flag, text]) =>
-    text.map((t, i) => `  ${(i === 0 ? flag : "").padEnd(width - 2)}${t}`)
-  );
-  return [
-    ...lines,
-    `  ${"".padEnd(width - 2)}T: seconds, or a number with ms, s, m or h; also in the`,
-    `  ${"".padEnd(width - 2)}configuration file ("fetch", "registries")`,
-  ].join("\n");
-}
-
-const PULL_USAGE = `usage: cfs oci pull [OPTIONS] IMAGE [NAME]
-
-IMAGE: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://HOST[:PORT]/NAME[:TAG|@DIGEST],
-containers-storage:NAME or any other skopeo transport.
-
-Stores the layers, config and manifest as composefs-oci 0.9.4 does, makes the EROFS images
-(every format of the repository; the bootable ones too with --bootable), links them from the
-config and tags the image NAME (default: IMAGE itself, as cfsctl). Prints manifest, config,
-verity (of the manifest stream), tagged and objects lines, as cfsctl.
-
-options:
-  --bootable            also make the bootable images (composefs.image.boot)
-  --tls-verify=false    plain HTTP to the registry (a local registry)
-  --platform OS/ARCH[/VARIANT]
-                        the image to take from an image index (default: this host's)
-  --authfile FILE       registry credentials (default: the containers auth.json files)
-  --local-fetch=disabled|auto|zerocopy
-                        containers-storage: sources: disabled reads through skopeo; auto
-                        (default) reads the store directly and reflinks, else hard-links,
-                        else copies each file into objects/; zerocopy fails instead of
-                        copying (e.g. store and repository on different file systems)
-  --storage-root DIR    containers-storage: the store (default: storage.conf's graphroot)
-${fetchLimitsHelp(24)}`;
-
-const IMAGE_NAME_HELP =
-  `IMAGE: a tag, or @sha256:HEX (a config digest, as cfsctl reads it here, or a manifest digest);
-also sha256:HEX or HEX, and refs/NAME (a stream ref to a manifest or config, as cfsctl 0.3.0
-named pulled images).`;
-
-const COMPUTE_ID_USAGE = `usage: cfs oci compute-id [--bootable] [--xattrs MODE] IMAGE
-
-Prints the image id of a pulled image in the repository's EROFS format (--erofs-version
-before the command overrides it). MODE: allowlist-only (default) or keep-user-xattrs.
-${IMAGE_NAME_HELP}`;
-
-const DUMP_USAGE = `usage: cfs oci dump [--bootable] [--xattrs MODE] IMAGE
-
-Prints the composefs dumpfile of a pulled image. ${IMAGE_NAME_HELP}`;
-
-const OCI_USAGE = `usage: cfs oci COMMAND [ARGS...]
-
-commands:
-  pull IMAGE [NAME]            pull an image (layout, archive, registry, skopeo)
-  images                       list tagged images
-  inspect IMAGE                manifest, config and linked images of a pulled image
-  tag DIGEST NAME | untag NAME add or remove a tag (tags are gc roots)
-  compute-id IMAGE             image id of a pulled image
-  dump IMAGE                   dumpfile of a pulled image
-  mount IMAGE MOUNTPOINT       mount the image's linked EROFS (root)
-  fsck [IMAGE]                 check the repository and the tagged images
-  layer DIFF_ID                a stored layer: tar, --json figures or --dumpfile
-  import-layer DIGEST [NAME]   import a layer tar from stdin
-  ls-layer DIFF_ID             list a layer stream's entries
-  create-image IMAGE           make and link the image's EROFS images`;
-
-const CAT_USAGE = `usage: cfs cat NAME
-
-Writes the content of a stream (NAME: refs/NAME or its name, e.g. oci-layer-sha256:HEX) to
-stdout, as cfsctl cat.`;
-
-function help(usage: string): number {
-  println(usage);
-  return 0;
-}
-
 /** `cfs oci SUBCOMMAND` */
 export const ociCommand: CommandHandler = async (args, globals) => {
   const [sub, ...rest] = args;
-  if (sub === undefined) throw new UsageError("no oci command given", OCI_USAGE);
-  if (sub === "-h" || sub === "--help") return help(OCI_USAGE);
+  if (sub === undefined) throw new UsageError("no oci command given");
   if (sub === "import-layer") return await importLayerCommand(rest, globals);
   if (sub === "ls-layer") return await lsLayerCommand(rest, globals);
   if (sub === "layer" || sub === "layer-inspect") return await layerCommand(rest, globals);
@@ -169,16 +45,13 @@ export const ociCommand: CommandHandler = async (args, globals) => {
   if (sub === "dump") return await dumpCommand(rest, globals);
   const more = OCI_IMAGE_COMMANDS[sub];
   if (more) return await more(rest, globals);
-  throw new UsageError(`unknown oci command '${sub}'`, OCI_USAGE);
+  throw new UsageError(`unknown oci command '${sub}'`);
 };
 
 const importLayerCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-  }, IMPORT_USAGE);
-  if (values.help) return help(IMPORT_USAGE);
-  if (positionals.length < 1) throw new UsageError("DIGEST is required", IMPORT_USAGE);
-  if (positionals.length > 2) throw new UsageError("too many arguments", IMPORT_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("oci import-layer"));
+  if (positionals.length < 1) throw new UsageError("DIGEST is required");
+  if (positionals.length > 2) throw new UsageError("too many arguments");
   const text = positionals[0];
   const diffId = checkSha256Digest(/^[0-9a-f]{64}$/.test(text) ? `sha256:${text}` : text);
   const repo = openRepo(globals);
@@ -233,11 +106,8 @@ async function writeAll(chunks: AsyncIterable<Uint8Array>): Promise<void> {
 
 /** `cfs cat NAME` */
 export const catCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-  }, CAT_USAGE);
-  if (values.help) return help(CAT_USAGE);
-  if (positionals.length !== 1) throw new UsageError("exactly one NAME is required", CAT_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("cat"));
+  if (positionals.length !== 1) throw new UsageError("exactly one NAME is required");
   const repo = openReadOnly(globals);
   try {
     await writeAll(catStream(repo, positionals[0]));
@@ -260,11 +130,8 @@ function layerStreamName(text: string): string {
 }
 
 const lsLayerCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-  }, LS_USAGE);
-  if (values.help) return help(LS_USAGE);
-  if (positionals.length !== 1) throw new UsageError("exactly one DIFF_ID is required", LS_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("oci ls-layer"));
+  if (positionals.length !== 1) throw new UsageError("exactly one DIFF_ID is required");
   const repo = openReadOnly(globals);
   try {
     for await (const entry of readTar(catStream(repo, layerStreamName(positionals[0])))) {
@@ -283,23 +150,18 @@ const lsLayerCommand: CommandHandler = async (args, globals) => {
 };
 
 const layerCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    json: { type: "boolean" },
-    dumpfile: { type: "boolean" },
-  }, LAYER_USAGE);
-  if (values.help) return help(LAYER_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("oci layer"));
   if (positionals.length !== 1) {
-    throw new UsageError("exactly one DIFF_ID is required", LAYER_USAGE);
+    throw new UsageError("exactly one DIFF_ID is required");
   }
-  if (values.json && values.dumpfile) {
-    throw new UsageError("--json and --dumpfile exclude each other", LAYER_USAGE);
+  if (globals.json && values.dumpfile) {
+    throw new UsageError("--json and --dumpfile exclude each other");
   }
   const diffId = checkSha256Digest(positionals[0], "diff_id");
   const repo = openReadOnly(globals);
   try {
     const name = layerContentId(diffId);
-    if (values.json || globals.json) {
+    if (globals.json) {
       const { id, bytes } = repo.readStream(name);
       const reader = SplitStreamReader.open(bytes, {
         name,
@@ -342,7 +204,6 @@ const layerCommand: CommandHandler = async (args, globals) => {
       if (Deno.stdout.isTerminal()) {
         throw new UsageError(
           "refusing to write tar data to a terminal: redirect it, pipe it to tar, or use --json",
-          LAYER_USAGE,
         );
       }
       await writeAll(catStream(repo, name));
@@ -353,20 +214,6 @@ const layerCommand: CommandHandler = async (args, globals) => {
   return 0;
 };
 
-/** Options shared by `oci pull` and `pull`: where and how to fetch. */
-export const FETCH_OPTIONS = {
-  "tls-verify": { type: "string" },
-  platform: { type: "string" },
-  authfile: { type: "string" },
-  "local-fetch": { type: "string" },
-  "storage-root": { type: "string" },
-  timeout: { type: "string" },
-  "idle-timeout": { type: "string" },
-  retries: { type: "string" },
-  "signature-policy": { type: "string" },
-  "registries.d": { type: "string" },
-} as const;
-
 /**
  * A duration flag in ms: seconds (`30`, `0.5`) or a number with a unit (`500ms`, `90s`, `10m`,
  * `1h`). `zero` allows 0 (meaning none).
@@ -374,7 +221,6 @@ export const FETCH_OPTIONS = {
 export function parseDurationFlag(
   text: string,
   flag: string,
-  usage: string,
   zero = false,
 ): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
@@ -384,7 +230,6 @@ export function parseDurationFlag(
     throw new UsageError(
       `${flag} takes a time in seconds or with a unit (500ms, 90s, 10m), ` +
         `${zero ? "0 for none, " : "more than 0, "}at most a day; not '${text}'`,
-      usage,
     );
   }
   return ms;
@@ -396,7 +241,6 @@ export function parseDurationFlag(
  */
 function transferOptions(
   values: { timeout?: string; "idle-timeout"?: string; retries?: string },
-  usage: string,
   config: CfsConfig,
   registry: RegistryConfig | undefined,
 ): TransferOptions {
@@ -408,17 +252,16 @@ function transferOptions(
     if (!/^\d{1,3}$/.test(values.retries) || Number(values.retries) > 100) {
       throw new UsageError(
         `--retries takes a whole number from 0 to 100, not '${values.retries}'`,
-        usage,
       );
     }
     retries = Number(values.retries);
   }
   return {
     timeoutMs: values.timeout !== undefined
-      ? parseDurationFlag(values.timeout, "--timeout", usage, true)
+      ? parseDurationFlag(values.timeout, "--timeout", true)
       : seconds(pick("timeout")),
     idleTimeoutMs: values["idle-timeout"] !== undefined
-      ? parseDurationFlag(values["idle-timeout"], "--idle-timeout", usage)
+      ? parseDurationFlag(values["idle-timeout"], "--idle-timeout")
       : seconds(pick("idleTimeout")),
     minBytesPerSecond: pick("minSpeed"),
     retries,
@@ -445,7 +288,6 @@ export function sourceOptions(
     "signature-policy"?: string;
     "registries.d"?: string;
   },
-  usage: string,
   config: CfsConfig = {},
   reference?: string,
 ): {
@@ -461,19 +303,18 @@ export function sourceOptions(
   if (localFetch !== undefined && !["disabled", "auto", "zerocopy"].includes(localFetch)) {
     throw new UsageError(
       `--local-fetch takes disabled, auto or zerocopy, not '${localFetch}'`,
-      usage,
     );
   }
   const tls = values["tls-verify"];
   if (tls !== undefined && tls !== "true" && tls !== "false") {
-    throw new UsageError(`--tls-verify takes true or false, not '${tls}'`, usage);
+    throw new UsageError(`--tls-verify takes true or false, not '${tls}'`);
   }
   let platform;
   if (values.platform !== undefined) {
     try {
       platform = parsePlatform(values.platform);
     } catch (e) {
-      throw new UsageError((e as Error).message, usage);
+      throw new UsageError((e as Error).message);
     }
   }
   // The configuration's settings for this registry apply where no option was given.
@@ -485,7 +326,7 @@ export function sourceOptions(
     authFile: values.authfile ?? registry?.authFile,
     localFetch: localFetch as LocalFetchMode | undefined,
     storageRoot: values["storage-root"],
-    transfer: transferOptions(values, usage, config, registry),
+    transfer: transferOptions(values, config, registry),
     // Every pull from the CLI enforces the containers signature policy, as skopeo does.
     signaturePolicy: {
       policyPath: absolutePath(values["signature-policy"] ?? config.signaturePolicy),
@@ -511,15 +352,10 @@ function humanBytes(n: number): string {
 }
 
 const pullCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    bootable: { type: "boolean" },
-    ...FETCH_OPTIONS,
-  }, PULL_USAGE);
-  if (values.help) return help(PULL_USAGE);
-  if (positionals.length < 1) throw new UsageError("IMAGE is required", PULL_USAGE);
-  if (positionals.length > 2) throw new UsageError("too many arguments", PULL_USAGE);
-  const opts = sourceOptions(values, PULL_USAGE, loadConfig(globals.config), positionals[0]);
+  const { values, positionals } = parseCommand(args, commandSpec("oci pull"));
+  if (positionals.length < 1) throw new UsageError("IMAGE is required");
+  if (positionals.length > 2) throw new UsageError("too many arguments");
+  const opts = sourceOptions(values, loadConfig(globals.config), positionals[0]);
   const tag = positionals[1] ?? positionals[0];
   const repo = openRepo(globals);
   // Events only for the terminal here (--json prints one result object).
@@ -587,26 +423,21 @@ async function imageTree(
   return fs;
 }
 
-function xattrsOption(value: string | undefined, usage: string): XattrFiltering | undefined {
+function xattrsOption(value: string | undefined): XattrFiltering | undefined {
   if (value === undefined) return undefined;
   try {
     return parseXattrFiltering(value);
   } catch (e) {
-    throw new UsageError((e as Error).message, usage);
+    throw new UsageError((e as Error).message);
   }
 }
 
 const computeIdCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    bootable: { type: "boolean" },
-    xattrs: { type: "string" },
-  }, COMPUTE_ID_USAGE);
-  if (values.help) return help(COMPUTE_ID_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("oci compute-id"));
   if (positionals.length < 1 || positionals.length > 2) {
-    throw new UsageError("IMAGE is required", COMPUTE_ID_USAGE);
+    throw new UsageError("IMAGE is required");
   }
-  const xattrs = xattrsOption(values.xattrs, COMPUTE_ID_USAGE);
+  const xattrs = xattrsOption(values.xattrs);
   const repo = openReadOnly(globals);
   try {
     const fs = await imageTree(repo, positionals[0], values.bootable, xattrs);
@@ -620,16 +451,11 @@ const computeIdCommand: CommandHandler = async (args, globals) => {
 };
 
 const dumpCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    bootable: { type: "boolean" },
-    xattrs: { type: "string" },
-  }, DUMP_USAGE);
-  if (values.help) return help(DUMP_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("oci dump"));
   if (positionals.length < 1 || positionals.length > 2) {
-    throw new UsageError("IMAGE is required", DUMP_USAGE);
+    throw new UsageError("IMAGE is required");
   }
-  const xattrs = xattrsOption(values.xattrs, DUMP_USAGE);
+  const xattrs = xattrsOption(values.xattrs);
   const repo = openReadOnly(globals);
   try {
     const fs = await imageTree(repo, positionals[0], values.bootable, xattrs);

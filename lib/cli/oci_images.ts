@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
+import { type CommandHandler, parseCommand, println, UsageError } from "./command.ts";
+import { commandSpec } from "./table.ts";
 import { openReadOnly, openRepo } from "./repo_path.ts";
 import {
   listTags,
@@ -24,51 +25,17 @@ import { commitOciImages } from "../oci/commit.ts";
 import { formatOciProblem, fsckOci } from "../oci/fsck.ts";
 import { formatFsckReport, formatProblem, RepositoryError } from "../repository/mod.ts";
 import { mountImage } from "../mount.ts";
-import { printTable } from "./repo.ts";
+import { errorCode } from "../errors.ts";
+import type { Repository } from "../repository/mod.ts";
+import { clipEnd, formatTable, NAME_WIDTH, shortId, timeAgo } from "./format.ts";
 import { writeStdout } from "./command.ts";
 
-const NAME_HELP = "IMAGE: a tag, or @sha256:HEX (a manifest digest); also sha256:HEX or HEX.";
-
-const IMAGES_USAGE = `usage: cfs oci images [--json]
-
-Lists the tagged images: tag, manifest digest, architecture, layers, referrers (as cfsctl);
---json prints {"images": [...]} with cfsctl's fields.`;
-const INSPECT_USAGE = `usage: cfs oci inspect IMAGE [--manifest|--config]
-
-Prints the manifest and config (as stored), referrers and linked EROFS images as JSON; with
---manifest or --config only that document, byte for byte. ${NAME_HELP}`;
-const TAG_USAGE = `usage: cfs oci tag DIGEST NAME
-
-Points NAME at the image whose manifest digest is DIGEST (sha256:HEX; also any IMAGE name).
-Tags are gc roots.`;
-const UNTAG_USAGE = `usage: cfs oci untag NAME
-
-Removes the tag NAME; what only it kept alive goes at the next gc.`;
-const CREATE_IMAGE_USAGE = `usage: cfs oci create-image [--bootable] IMAGE
-
-Makes the image's EROFS images (every format of the repository) and links them from its
-config, as a pull does; prints the id of the default format's. ${NAME_HELP}`;
-const MOUNT_USAGE = `usage: cfs oci mount [--bootable] IMAGE MOUNTPOINT
-
-Mounts the image's linked EROFS image of the repository's format (the bootable one with
---bootable); needs root. ${NAME_HELP}`;
-const FSCK_USAGE = `usage: cfs oci fsck [IMAGE] [--json]
-
-The repository check (cfs fsck) plus every tagged image's (or IMAGE's): manifest and config
-digests, their links, every layer stream. Exit 1 when a problem is found (--json: 0, as cfsctl).`;
-
-function help(usage: string): number {
-  println(usage);
-  return 0;
-}
-
 const imagesCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    json: { type: "boolean" },
-  }, IMAGES_USAGE);
-  if (values.help) return Promise.resolve(help(IMAGES_USAGE));
-  if (positionals.length) throw new UsageError("no arguments expected", IMAGES_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("oci images"));
+  if (positionals.length) throw new UsageError("no arguments expected");
+  if (values.format !== undefined && values.format !== "json" && values.format !== "table") {
+    throw new UsageError(`--format takes table or json, not '${values.format.slice(0, 40)}'`);
+  }
   const repo = openReadOnly(globals);
   const images = [];
   const broken: Array<{ name: string; error: string }> = [];
@@ -96,37 +63,39 @@ const imagesCommand: CommandHandler = (args, globals) => {
   for (const b of broken) {
     Deno.stderr.writeSync(new TextEncoder().encode(`cfs: skipping image ${b.name}: ${b.error}\n`));
   }
-  if (globals.json || values.json) {
+  if (globals.json || values.format === "json") {
     println(JSON.stringify({ images }, null, 2));
+  } else if (globals.quiet) {
+    // As podman images -q: each image's ID once, in table order.
+    const ids = images.map((i) =>
+      values["no-trunc"] ? i.manifest_digest : shortId(i.manifest_digest)
+    );
+    for (const id of new Set(ids)) println(id);
   } else if (images.length === 0) {
     println("No images found");
   } else {
-    printTable(
-      ["NAME", "DIGEST", "ARCH", "LAYERS", "REFS"],
-      images.map((i) => [
-        i.name,
-        i.manifest_digest.replace(/^sha256:/, "").slice(0, 12),
-        i.architecture || "artifact",
-        String(i.layer_count),
-        String(i.referrer_count),
-      ]),
-    );
+    const now = Date.now();
+    const rows = images.map((i) => [
+      values["no-trunc"] ? i.name : clipEnd(i.name, NAME_WIDTH),
+      values["no-trunc"] ? i.manifest_digest : shortId(i.manifest_digest),
+      timeAgo(i.created, now),
+      i.architecture || "artifact",
+      String(i.layer_count),
+    ]);
+    for (const line of formatTable(["NAME", "IMAGE ID", "CREATED", "ARCH", "LAYERS"], rows)) {
+      println(line);
+    }
   }
   return Promise.resolve(0);
 };
 
 const inspectCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    manifest: { type: "boolean" },
-    config: { type: "boolean" },
-  }, INSPECT_USAGE);
-  if (values.help) return Promise.resolve(help(INSPECT_USAGE));
+  const { values, positionals } = parseCommand(args, commandSpec("oci inspect"));
   if (positionals.length !== 1) {
-    throw new UsageError("exactly one IMAGE is required", INSPECT_USAGE);
+    throw new UsageError("exactly one IMAGE is required");
   }
   if (values.manifest && values.config) {
-    throw new UsageError("--manifest and --config exclude each other", INSPECT_USAGE);
+    throw new UsageError("--manifest and --config exclude each other");
   }
   const repo = openReadOnly(globals);
   try {
@@ -163,11 +132,8 @@ const inspectCommand: CommandHandler = (args, globals) => {
 };
 
 const tagCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-  }, TAG_USAGE);
-  if (values.help) return Promise.resolve(help(TAG_USAGE));
-  if (positionals.length !== 2) throw new UsageError("DIGEST and NAME are required", TAG_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("oci tag"));
+  if (positionals.length !== 2) throw new UsageError("DIGEST and NAME are required");
   const repo = openRepo(globals);
   try {
     const [from, name] = positionals;
@@ -188,11 +154,8 @@ const tagCommand: CommandHandler = (args, globals) => {
 };
 
 const untagCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-  }, UNTAG_USAGE);
-  if (values.help) return Promise.resolve(help(UNTAG_USAGE));
-  if (positionals.length !== 1) throw new UsageError("exactly one NAME is required", UNTAG_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("oci untag"));
+  if (positionals.length !== 1) throw new UsageError("exactly one NAME is required");
   const repo = openRepo(globals);
   try {
     if (!untagImage(repo, positionals[0])) {
@@ -210,13 +173,9 @@ const untagCommand: CommandHandler = (args, globals) => {
 };
 
 const createImageCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    bootable: { type: "boolean" },
-  }, CREATE_IMAGE_USAGE);
-  if (values.help) return help(CREATE_IMAGE_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("oci create-image"));
   if (positionals.length !== 1) {
-    throw new UsageError("exactly one IMAGE is required", CREATE_IMAGE_USAGE);
+    throw new UsageError("exactly one IMAGE is required");
   }
   const repo = openRepo(globals);
   try {
@@ -235,18 +194,39 @@ const createImageCommand: CommandHandler = async (args, globals) => {
   return 0;
 };
 
+/**
+ * {@link openImage}, whose "no image" error adds `hint` when `isOther` says the name means
+ * something to another command.
+ */
+function openImageOr(
+  repo: Repository,
+  name: string,
+  isOther: () => boolean,
+  hint: string,
+): OciImage {
+  try {
+    return openImage(repo, name);
+  } catch (e) {
+    if (errorCode(e) !== "image-not-found" || !isOther()) throw e;
+    throw new RepositoryError(`${(e as Error).message}; ${hint}`, { code: "image-not-found" });
+  }
+}
+
 const mountCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    bootable: { type: "boolean" },
-  }, MOUNT_USAGE);
-  if (values.help) return help(MOUNT_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("oci mount"));
   if (positionals.length !== 2) {
-    throw new UsageError("IMAGE and MOUNTPOINT are required", MOUNT_USAGE);
+    throw new UsageError("IMAGE and MOUNTPOINT are required");
   }
   const repo = openReadOnly(globals);
   try {
-    const img = openImage(repo, positionals[0]);
+    const img = openImageOr(repo, positionals[0], () => {
+      try {
+        repo.resolveImage(positionals[0]);
+        return true;
+      } catch {
+        return false;
+      }
+    }, `it is an image ref: use 'cfs mount ${positionals[0]} ${positionals[1]}'`);
     const id = values.bootable
       ? img.bootImageRef(repo.erofsVersion)
       : img.imageRef(repo.erofsVersion);
@@ -265,12 +245,8 @@ const mountCommand: CommandHandler = async (args, globals) => {
 };
 
 const fsckCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    json: { type: "boolean" },
-  }, FSCK_USAGE);
-  if (values.help) return Promise.resolve(help(FSCK_USAGE));
-  if (positionals.length > 1) throw new UsageError("at most one IMAGE", FSCK_USAGE);
+  const { positionals } = parseCommand(args, commandSpec("oci fsck"));
+  if (positionals.length > 1) throw new UsageError("at most one IMAGE");
   const repo = openReadOnly(globals);
   let report;
   try {
@@ -278,7 +254,7 @@ const fsckCommand: CommandHandler = async (args, globals) => {
   } finally {
     repo.close();
   }
-  if (globals.json || values.json) {
+  if (globals.json) {
     const r = report.repo;
     println(JSON.stringify(
       {

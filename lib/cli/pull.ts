@@ -3,9 +3,11 @@
  *
  * @module
  */
-import { type CommandHandler, parseCommandArgs, println, UsageError } from "./command.ts";
+import { type CommandHandler, parseCommand, println, UsageError } from "./command.ts";
+import { commandSpec } from "./table.ts";
 import { openReadOnly, repoPath } from "./repo_path.ts";
-import { FETCH_OPTIONS, fetchLimitsHelp, sourceOptions } from "./oci.ts";
+import { clipEnd, shortId } from "./format.ts";
+import { sourceOptions } from "./oci.ts";
 import { runPullPipeline } from "../pipeline/run.ts";
 import { loadHooks } from "../pipeline/hooks.ts";
 import { loadConfig } from "../config.ts";
@@ -14,40 +16,6 @@ import { type BootEntry, bootEntryToJson, displayName, findBootEntries } from ".
 import { openImage } from "../oci/store.ts";
 import { ociFilesystem } from "../oci/commit.ts";
 import { REPO_ALGORITHMS, type RepoAlgorithm } from "../repository.ts";
-
-const PULL_USAGE = `usage: cfs pull [OPTIONS] IMAGE
-
-What bootc does with a composefs repository, as a pipeline of stages (open, [storage], fetch,
-import, [label-storage], tag, label, image, boot) that hooks can wrap: open the repository (created when missing,
-upgraded when old), pull IMAGE (see 'cfs oci pull --help' for the forms), write the
-bootable EROFS image, find its boot entries, and tag it localhost/bootc-<manifest digest>
-(tags are written last). The containers signature policy is enforced in fetch, as skopeo does.
-Exit codes: 1 error, 2 usage, 3 a hook failed, 4 the signature policy rejected the image,
-130 interrupted.
-With --json, stdout has one JSON object per line: events, then {"result": ...}.
-
-options:
-  --unified                bootc's unified storage: podman pulls IMAGE into <repo>/bootc/storage
-                           (containers-storage:NAME is copied from the host's storage), then
-                           it is imported from there, zero-copy (stages storage, label-storage)
-  --local-fetch=MODE       disabled, auto or zerocopy (default with --unified: zerocopy)
-  --storage-root DIR       containers-storage: sources: the store to read
-  --tls-verify=false       plain HTTP to the registry
-  --platform OS/ARCH[/V]   the image to take from an image index
-  --authfile FILE          registry credentials
-${fetchLimitsHelp(27)}
-  --algorithm A            for a new repository: fsverity-sha512-12 (default) or fsverity-sha256-12
-  --allow-missing-fsverity create an insecure repository where fs-verity is unavailable
-  --hook FILE              load a hook module (TypeScript) or builtin:NAME; repeatable
-  --hooks-dir DIR          load every *.ts hook in DIR; repeatable
-  --no-default-hooks       skip /etc/cfs/hooks.d and $XDG_CONFIG_HOME/cfs/hooks.d
-
-built-in hooks: extra-tags, require-signature, selinux-relabel, log-json`;
-
-const ENTRIES_USAGE = `usage: cfs boot-entries IMAGE
-
-Lists the boot entries (BLS type 1 and UKIs) of a pulled image.
-IMAGE: a tag, the manifest's or config's digest (sha256:HEX or HEX), or refs/NAME.`;
 
 function entryLine(e: BootEntry): string {
   if (e.kind === "uki") {
@@ -60,30 +28,40 @@ function entryLine(e: BootEntry): string {
     (e.options ? ` options=${JSON.stringify(e.options)}` : "");
 }
 
+/**
+ * What `cfs pull` prints by default: digests cut to the prefix cfs takes back (no 128-digit
+ * lines to wrap in a terminal), tags and boot entries whole; `-v` prints every digest whole.
+ */
+export function pullSummary(r: {
+  pull: { manifestDigest: string; layers: unknown[]; layersImported: number };
+  tags: string[];
+  imageId: string;
+  erofsVersion: number;
+  entries: BootEntry[];
+}): string[] {
+  const layers = r.pull.layers.length;
+  return [
+    `image     ${shortId(r.pull.manifestDigest)} (manifest ${
+      clipEnd(r.pull.manifestDigest, 20)
+    }; ` +
+    `${layers} layer${layers === 1 ? "" : "s"}, ${r.pull.layersImported} new)`,
+    ...r.tags.map((t) => `tag       ${t}`),
+    `composefs ${shortId(r.imageId)} (bootable EROFS V${r.erofsVersion}; -v or --json: whole ids)`,
+    ...r.entries.map((e) => `entry     ${entryLine(e)}`),
+  ];
+}
+
 /** `cfs pull` */
 export const pullCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-    ...FETCH_OPTIONS,
-    algorithm: { type: "string" },
-    "allow-missing-fsverity": { type: "boolean" },
-    hook: { type: "string", multiple: true },
-    "hooks-dir": { type: "string", multiple: true },
-    "no-default-hooks": { type: "boolean" },
-    unified: { type: "boolean" },
-  }, PULL_USAGE);
-  if (values.help) {
-    println(PULL_USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) throw new UsageError("exactly one IMAGE is required", PULL_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("pull"));
+  if (positionals.length !== 1) throw new UsageError("exactly one IMAGE is required");
   const config = loadConfig(globals.config);
   const algorithm = values.algorithm ?? config.algorithm;
   if (algorithm !== undefined && !REPO_ALGORITHMS.includes(algorithm as RepoAlgorithm)) {
-    throw new UsageError(`unknown algorithm '${algorithm}'`, PULL_USAGE);
+    throw new UsageError(`unknown algorithm '${algorithm}'`);
   }
   const reference = positionals[0];
-  const fetch = sourceOptions(values, PULL_USAGE, config, reference);
+  const fetch = sourceOptions(values, config, reference);
 
   const hooks = await loadHooks({
     files: [...(config.hookFiles ?? []), ...(values.hook ?? [])],
@@ -149,27 +127,25 @@ export const pullCommand: CommandHandler = async (args, globals) => {
         durations: r.durations,
       },
     }));
-  } else {
+  } else if (globals.quiet) {
+    println(r.imageId);
+  } else if (globals.verbose) {
     println(`manifest ${r.pull.manifestDigest} verity ${r.pull.manifestVerity.hex}`);
     println(`config ${r.pull.configDigest} verity ${r.pull.configVerity.hex}`);
     for (const t of r.tags) println(`tag ${t}`);
     println(`image ${r.imageId}`);
     for (const e of r.entries) println(`entry ${entryLine(e)}`);
+  } else {
+    for (const line of pullSummary(r)) println(line);
   }
   return 0;
 };
 
 /** `cfs boot-entries` */
 export const bootEntriesCommand: CommandHandler = async (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    help: { type: "boolean", short: "h" },
-  }, ENTRIES_USAGE);
-  if (values.help) {
-    println(ENTRIES_USAGE);
-    return 0;
-  }
+  const { positionals } = parseCommand(args, commandSpec("boot-entries"));
   if (positionals.length !== 1) {
-    throw new UsageError("exactly one IMAGE is required", ENTRIES_USAGE);
+    throw new UsageError("exactly one IMAGE is required");
   }
   const repo = openReadOnly(globals);
   try {

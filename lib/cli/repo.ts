@@ -7,10 +7,11 @@
 import {
   type CommandHandler,
   type GlobalOptions,
-  parseCommandArgs,
+  parseCommand,
   println,
   UsageError,
 } from "./command.ts";
+import { commandSpec } from "./table.ts";
 import {
   formatFsckReport,
   formatProblem,
@@ -23,30 +24,14 @@ import {
 import { parseErofsVersion } from "../erofs/format.ts";
 import { openReadOnly, openRepo, repoPath } from "./repo_path.ts";
 
-const INIT_USAGE = `usage: cfs init [PATH] [--algorithm fsverity-sha512-12|fsverity-sha256-12]
-                [--insecure] [--erofs-version 0|1|2]
-
-Creates a repository at PATH (default: --repo), as cfsctl init: meta.json with the digest
-algorithm (default fsverity-sha512-12) and the EROFS format of its images (default 1; 2 is
-the legacy composefs-rs format, 0 plain C mkcomposefs). A secure repository (the default)
-needs a file system with fs-verity; --insecure makes one that computes digests in user space.
-Running it again with the same settings changes nothing; different ones are an error.`;
-
 /** `cfs init` */
 export const initCommand: CommandHandler = (args, globals) => {
-  const { values, positionals } = parseCommandArgs(args, {
-    algorithm: { type: "string" },
-    insecure: { type: "boolean" },
-    "erofs-version": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  }, INIT_USAGE);
-  if (values.help) return Promise.resolve(help(INIT_USAGE));
-  if (positionals.length > 1) throw new UsageError("too many arguments", INIT_USAGE);
+  const { values, positionals } = parseCommand(args, commandSpec("init"));
+  if (positionals.length > 1) throw new UsageError("too many arguments");
   const algorithm = values.algorithm ?? "fsverity-sha512-12";
   if (!REPO_ALGORITHMS.includes(algorithm as RepoAlgorithm)) {
     throw new UsageError(
       `unknown algorithm '${algorithm}' (use ${REPO_ALGORITHMS.join(" or ")})`,
-      INIT_USAGE,
     );
   }
   let erofsVersion = globals.erofsVersion;
@@ -55,7 +40,6 @@ export const initCommand: CommandHandler = (args, globals) => {
     if (erofsVersion === undefined) {
       throw new UsageError(
         `--erofs-version takes 0, 1 or 2, not '${values["erofs-version"]}'`,
-        INIT_USAGE,
       );
     }
   }
@@ -82,30 +66,10 @@ export const initCommand: CommandHandler = (args, globals) => {
   return Promise.resolve(0);
 };
 
-const FSCK_USAGE = `usage: cfs fsck [--json] [--repair]
-
-Checks the repository as cfsctl fsck does: every object is read and hashed (and its
-fs-verity measured in a secure repository), every stream and image link must resolve, every
-stream must parse and every object it or an image refers to must exist, every ref must
-resolve. Prints one line per error (\`fsck: KIND: PATH: DETAIL\`) and exits 1 when there is
-any; with --json, the report as JSON (exit status 0 unless the check itself fails, as cfsctl).
-Warnings (leftovers of interrupted writes, streams in cfsctl 0.3.0's format) are not errors.
-
---repair (cfs only) removes what fsck finds damaged: objects whose content does not match
-their name, then the stream and image links that would name something incomplete, then refs
-left dangling (listed: images to pull or create again). Objects still sound are kept, so the
-next pull fetches exactly what was lost. Prints what it removed and the report after; exits
-1 when errors remain (names cfs could not have written are left alone).`;
-
 /** `cfs fsck` */
 export const fsckCommand: CommandHandler = async (args, globals) => {
-  const { values } = parseCommandArgs(args, {
-    json: { type: "boolean" },
-    repair: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  }, FSCK_USAGE);
-  if (values.help) return Promise.resolve(help(FSCK_USAGE));
-  const json = globals.json || values.json;
+  const { values } = parseCommand(args, commandSpec("fsck"));
+  const json = globals.json;
   if (values.repair) return await repairCommand(globals, json ?? false);
   const repo = openReadOnly(globals);
   let report;
@@ -178,21 +142,9 @@ function fsckJson(report: FsckReport): Record<string, unknown> {
   };
 }
 
-const GC_USAGE = `usage: cfs gc [--dry-run|-n] [--root|-r NAME]...
-
-Garbage collection as cfsctl gc does it: keeps every object an image ref, a stream ref (a
-tag keeps its manifest, config, layers and the config's images) or a --root (an image id or
-a stream name) reaches, and removes the rest; then prunes links left pointing nowhere and
-temporary files of interrupted writes. --dry-run only counts.`;
-
 /** `cfs gc` */
 export const gcCommand: CommandHandler = async (args, globals) => {
-  const { values } = parseCommandArgs(args, {
-    "dry-run": { type: "boolean", short: "n" },
-    root: { type: "string", short: "r", multiple: true },
-    help: { type: "boolean", short: "h" },
-  }, GC_USAGE);
-  if (values.help) return Promise.resolve(help(GC_USAGE));
+  const { values } = parseCommand(args, commandSpec("gc"));
   const repo = values["dry-run"] ? openReadOnly(globals) : openRepo(globals);
   let report;
   try {
@@ -215,23 +167,14 @@ export const gcCommand: CommandHandler = async (args, globals) => {
   return Promise.resolve(0);
 };
 
-const IMAGES_USAGE = `usage: cfs images [--json] [--no-trunc]
-
-Lists the named image refs (images/refs/NAME) and the image each names, as cfsctl images.`;
-
 /** `cfs images` */
 export const imagesCommand: CommandHandler = (args, globals) => {
-  const { values } = parseCommandArgs(args, {
-    json: { type: "boolean" },
-    "no-trunc": { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  }, IMAGES_USAGE);
-  if (values.help) return Promise.resolve(help(IMAGES_USAGE));
+  const { values } = parseCommand(args, commandSpec("images"));
   const repo = openReadOnly(globals);
   const refs = repo.listImages().refs;
   repo.close();
   const images = refs.map((r) => ({ name: r.name, digest: r.id?.hex ?? "" }));
-  if (globals.json || values.json) {
+  if (globals.json) {
     println(JSON.stringify({ images }, null, 2));
   } else if (images.length === 0) {
     println("No images found");
@@ -252,9 +195,4 @@ export function printTable(header: string[], rows: string[][]): void {
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ");
   println(line(header));
   for (const r of rows) println(line(r));
-}
-
-function help(usage: string): number {
-  println(usage);
-  return 0;
 }

@@ -159,6 +159,9 @@ export function parseImageReference(input: string): ImageReference {
   if (CONTROL.test(input)) fail("contains a control character");
   const colon = input.indexOf(":");
   if (colon < 0) {
+    if (/^[a-z0-9.-]+\.[a-z]+\/\S+$/i.test(input) || input.startsWith("localhost/")) {
+      fail(`no transport; for a registry image write docker://${clip(input, 80)}`);
+    }
     fail("no transport; write e.g. docker://NAME, oci:DIR[:TAG] or containers-storage:NAME");
   }
   const transport = input.slice(0, colon);
@@ -180,6 +183,10 @@ export function parseImageReference(input: string): ImageReference {
     }
     default: {
       if (!OTHER_TRANSPORTS.includes(transport)) {
+        // `quay.io/org/name:tag`, `localhost:5000/name`: a registry name without its transport.
+        if (/^[a-z0-9.-]+(?::\d+)?\/[^\s]+$/i.test(input) || /^\d+\//.test(rest)) {
+          return fail(`no transport; for a registry image write docker://${clip(input, 80)}`);
+        }
         return fail(
           `unknown transport ${JSON.stringify(clip(transport, 40))} (known: oci, oci-archive, ` +
             `docker, containers-storage, ${OTHER_TRANSPORTS.join(", ")})`,

@@ -964,6 +964,10 @@ export class RegistryClient {
       ? "connection refused"
       : /dns error|failed to lookup|name or service not known/i.test(text)
       ? "host name not found"
+      : url.protocol === "https:" &&
+          /InvalidContentType|corrupt message|wrong version number|record/i.test(text)
+      ? `TLS failure: it answers in plain HTTP, not TLS (${clip(text, 120)}); ` +
+        "for a registry without TLS use --tls-verify=false"
       : /certificate|tls|ssl|handshake/i.test(text)
       ? `TLS failure (${clip(text, 200)}); for a local registry without TLS use --tls-verify=false`
       : clip(text, 200);

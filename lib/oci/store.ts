@@ -574,14 +574,18 @@ export function openImageOrConfig(repo: Repository, name: string): OciImage | St
 /**
  * Opens an image by the names cfsctl 0.9.4 takes (`@sha256:<hex>`: a manifest digest; any
  * other text: a tag), plus cfs's own: `sha256:<hex>` and a bare 64-digit hex (a manifest
- * digest, or a config digest some tag's image has).
+ * digest, or a config digest some tag's image has), and a unique prefix of at least
+ * 3 hex digits of either (bare, after `sha256:` or `@`), as podman takes short image IDs.
  */
 export function openImage(repo: Repository, name: string): OciImage {
   let digest: string | undefined;
   if (name.startsWith("@")) {
     digest = name.slice(1);
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) {
-      throw new RepositoryError(`invalid OCI digest after '@': '${digest.slice(0, 80)}'`);
+      if (!/^@(?:sha256:)?[0-9a-f]{3,63}$/.test(name)) {
+        throw new RepositoryError(`invalid OCI digest after '@': '${digest.slice(0, 80)}'`);
+      }
+      digest = undefined; // a prefix, resolved below
     }
   } else if (/^(sha256:)?[0-9a-f]{64}$/.test(name)) {
     digest = name.startsWith("sha256:") ? name : `sha256:${name}`;
@@ -600,11 +604,79 @@ export function openImage(repo: Repository, name: string): OciImage {
       code: "image-not-found",
     });
   }
-  const r = resolveTag(repo, name);
-  if (!r) {
-    throw new RepositoryError(`no image tagged '${name}' in ${repo.path}`, {
-      code: "image-not-found",
-    });
+  const prefix = /^@?(?:sha256:)?([0-9a-f]{3,63})$/.exec(name)?.[1];
+  // A name that is not a valid tag (`sha256:abc`, `@abc`) can only be a digest prefix.
+  const r = prefix !== undefined && /^@|:/.test(name) ? undefined : resolveTag(repo, name);
+  if (r) return OciImage.open(repo, r.manifestDigest, r.manifestId);
+  if (prefix !== undefined) return openByDigestPrefix(repo, prefix, name);
+  throw new RepositoryError(`no image tagged '${name}' in ${repo.path}`, {
+    code: "image-not-found",
+  });
+}
+
+/**
+ * Whether hex `prefix` starts an image's manifest or config digest (`sha256:HEX`): the test
+ * behind short image IDs.
+ */
+export function matchesDigestPrefix(prefix: string, ...digests: string[]): boolean {
+  return /^[0-9a-f]+$/.test(prefix) && digests.some((d) => d.startsWith(`sha256:${prefix}`));
+}
+
+/**
+ * The tagged image whose manifest digest (or config digest) starts with `prefix` (hex), as
+ * podman takes a short image ID: a tag of that name wins (the caller looks first), several
+ * images are refused naming them, none is "no image with digest".
+ */
+function openByDigestPrefix(repo: Repository, prefix: string, name: string): OciImage {
+  const images: Array<{ tag: string; img: OciImage }> = [];
+  for (const t of listTags(repo)) {
+    try {
+      images.push({ tag: t.tag, img: OciImage.open(repo, t.manifestDigest) });
+    } catch { /* a broken tag is fsck's business */ }
   }
-  return OciImage.open(repo, r.manifestDigest, r.manifestId);
+  const digest = pickByDigestPrefix(
+    prefix,
+    name,
+    repo.path,
+    images.map(({ tag, img }) => ({
+      tag,
+      manifestDigest: img.manifestDigest,
+      configDigest: img.configDigest,
+    })),
+  );
+  return images.find((i) => i.img.manifestDigest === digest)!.img;
+}
+
+/**
+ * The manifest digest of the one image whose manifest or config digest starts with hex
+ * `prefix`, among `images` (tags with their digests); a {@link RepositoryError} otherwise:
+ * `image-not-found` ("no image with digest …"), or `image-ambiguous` naming the candidates.
+ */
+export function pickByDigestPrefix(
+  prefix: string,
+  name: string,
+  repoPath: string,
+  images: ReadonlyArray<{ tag: string; manifestDigest: string; configDigest: string }>,
+): string {
+  const found = new Map<string, string[]>();
+  for (const i of images) {
+    if (!matchesDigestPrefix(prefix, i.manifestDigest, i.configDigest)) continue;
+    found.set(i.manifestDigest, [...found.get(i.manifestDigest) ?? [], i.tag]);
+  }
+  if (found.size === 1) return [...found.keys()][0];
+  if (found.size === 0) {
+    throw new RepositoryError(
+      `no image with digest sha256:${prefix}… in ${repoPath}` +
+        (/^@|:/.test(name) ? "" : ` (and no tag '${name}')`),
+      { code: "image-not-found" },
+    );
+  }
+  const candidates = [...found.entries()].map(([d, tags]) =>
+    `${d.slice(0, 7 + 16)}… (${tags.slice(0, 2).join(", ")})`
+  );
+  throw new RepositoryError(
+    `digest prefix '${prefix}' names ${found.size} images: ${candidates.join(", ")}; ` +
+      "give more digits",
+    { code: "image-ambiguous" },
+  );
 }
