@@ -109,6 +109,7 @@ Deno.test("completion: bash loads the script and completes commands, options and
   deepEqual(await complete("cfs oci pull --tls-verify "), ["true", "false"]);
   deepEqual(await complete("cfs init --algorithm "), ["fsverity-sha512-12", "fsverity-sha256-12"]);
   deepEqual(await complete("cfs completion "), ["bash", "zsh", "fish"]);
+  deepEqual(await complete("cfs hook "), ["init"]);
   // `mount` has no --bootable, `oci mount` has.
   deepEqual(await complete("cfs mount --boo"), []);
   deepEqual(await complete("cfs oci mount --boo"), ["--bootable"]);
@@ -176,6 +177,7 @@ Deno.test("completion: fish completes from the script with its own engine", asyn
     ok((await complete("cfs oci mount --")).includes("--bootable"));
     ok(!(await complete("cfs mount --")).includes("--bootable"));
     ok((await complete("cfs oci ")).includes("import-layer"));
+    deepEqual(await complete("cfs hook "), ["init"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -36,13 +36,22 @@ function keys(): Array<{ key: string; spec: CommandSpec | undefined }> {
 }
 
 const TOP = table.filter((c) => !c.name.includes(" "));
-const OCI = table.filter((c) => c.name.startsWith("oci "));
+/** Commands with subcommands (`oci`, `hook`). */
+const GROUPS = TOP.filter((g) => table.some((c) => c.name.startsWith(`${g.name} `))).map((g) =>
+  g.name
+);
+const subsOf = (group: string) => table.filter((c) => c.name.startsWith(`${group} `));
 const GLOBAL_WITH_VALUE = GLOBAL_OPTIONS.filter((o) => "value" in o).map((o) => `--${o.name}`);
 
 /** Words of what follows a command: subcommands, command names, shells, or none. */
 function argumentWords(key: string): readonly string[] | undefined {
   if (key === "") return TOP.map((c) => c.name);
-  if (key === "oci") return [...OCI.map((c) => c.name.slice(4)), "layer-inspect"];
+  if (GROUPS.includes(key)) {
+    return [
+      ...subsOf(key).map((c) => c.name.slice(key.length + 1)),
+      ...(key === "oci" ? ["layer-inspect"] : []),
+    ];
+  }
   if (key === "help" || key === "man") return TOP.map((c) => c.name);
   if (key === "completion") return SHELLS;
   return undefined;
@@ -70,11 +79,11 @@ function bash(): string {
     "      -*) continue ;;",
     "    esac",
     '    if [[ -z $cmd ]]; then cmd="$w"',
-    '    elif [[ $cmd == oci && -z $sub ]]; then sub="$w"; break',
+    `    elif [[ -z $sub && " ${GROUPS.join(" ")} " == *" $cmd "* ]]; then sub="$w"; break`,
     "    else break; fi",
     "  done",
     '  local key="$cmd"',
-    '  [[ $cmd == oci && -n $sub ]] && key="oci $sub"',
+    '  [[ -n $sub ]] && key="$cmd $sub"',
     '  [[ $key == "oci layer-inspect" ]] && key="oci layer"',
     '  case "$key|$prev" in',
   ];
@@ -135,11 +144,11 @@ function zsh(): string {
     "      -*) continue ;;",
     "    esac",
     "    if [[ -z $cmd ]]; then cmd=$w",
-    "    elif [[ $cmd == oci && -z $sub ]]; then sub=$w; break",
+    `    elif [[ -z $sub && " ${GROUPS.join(" ")} " == *" $cmd "* ]]; then sub=$w; break`,
     "    else break; fi",
     "  done",
     "  local key=$cmd",
-    '  [[ $cmd == oci && -n $sub ]] && key="oci $sub"',
+    '  [[ -n $sub ]] && key="$cmd $sub"',
     '  [[ $key == "oci layer-inspect" ]] && key="oci layer"',
     "  local prev=${words[CURRENT-1]} cur=${words[CURRENT]}",
     '  case "$key|$prev" in',
@@ -175,8 +184,9 @@ function zsh(): string {
     let action: string;
     if (words) {
       const described = words.map((w) => {
-        const c = table.find((c) => c.name === (key === "oci" ? `oci ${w}` : w));
-        return zdesc(w, c?.summary ?? (key === "oci" ? "alias of layer" : `${w} completion`));
+        const group = GROUPS.includes(key);
+        const c = table.find((c) => c.name === (group ? `${key} ${w}` : w));
+        return zdesc(w, c?.summary ?? (group ? "alias of layer" : `${w} completion`));
       });
       action = `items=(${described.join(" ")}); _describe -t commands command items`;
     } else {
@@ -213,8 +223,8 @@ function fish(): string {
     "        end",
     '        if test -z "$cmd"',
     "            set cmd $t",
-    '        else if test "$cmd" = oci',
-    '            set cmd "oci $t"',
+    `        else if contains -- "$cmd" ${GROUPS.join(" ")}`,
+    '            set cmd "$cmd $t"',
     "            break",
     "        else",
     "            break",
@@ -245,14 +255,17 @@ function fish(): string {
   for (const c of TOP) {
     lines.push(`complete -c cfs -n '__cfs_is ""' -a ${c.name} -d ${sq(c.summary)}`);
   }
-  for (const c of OCI) {
-    lines.push(`complete -c cfs -n '__cfs_is oci' -a ${c.name.slice(4)} -d ${sq(c.summary)}`);
+  for (const g of GROUPS) {
+    for (const c of subsOf(g)) {
+      const word = c.name.slice(g.length + 1);
+      lines.push(`complete -c cfs -n '__cfs_is ${g}' -a ${word} -d ${sq(c.summary)}`);
+    }
   }
   for (const c of table) {
     const cond = `__cfs_is ${c.name}`;
     for (const o of visible(c.options)) lines.push(fishOption(o, cond));
     const words = argumentWords(c.name);
-    if (words && c.name !== "oci") {
+    if (words && !GROUPS.includes(c.name)) {
       lines.push(`complete -c cfs -n ${sq(cond)} -a ${sq(words.join(" "))}`);
     } else if (c.complete === "dir") {
       lines.push(`complete -c cfs -n ${sq(cond)} -a ${sq("(__fish_complete_directories)")}`);
