@@ -123,6 +123,17 @@ const DOT = enc.encode(".");
 const DOTDOT = enc.encode("..");
 const SELINUX = F.SECURITY_SELINUX;
 
+/**
+ * `bytesToName` for xattr names and values, as one flat string from one native call. Measured
+ * on the Debian rootfs (V1): building these keys a character at a time makes ropes that the
+ * sharing map then flattens, and their garbage; this halved the time of collecting the inodes
+ * and of sharing xattrs.
+ */
+function byteString(bytes: Uint8Array): string {
+  if (bytes.length > 8192) return bytesToName(bytes);
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
 function startsWith(a: Uint8Array, p: Uint8Array): boolean {
   if (a.length < p.length) return false;
   for (let i = 0; i < p.length; i++) if (a[i] !== p[i]) return false;
@@ -159,6 +170,20 @@ export function objectPathname(digest: Uint8Array): string {
   const hex = toHex(digest);
   return `${hex.slice(0, 2)}/${hex.slice(2)}`;
 }
+
+/** `/XX/rest-of-hex` as bytes, written digit by digit (no intermediate strings). */
+function redirectValue(digest: Uint8Array): Uint8Array {
+  const out = new Uint8Array(2 + 2 * digest.length);
+  out[0] = out[3] = 0x2f; // "/"
+  for (let i = 0, o = 1; i < digest.length; i++) {
+    out[o++] = HEX_DIGITS[digest[i] >> 4];
+    out[o++] = HEX_DIGITS[digest[i] & 15];
+    if (o === 3) o++; // after the first byte's two digits comes the second "/"
+  }
+  return out;
+}
+
+const HEX_DIGITS = enc.encode("0123456789abcdef");
 
 function leafFileType(content: LeafContent): number {
   switch (content.type) {
@@ -250,8 +275,8 @@ class InodeCollector {
       const suffix = name.subarray(prefix.length);
       const seed = (F.XATTR_FILTER_SEED + idx) >>> 0;
       rec.filter = (rec.filter | (1 << (xxh32(suffix, seed) % 32))) >>> 0;
-      const full = bytesToName(name);
-      const val = bytesToName(value);
+      const full = byteString(name);
+      const val = byteString(value);
       rec.local.push({ prefix: idx, suffix, value, full, val, key: `${full}\u0100${val}` });
       return;
     }
@@ -269,7 +294,7 @@ class InodeCollector {
     };
     if (content?.type === "external") {
       this.addXattr(rec, METACOPY, overlayMetacopy(content.digest));
-      this.addXattr(rec, REDIRECT, enc.encode(`/${objectPathname(content.digest)}`));
+      this.addXattr(rec, REDIRECT, redirectValue(content.digest));
     }
     // Written as given, for overlayfs itself (not escaped like the tree's own xattrs).
     for (const x of this.overlayXattrs.get(inode) ?? []) this.addXattr(rec, x.name, x.value);
