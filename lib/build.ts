@@ -20,7 +20,7 @@ import { findBootEntries } from "./boot/entries.ts";
 import { mkfsErofs } from "./erofs/writer.ts";
 import { DEFAULT_EROFS_VERSION, type ErofsVersion } from "./erofs/format.ts";
 import { fsverityDigest, type VerityAlgorithm } from "./fsverity/digest.ts";
-import { fsverityDigestFileSync } from "./fsverity/file.ts";
+import { FileDigestPool } from "./fsverity/file_pool.ts";
 import type { Repository } from "./repository.ts";
 
 /** Options of {@link treeFromPath}. */
@@ -69,13 +69,20 @@ export type TreeTransformOptions = Pick<
 export function treeFromPath(path: string, options: TreeFromPathOptions = {}): FileSystem {
   const repo = options.repo;
   const algorithm = repo?.algorithm ?? options.algorithm ?? "sha256";
-  const fs = readTree(path, {
-    onInode: options.onInode,
-    external: (p, size) =>
-      repo ? repo.storeFile(p, size).bytes : fsverityDigestFileSync(p, algorithm),
-  });
-  finishTree(fs, path, options);
-  return fs;
+  // Without a repository, files are only hashed: on a second core while this thread walks
+  // (lib/fsverity/file_pool.ts); every digest is in the tree when the pool has finished.
+  const pool = repo ? undefined : new FileDigestPool(algorithm);
+  try {
+    const fs = readTree(path, {
+      onInode: options.onInode,
+      external: (p, size) => repo ? repo.storeFile(p, size).bytes : pool!.digest(p, size),
+    });
+    pool?.finish();
+    finishTree(fs, path, options);
+    return fs;
+  } finally {
+    pool?.close();
+  }
 }
 
 /**
