@@ -6,6 +6,8 @@
  * - `compute-id` of the Debian rootfs (test/fixtures/debootstrap.ts; 206 MiB, 6.8k entries):
  *   `cfs compute-id` vs `cfsctl --no-repo compute-id`, both SHA-512 and EROFS V1 (their
  *   defaults), which hash only;
+ * - `create-image` of the same rootfs: `init --insecure` + `create-image PATH` into a fresh
+ *   repository each run (every file copied into objects/, then the image written);
  * - `oci pull` of the Debian rootfs as a 1-layer and a 10-layer gzip OCI layout
  *   (test/fixtures/debian_image.ts): `init --insecure` + `oci pull oci:DIR:v1 img` into a fresh
  *   repository each run.
@@ -139,6 +141,25 @@ export async function benchVsCfsctl(runs = 3, log = console.log): Promise<VsRow[
 
   const work = await Deno.makeTempDir({ prefix: "cfs-bench-" });
   try {
+    log(`create-image of ${rootfs} (${runs} paired runs, fresh repository each)`);
+    let m = 0;
+    const create = (tool: "cfs" | "cfsctl") => async () => {
+      const repo = join(work, `create-${tool}-${m++}`);
+      const bin = tool === "cfs" ? cfsArgv().map(shq).join(" ") : shq(cfsctl);
+      const s = await timed([
+        `${bin} --repo ${shq(repo)} init --insecure >/dev/null && ` +
+        `${bin} --repo ${shq(repo)} create-image ${shq(rootfs)}`,
+      ], true);
+      await Deno.remove(repo, { recursive: true });
+      return s;
+    };
+    const [cc, cr] = await paired(runs, create("cfs"), create("cfsctl"));
+    const created = (s: Sample) => s.stdout.trim().split("\n").pop()!;
+    if (created(cc[0]) !== created(cr[0])) {
+      throw new Error(`create-image differs: cfs ${created(cc[0])}, cfsctl ${created(cr[0])}`);
+    }
+    rows.push(row("init + create-image, Debian rootfs", cc, cr, created(cc[0])));
+
     for (const layers of [1, 10]) {
       const image = await ensureDebianImage(rootfs, layers, DATA_DIR);
       const ref = `oci:${image.dir}:${image.tag}`;
