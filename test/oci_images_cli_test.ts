@@ -96,6 +96,17 @@ Deno.test("oci images table, -q, --format json; digest prefixes; mount hints; pu
       equal(r.code, 0, `${name}: ${r.text}`);
       equal(JSON.parse(r.text).manifest_digest, `sha256:${hexA}`);
     }
+    // --json on a listing: ls-layer gives one object per entry, the same entries as its text.
+    const diffId = JSON.parse((await cfs("--json", "oci", "inspect", hexA.slice(0, 12))).text)
+      .layers[0].diff_id;
+    const text = (await cfs("oci", "ls-layer", diffId)).text.trimEnd().split("\n");
+    const objects = (await cfs("oci", "ls-layer", diffId, "--json")).text.trimEnd().split("\n")
+      .map((l) => JSON.parse(l));
+    equal(objects.length, text.length);
+    ok(objects.length > 0);
+    for (const [i, o] of objects.entries()) {
+      ok(text[i].endsWith(` ${o.size} ${o.path}`) || o.linkTarget);
+    }
     const boot = await cfs("boot-entries", hexB.slice(0, 12));
     equal(boot.code, 0, boot.stderr);
     let none = "fff";

@@ -136,12 +136,21 @@ const lsLayerCommand: CommandHandler = async (args, globals) => {
   try {
     for await (const entry of readTar(catStream(repo, layerStreamName(positionals[0])))) {
       const m = entry.meta;
+      const type = m.typeflag === "\0" ? "0" : m.typeflag;
+      if (globals.json) {
+        println(JSON.stringify({
+          type,
+          mode: m.mode,
+          uid: m.uid,
+          gid: m.gid,
+          size: m.size,
+          path: m.path,
+          linkTarget: m.linkTarget || null,
+        }));
+        continue;
+      }
       const link = m.linkTarget ? ` -> ${m.linkTarget}` : "";
-      println(
-        `${m.typeflag === "\0" ? "0" : m.typeflag} ${
-          octal(m.mode, 4)
-        } ${m.uid}/${m.gid} ${m.size} ${m.path}${link}`,
-      );
+      println(`${type} ${octal(m.mode, 4)} ${m.uid}/${m.gid} ${m.size} ${m.path}${link}`);
     }
   } finally {
     repo.close();
