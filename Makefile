@@ -98,10 +98,10 @@ bench: setup cfsctl
 # (a DENORT_BIN that is deno itself, not denort, makes a binary that is Deno's REPL). A probe
 # (an empty module) finds out in seconds whether the runtime can be had, before cfs compiles.
 # COMPILE_INCLUDES: files cfs loads by path at run time, outside the module graph deno compile
-# follows (test/binary_test.ts checks the list against the code): the fs-verity hashing worker.
+# follows (test/binary_test.ts checks the list against the code): the fs-verity hashing workers.
 # Hook processes need nothing: the binary starts itself (lib/pipeline/hook_process.ts).
 TARGETS ?=
-COMPILE_INCLUDES := --include lib/fsverity/leaf_worker.ts
+COMPILE_INCLUDES := --include lib/fsverity/leaf_worker.ts --include lib/fsverity/file_pool_worker.ts
 binary: deno
 	@mkdir -p dist
 	@for t in $(if $(TARGETS),$(TARGETS),host); do \
