@@ -143,6 +143,7 @@ export async function importLayer(
     algorithm: repo.algorithm,
     contentType: CONTENT_TYPE.ociLayer,
   });
+  const writes = repo.objects.parallelWrites();
   const sha = createHash("sha256");
   let inlineBytes = 0;
   let externals = 0;
@@ -190,9 +191,9 @@ export async function importLayer(
         } else if (size <= IN_MEMORY_BODY_MAX) {
           const body = await entry.readBody();
           sha.update(body);
-          id = repo.storeBytes(body);
+          id = await writes.store(body);
         } else {
-          id = await repo.storeStream(
+          id = await writes.storeStream(
             (async function* () {
               for await (const chunk of entry.body) {
                 sha.update(chunk);
@@ -212,8 +213,10 @@ export async function importLayer(
     }
     inline(reader.trailer);
     stream = await writer.finish();
+    await writes.drain();
   } catch (e) {
     writer.abort();
+    await writes.settle();
     throw e;
   }
   const actual = `sha256:${sha.digest("hex")}`;

@@ -338,6 +338,20 @@ export class RepoDir {
 
   // --- writing ------------------------------------------------------------------------------
 
+  /**
+   * The descriptor of the object store's directory `rel` (`objects` or `objects/XX`), made when
+   * missing and kept open until {@link close}: for calls that take a directory descriptor. Do
+   * not close it.
+   */
+  heldDir(rel: string): number {
+    if (!CACHED_DIR.test(rel)) {
+      throw new RepositoryError(`internal: '${rel}' is not a directory kept open`, {
+        code: "repository-error",
+      });
+    }
+    return this.openDir(rel, true);
+  }
+
   /** Makes the directory `rel` and every missing one above it (none of them a link). */
   mkdirs(rel: string): void {
     this.release(this.openDir(rel, true));

@@ -17,6 +17,7 @@ import { fsverityDigest, FsVerityHasher, toHex, type VerityAlgorithm } from "../
 import { fsverityDigestFileSync } from "../fsverity/file.ts";
 import { enableVerity, measureVerity } from "../fsverity/ioctl.ts";
 import * as sys from "../sys/libc.ts";
+import * as aio from "../sys/async_io.ts";
 import { randomSuffix, TMP_OBJECT_PREFIX } from "./files.ts";
 import { isNotFound, type RepoDir, repositoryWriteError } from "./dir.ts";
 import { RepositoryError } from "./errors.ts";
@@ -178,6 +179,15 @@ export class ObjectStore {
       this.dropTemp(tmp);
       throw repositoryWriteError(e);
     }
+  }
+
+  /**
+   * A writer that stores objects on other threads while the caller goes on (a layer import):
+   * see {@link ObjectWrites}. At most `inFlight` objects are being written at once.
+   */
+  parallelWrites(inFlight: number = OBJECT_WRITES_IN_FLIGHT): ObjectWrites {
+    this.requireWritable();
+    return new ObjectWrites(this, this.root, inFlight);
   }
 
   /** Stores bytes as an object; returns its id. An existing object is reused. */
@@ -530,5 +540,212 @@ export class ObjectStore {
       }
     }
     return computed;
+  }
+}
+
+/** Objects {@link ObjectWrites} writes at once by default: measured, see the README. */
+export const OBJECT_WRITES_IN_FLIGHT = 8;
+
+/** Most bytes of one streamed object handed to write(2) and not yet written. */
+const STREAM_BYTES_IN_FLIGHT = 8 << 20;
+
+/**
+ * Stores objects with their system calls on other threads (lib/sys/async_io.ts), so that the
+ * kernel's file creation overlaps the caller's parsing and hashing, as composefs-rs's pull
+ * overlaps them. Each object is an unnamed O_TMPFILE in `objects/`, written, given fs-verity
+ * in a secure repository, then linked to its name: a crash at any point leaves no name and no
+ * staging file. Where the file system has no O_TMPFILE, objects are stored as
+ * {@link ObjectStore.storeBytes} and {@link ObjectStore.storeStream} store them.
+ *
+ * ```ts
+ * const writes = store.parallelWrites();
+ * const id = await writes.store(bytes);   // hashed now; written later
+ * await writes.drain();                   // every object written and linked, or the first error
+ * ```
+ *
+ * {@link store} returns the id before the object is on disk: nothing that names it may be
+ * synced or linked before {@link drain} resolves. A failed write is reported by the next call
+ * (and by {@link drain}). After a failure of its own, the caller must {@link settle} before it
+ * lets go, so that no call still runs once it has returned.
+ */
+export class ObjectWrites {
+  #inFlight = 0;
+  #waiting: Array<() => void> = [];
+  #running = new Set<Promise<void>>();
+  #failed: { error: unknown } | undefined;
+  #tmpfile = true;
+  #objectsFd: number;
+  #label: string;
+
+  /** Use {@link ObjectStore.parallelWrites}. */
+  constructor(
+    private readonly objects: ObjectStore,
+    private readonly root: RepoDir,
+    private readonly max: number,
+  ) {
+    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`in flight: ${max}`);
+    this.#objectsFd = root.heldDir("objects");
+    this.#label = `${objects.dir}/${TMP_OBJECT_PREFIX}<O_TMPFILE>`;
+  }
+
+  /**
+   * Hashes `data` (here, now) and starts storing it as an object; returns its id once the
+   * write has started (after waiting while too many are in flight). `data` must not change
+   * until {@link drain}.
+   */
+  async store(data: Uint8Array): Promise<ObjectId> {
+    await this.#room();
+    const id = ObjectId.fromBytes(fsverityDigest(data, this.objects.algorithm));
+    if (!this.#tmpfile) return this.objects.storeBytes(data);
+    const dirfd = this.root.heldDir(`objects/${id.hex.slice(0, 2)}`);
+    if (aio.existsAt(dirfd, id.hex.slice(2), this.objects.path(id))) return id;
+    this.#run(async () => {
+      const fd = await this.#open();
+      if (fd === undefined) {
+        this.objects.storeBytes(data);
+        return;
+      }
+      await this.#finish(fd, async () => {
+        await aio.writeAll(fd, data, this.#label);
+        return id;
+      });
+    });
+    return id;
+  }
+
+  /**
+   * Stores `size` bytes arriving as `chunks` (a large tar body) as one object, in constant
+   * memory: the chunks are hashed here and written on other threads as they come (at most
+   * 8 MiB waiting). Resolves with the id once the object is written and linked. The chunks
+   * must not change once handed over.
+   */
+  async storeStream(chunks: AsyncIterable<Uint8Array>, size: number): Promise<ObjectId> {
+    await this.#room();
+    this.#inFlight++;
+    try {
+      const fd = this.#tmpfile ? await this.#open() : undefined;
+      if (fd === undefined) return await this.objects.storeStream(chunks, size);
+      return await this.#finish(fd, async () => {
+        const hasher = new FsVerityHasher(this.objects.algorithm);
+        let total = 0;
+        let queued = 0;
+        let written: Promise<void> = Promise.resolve();
+        try {
+          for await (const chunk of chunks) {
+            hasher.update(chunk);
+            total += chunk.length;
+            queued += chunk.length;
+            written = written.then(async () => {
+              await aio.writeAll(fd, chunk, this.#label);
+              queued -= chunk.length;
+            });
+            written.catch(() => {}); // observed below; never an unhandled rejection
+            if (queued > STREAM_BYTES_IN_FLIGHT) await written;
+          }
+        } catch (e) {
+          // No write may still run on fd when it is closed (the number could be reused).
+          await written.catch(() => {});
+          throw e;
+        }
+        await written;
+        if (total !== size) {
+          throw new RepositoryError(`object stream of ${total} bytes, expected ${size}`);
+        }
+        return ObjectId.fromBytes(hasher.digest());
+      });
+    } finally {
+      this.#inFlight--;
+      this.#wake();
+    }
+  }
+
+  /** Waits until every object started is written and linked; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.settle();
+    if (this.#failed) throw this.#failed.error;
+  }
+
+  /** Waits until no call is running, whatever their outcome. */
+  async settle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+  }
+
+  /** Opens an O_TMPFILE in `objects/`; undefined (and never again) where there is none. */
+  async #open(): Promise<number | undefined> {
+    try {
+      return await aio.openTmpfile(this.#objectsFd, this.objects.dir);
+    } catch (e) {
+      if (
+        e instanceof sys.SysError &&
+        [sys.Errno.EOPNOTSUPP, sys.Errno.EISDIR, sys.Errno.EINVAL].includes(e.errno as 95)
+      ) {
+        this.#tmpfile = false;
+        return undefined;
+      }
+      throw repositoryWriteError(e);
+    }
+  }
+
+  /**
+   * Fills the unnamed file `fd` (`fill` writes it and returns its id), gives it fs-verity in a
+   * secure repository, links it to its name and closes it (in any case). An object that
+   * appeared meanwhile is kept and this copy dropped.
+   */
+  async #finish(fd: number, fill: () => Promise<ObjectId>): Promise<ObjectId> {
+    let open = fd;
+    try {
+      const id = await fill();
+      const final = this.objects.path(id);
+      if (this.objects.secure) {
+        // fs-verity needs a file no one has open for writing: reopen it read-only.
+        const ro = aio.reopenReadOnly(fd, this.#label);
+        sys.close(fd);
+        open = ro;
+        enableVerity(ro, this.objects.algorithm, this.#label);
+        const measured = measureVerity(ro, this.objects.algorithm, this.#label);
+        if (measured === null || toHex(measured) !== id.hex) {
+          throw new RepositoryError(
+            `${final}: measured fs-verity digest does not match the computed one`,
+          );
+        }
+      }
+      const dirfd = this.root.heldDir(`objects/${id.hex.slice(0, 2)}`);
+      await aio.linkTmpfile(open, dirfd, id.hex.slice(2), final);
+      return id;
+    } catch (e) {
+      throw repositoryWriteError(e);
+    } finally {
+      sys.close(open);
+    }
+  }
+
+  #run(task: () => Promise<void>): void {
+    this.#inFlight++;
+    const p: Promise<void> = task()
+      .catch((e) => {
+        this.#failed ??= { error: e };
+      })
+      .finally(() => {
+        this.#inFlight--;
+        this.#running.delete(p);
+        this.#wake();
+      });
+    this.#running.add(p);
+  }
+
+  #wake(): void {
+    this.#waiting.shift()?.();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failed) throw this.#failed.error;
+  }
+
+  async #room(): Promise<void> {
+    this.#throwIfFailed();
+    while (this.#inFlight >= this.max) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      this.#throwIfFailed();
+    }
   }
 }
