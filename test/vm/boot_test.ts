@@ -42,6 +42,11 @@ import { readErofs } from "../../lib/erofs/reader.ts";
 
 const CLI = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 const log = (s: string) => console.error(`  [boot] ${s}`);
+/**
+ * Longest boot (QEMU start to the expected line) a test accepts: TCG on 2 shared cores boots in
+ * about 25 s when quiet and 60-120 s at load 10 (measured); a slower boot means something hangs.
+ */
+const BOOT_BOUND_S = 240;
 
 /** The repository path of an object inside the disk's file system. */
 function objectOnDisk(hex: string): string {
@@ -107,7 +112,9 @@ Deno.test("vm boot: a pulled image boots from composefs with fs-verity; damage s
     const base: Omit<VmBootOptions, "runDir"> = {
       image: ref,
       source: { tlsVerify: false },
-      timeoutMs: 120_000,
+      // TCG on 2 shared cores: about 25 s quiet, 60-120 s at load 10 (measured); the bound is
+      // there to end a hung guest, not to time a healthy one.
+      timeoutMs: 300_000,
       until: SUMS_END,
       log,
     };
@@ -176,7 +183,7 @@ Deno.test("vm boot: a pulled image boots from composefs with fs-verity; damage s
         // The default --expect: the login prompt getty shows (no newline after it).
         ok(/cfs-vm login: *$/.test(r.lines.at(-1) ?? ""), r.lines.at(-1));
         equal(r.pulled, true);
-        ok(r.times.boot! < 60, `boot took ${r.times.boot} s`);
+        ok(r.times.boot! < BOOT_BOUND_S, `boot took ${r.times.boot} s`);
       },
     );
 
@@ -204,6 +211,8 @@ Deno.test("vm boot: a pulled image boots from composefs with fs-verity; damage s
           work,
           "--until",
           SUMS_END,
+          "--timeout",
+          "300",
           "--initramfs",
           dropin,
           `localhost/bootc-${digest}`,
@@ -231,7 +240,7 @@ Deno.test("vm boot: a pulled image boots from composefs with fs-verity; damage s
             out.times.boot.toFixed(1)
           } s, total ${out.times.total.toFixed(1)} s`,
         );
-        ok(out.times.boot < 60, `boot took ${out.times.boot} s`);
+        ok(out.times.boot < BOOT_BOUND_S, `boot took ${out.times.boot} s`);
       },
     );
 
