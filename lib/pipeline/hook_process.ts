@@ -468,11 +468,17 @@ export class HookProcess {
         if (!LEVELS.has(raw.level as string) || typeof raw.message !== "string") {
           return this.#broken("it sent a malformed log message");
         }
-        w?.onLog?.(
-          raw.level as "info" | "warn" | "debug",
-          raw.message,
-          isRecord(raw.fields) ? raw.fields as Record<string, string | number | boolean> : {},
-        );
+        if (w?.onLog) {
+          w.onLog(
+            raw.level as "info" | "warn" | "debug",
+            raw.message,
+            isRecord(raw.fields) ? raw.fields as Record<string, string | number | boolean> : {},
+          );
+        } else {
+          // Output outside a call (a module's top level while it loads, a timer between calls)
+          // has no call's log to go to: stderr, as before hooks' output was logged.
+          console.error(`cfs: hook output: ${raw.message}`);
+        }
         return;
       case "loaded": {
         const before = checkStages(raw.before);
