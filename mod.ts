@@ -81,7 +81,7 @@ export {
   type StreamDamage,
   type StreamRefs,
 } from "./lib/repository/mod.ts";
-export { ObjectStore } from "./lib/repository/objects.ts";
+export { ObjectStore, ObjectWrites } from "./lib/repository/objects.ts";
 export { type StreamEntry, StreamStore } from "./lib/repository/streams.ts";
 export { ImageStore } from "./lib/repository/images.ts";
 export {
