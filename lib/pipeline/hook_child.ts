@@ -52,8 +52,8 @@ import { ObjectId, Repository } from "../repository/mod.ts";
 import { listTags } from "../oci/store.ts";
 import { Field } from "../log.ts";
 
-/** The argument that makes `cfs` (the compiled binary) a hook's process. */
-export const HOOK_CHILD_COMMAND = "__hook-child";
+import { HOOK_CHILD_COMMAND } from "./hook_protocol.ts";
+export { HOOK_CHILD_COMMAND };
 
 /** Longest message text sent for an error. */
 const MAX_REASON = 2000;

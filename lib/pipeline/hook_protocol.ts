@@ -11,6 +11,12 @@
  * @module
  */
 import { deserialize, serialize } from "node:v8";
+
+/**
+ * The argument that makes `cfs` (the compiled binary, or cli.ts) a hook's process; here, in a
+ * module cli.ts can load without the hook machinery.
+ */
+export const HOOK_CHILD_COMMAND = "__hook-child";
 import type { FileSystem } from "../tree.ts";
 import type { BootEntry } from "../boot/entries.ts";
 import type {
