@@ -169,6 +169,9 @@ async function* abortable(input: TarInput, signal: AbortSignal): AsyncGenerator<
 
 const SHA256 = /^sha256:[0-9a-f]{64}$/;
 
+/** Layers imported at once: one per core, as composefs-rs does, at least 2. */
+export const LAYER_IMPORTS_AT_ONCE = Math.max(2, navigator.hardwareConcurrency || 1);
+
 /**
  * Stores the image of an opened source (which the caller closes); see the module
  * documentation. With `options.signal`, an abort stops the import between chunks.
@@ -191,7 +194,6 @@ export async function pullFromSource(
   if (options.tag !== undefined) validateTag(options.tag);
   repo.requireWritable();
 
-  const layers: PulledLayer[] = [];
   let layersImported = 0;
   const localMode = options.localFetch === "zerocopy" ? "zerocopy" : "auto";
   const local = options.localFetch === "disabled" ? undefined : {
@@ -200,17 +202,17 @@ export async function pullFromSource(
     stats: newLocalFetchStats(),
   };
   let usedLocal = false;
-  for (const [index, layer] of image.layers.entries()) {
+  const count = image.layers.length;
+  for (const layer of image.layers) {
     if (!SHA256.test(layer.diffId)) {
       throw new RepositoryError(`'${ref}': layer diff_id ${layer.diffId} is not sha256`);
     }
-    const event = {
-      index,
-      count: image.layers.length,
-      digest: layer.digest,
-      diffId: layer.diffId,
-      size: layer.size,
-    };
+  }
+  /** One import per diff_id (a manifest may list a layer twice), started at most once. */
+  const imports = new Map<string, Promise<PulledLayer>>();
+  const importOne = async (index: number): Promise<PulledLayer> => {
+    const layer = image.layers[index];
+    const event = { index, count, digest: layer.digest, diffId: layer.diffId, size: layer.size };
     const layerStream = `oci-layer-${layer.diffId}`;
     let streamId = repo.hasStream(layerStream);
     let refetched: PulledLayer["refetched"];
@@ -223,47 +225,97 @@ export async function pullFromSource(
         streamId = undefined;
       }
     }
-    let imported = false;
-    let objects = 0;
-    let inlineBytes = 0;
-    if (!streamId) {
-      options.onLayer?.({ ...event, state: "start" });
-      options.signal?.throwIfAborted();
-      const onBytes = options.onBytes;
-      let tar: TarInput = await source.openLayer(
-        layer,
-        onBytes ? (n) => onBytes(index, n) : undefined,
-      );
-      const bodies = typeof (tar as Partial<LocalBodies>).take === "function"
-        ? tar as unknown as LocalBodies
-        : undefined;
-      if (options.signal) tar = abortable(tar, options.signal);
-      if (bodies && local) usedLocal = true;
-      const r = await importLayer(repo, tar, {
-        diffId: layer.diffId,
-        local: bodies && local ? { bodies, ...local } : undefined,
-        replace: refetched !== undefined,
-      });
-      streamId = r.streamId;
-      imported = !r.existing;
-      objects = r.objects;
-      inlineBytes = r.inlineBytes;
-      if (imported) layersImported++;
-      options.onLayer?.({ ...event, state: "done" });
-    } else {
-      options.onLayer?.({ ...event, state: "present" });
-    }
-    layers.push({
+    const pulled = {
       digest: layer.digest,
       diffId: layer.diffId,
       mediaType: layer.mediaType,
       size: layer.size,
-      verity: streamId,
-      imported,
       refetched,
-      objects,
-      inlineBytes,
+      imported: false,
+      objects: 0,
+      inlineBytes: 0,
+    };
+    if (streamId) {
+      options.onLayer?.({ ...event, state: "present" });
+      return { ...pulled, verity: streamId };
+    }
+    options.onLayer?.({ ...event, state: "start" });
+    signal.throwIfAborted();
+    const onBytes = options.onBytes;
+    let tar: TarInput = await source.openLayer(
+      layer,
+      onBytes ? (n) => onBytes(index, n) : undefined,
+    );
+    const bodies = typeof (tar as Partial<LocalBodies>).take === "function"
+      ? tar as unknown as LocalBodies
+      : undefined;
+    tar = abortable(tar, signal);
+    if (bodies && local) usedLocal = true;
+    const r = await importLayer(repo, tar, {
+      diffId: layer.diffId,
+      local: bodies && local ? { bodies, ...local } : undefined,
+      replace: refetched !== undefined,
     });
+    if (!r.existing) layersImported++;
+    options.onLayer?.({ ...event, state: "done" });
+    return {
+      ...pulled,
+      verity: r.streamId,
+      imported: !r.existing,
+      objects: r.objects,
+      inlineBytes: r.inlineBytes,
+    };
+  };
+  // Layers import side by side, as composefs-rs imports them (the largest first, as many at
+  // once as there are cores): while one waits for the kernel or its decompressor, another
+  // parses. A failure stops the others (between chunks) before the pull returns.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const order = image.layers.map((_, i) => i).sort((a, b) =>
+    image.layers[b].size - image.layers[a].size || a - b
+  );
+  const started: Promise<unknown>[] = [];
+  const lanes = Math.max(1, Math.min(LAYER_IMPORTS_AT_ONCE, count));
+  let next = 0;
+  const lane = async () => {
+    while (next < order.length) {
+      const index = order[next++];
+      const diffId = image.layers[index].diffId;
+      let p = imports.get(diffId);
+      if (p === undefined) {
+        p = importOne(index);
+        imports.set(diffId, p);
+      }
+      started.push(p);
+      await p;
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: lanes }, lane));
+  } catch (e) {
+    stop.abort(e);
+    await Promise.allSettled(started);
+    throw e;
+  }
+  const layers: PulledLayer[] = [];
+  const seen = new Set<string>();
+  for (const [index, layer] of image.layers.entries()) {
+    const result = await imports.get(layer.diffId)!;
+    if (seen.has(layer.diffId)) {
+      // A repeated layer was stored by its first occurrence.
+      options.onLayer?.({
+        index,
+        count,
+        digest: layer.digest,
+        diffId: layer.diffId,
+        size: layer.size,
+        state: "present",
+      });
+      layers.push({ ...result, imported: false, objects: 0, inlineBytes: 0 });
+    } else {
+      layers.push(result);
+    }
+    seen.add(layer.diffId);
   }
   const layerMap = new Map(layers.map((l) => [l.diffId, l.verity]));
   const diffIds = image.layers.map((l) => l.diffId);
