@@ -16,6 +16,7 @@ import type {
   HookContext,
   HookPhase,
   HookRepository,
+  HookShell,
   HookSignatureDecision,
   StageName,
 } from "../hooks/types.ts";
@@ -81,7 +82,10 @@ function context(
     tags: [],
     options: {},
     log: { info: logAt("info"), warn: logAt("warn"), debug: logAt("debug") },
-    $: undefined,
+    // The shipped hooks run no commands: a shell that says so if one tries.
+    $: (() => {
+      throw new Error("the shipped hooks run no commands");
+    }) as unknown as HookShell,
     signal: new AbortController().signal,
     ...fields,
     logged,
