@@ -21,6 +21,7 @@
  * @module
  */
 import { type ImageSource, openImageSource, type SourceOptions } from "./source.ts";
+import { VERIFIED_DIFF_ID } from "./blob.ts";
 import type { TarInput } from "./tar.ts";
 import {
   importLayer,
@@ -249,12 +250,15 @@ export async function pullFromSource(
     const bodies = typeof (tar as Partial<LocalBodies>).take === "function"
       ? tar as unknown as LocalBodies
       : undefined;
+    const diffIdVerified =
+      (tar as { [VERIFIED_DIFF_ID]?: string })[VERIFIED_DIFF_ID] === layer.diffId;
     tar = abortable(tar, signal);
     if (bodies && local) usedLocal = true;
     const r = await importLayer(repo, tar, {
       diffId: layer.diffId,
       local: bodies && local ? { bodies, ...local } : undefined,
       replace: refetched !== undefined,
+      diffIdVerified,
     });
     if (!r.existing) layersImported++;
     options.onLayer?.({ ...event, state: "done" });
