@@ -112,11 +112,17 @@ Deno.test("cfs pull: registry -> new repository -> bootc tag, bootable image, bo
     equal((await runCfs(["--repo", repo, "fsck"])).code, 0);
     deepEqual(JSON.parse(await cfsOk(repo, "--json", "boot-entries", r.tag)), r.bootEntries);
 
-    // Text output names everything a script or a person needs.
+    // Text output: a short summary (tags and entries whole, ids cut to 12 digits), and with
+    // -v every value whole, one per line.
     const text = await cfsOk(repo, "pull", "--tls-verify=false", ref);
-    ok(text.includes(`tag localhost/bootc-${manifestDigest}\n`), text);
-    ok(text.includes(`image ${r.imageId}\n`), text);
-    ok(text.includes(`entry bls ${boot.kernelVersion} /usr/lib/modules/`), text);
+    ok(text.includes(`\ntag       localhost/bootc-${manifestDigest}\n`), text);
+    ok(text.includes(`\ncomposefs ${r.imageId.slice(0, 12)} `), text);
+    ok(text.includes(`\nentry     bls ${boot.kernelVersion} /usr/lib/modules/`), text);
+    ok(!text.includes(r.imageId), `the summary cuts the image id: ${text}`);
+    const verbose = await cfsOk(repo, "-v", "pull", "--tls-verify=false", ref);
+    ok(verbose.includes(`tag localhost/bootc-${manifestDigest}\n`), verbose);
+    ok(verbose.includes(`image ${r.imageId}\n`), verbose);
+    ok(verbose.includes(`entry bls ${boot.kernelVersion} /usr/lib/modules/`), verbose);
 
     // An image that cannot be made bootable (/usr but no /boot): one line, and no tag for it.
     const plain = await buildOciImage(join(tmp, "plain"), {
