@@ -702,26 +702,43 @@ Give (--kernel VERSION or --modules-dir DIR) with -o FILE, or --dracut DIR, or b
   {
     name: "vm-test",
     args: "IMAGE",
-    summary: "boot a pulled image in QEMU from composefs",
-    description: `Boots IMAGE in QEMU from its composefs image: takes kernel, initramfs and
-options from its first BLS boot entry, adds the console and the image's kernel argument as
-composefs-rs 0.9.4 writes it, puts the repository on an ext4 disk made with -O verity, boots and
-watches the serial console.
+    summary: "boot an image in QEMU from composefs",
+    description: `Boots IMAGE in QEMU from its composefs image and watches the serial console.
 
-Passes (exit 0) when a line containing the --expect text appears; fails (exit 1) with the
-reason when the initramfs reports a failure ('cfs: ...' from cfs setup-root), the kernel
-panics, or the time runs out.
+IMAGE is a name in the repository (--repo, $CFS_REPO, the default one): a tag such as
+localhost/bootc-sha256:<digest> (what 'cfs pull' writes), @sha256:<digest> or a digest; that
+image is booted as it is, without a pull. A reference with a transport (oci:, oci-archive:,
+docker://, containers-storage:, ...) is pulled first, as 'cfs pull' does: into --repo or
+$CFS_REPO when given, else into a fresh repository in the work directory.
+
+The kernel, initramfs and options come from the image's first BLS boot entry; --initramfs FILE
+boots another initramfs instead, e.g. the drop-in 'cfs initramfs --kernel KVER -o FILE' writes.
+cfs adds 'console=ttyS0 panic=-1 no_timer_check root=/dev/vda rw' and the image's kernel
+argument as composefs-rs 0.9.4 writes it, puts the image and its objects on an ext4 disk made
+with -O verity, boots and watches the console. It passes (exit 0) when the --expect text
+appears, by default a login prompt ('login:') or systemd reaching multi-user.target or
+graphical.target; QEMU is stopped then. It fails (exit 1) with the reason when the initramfs
+reports a failure ('cfs: ...' from cfs setup-root), the kernel panics, the guest stops or the
+time runs out; Ctrl-C exits 130. The work directory is removed at the end unless --keep or
+--work DIR.
 
 Needs root (QEMU, mkfs.ext4 -d), qemu-system-x86_64 and e2fsprogs.`,
-    json: "{ok, reason, imageId, erofsVersion, karg, cmdline, entry, consoleLog, times}",
+    json: "{ok, reason, imageId, erofsVersion, karg, cmdline, entry, consoleLog, times, pulled, " +
+      "repo, initramfs}",
     options: [
-      { name: "expect", value: "TEXT", help: "the success line" },
+      {
+        name: "expect",
+        value: "TEXT",
+        help: "the success text (default: a login prompt or a target)",
+      },
       { name: "until", value: "TEXT", help: "also wait for this line after the success line" },
+      { name: "initramfs", value: "FILE", help: "boot this initramfs instead of the boot entry's" },
       { name: "timeout", value: "SECONDS", help: "give up after this long (default 120)" },
       { name: "append", value: "ARGS", multiple: true, help: "extra kernel arguments" },
       { name: "kvm", help: "use -accel kvm (default: -accel tcg)" },
       { name: "memory", value: "MIB", help: "guest RAM (default 1536)" },
-      { name: "work", value: "DIR", help: "the run directory (default: a new one under /var/tmp)" },
+      { name: "work", value: "DIR", help: "the run directory, kept (default: a new one, removed)" },
+      { name: "keep", help: "keep the default run directory (disk, console log)" },
       {
         name: "tls-verify",
         value: "BOOL",
