@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { concatBytes } from "../bytes.ts";
 import { createHash } from "node:crypto";
 import { clipMiddle } from "../errors.ts";
 import { describeIdentity, matchesIdentity } from "./identity.ts";
@@ -93,13 +94,7 @@ async function readKeyFile(path: string): Promise<Uint8Array> {
       }
       chunks.push(buffer.slice(0, n));
     }
-    const out = new Uint8Array(total);
-    let offset = 0;
-    for (const c of chunks) {
-      out.set(c, offset);
-      offset += c.length;
-    }
-    return out;
+    return concatBytes(chunks);
   } catch (e) {
     if (e instanceof Error && e.message.includes(JSON.stringify(path))) throw e;
     throw new Error(`cannot read key file ${JSON.stringify(path)}: ${why(e)}`);

@@ -35,6 +35,7 @@
  *
  * @module
  */
+import { concatBytes } from "../bytes.ts";
 import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 import type { PolicyRequirement, SignaturePolicy, SignedIdentity } from "./types.ts";
 import {
@@ -739,13 +740,7 @@ async function readCapped(file: string): Promise<Uint8Array> {
       }
       chunks.push(buffer.slice(0, n));
     }
-    const out = new Uint8Array(total);
-    let offset = 0;
-    for (const c of chunks) {
-      out.set(c, offset);
-      offset += c.length;
-    }
-    return out;
+    return concatBytes(chunks);
   } catch (e) {
     if (e instanceof PolicyError) throw e;
     throw new PolicyError(
