@@ -26,6 +26,7 @@ import { clipMiddle, errorCode, errorExitCode, MAX_ERROR_LINE } from "./lib/erro
 import { commandHelp, generalHelp, VERSION } from "./lib/cli/help.ts";
 import { type CommandSpec, findCommand, subcommands, topLevelCommands } from "./lib/cli/table.ts";
 import { didYouMean } from "./lib/cli/suggest.ts";
+import { prepareTerminalOutput } from "./lib/log.ts";
 
 import { HOOK_CHILD_COMMAND } from "./lib/pipeline/hook_protocol.ts";
 
@@ -145,6 +146,7 @@ export async function main(argv: string[]): Promise<number> {
     } else {
       rest = extractGlobals(rest, spec, globals);
     }
+    await prepareTerminalOutput();
     return await handler(rest, globals);
   } catch (e) {
     if (e instanceof UsageError) {

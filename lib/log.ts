@@ -23,7 +23,7 @@
  */
 
 import { concatBytes } from "./bytes.ts";
-import { $ } from "dax";
+import { loadDax, loadedDax } from "./dax.ts";
 import { UnixDatagramSender } from "./sys/unix_datagram.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -454,10 +454,12 @@ export interface ProgressDisplay {
  * dax's progress bar on stderr: a message line and a bar line with bytes, redrawn in place
  * by dax (every 60 ms) while the bar exists. Lines logged through {@link stderrLineWriter}
  * (dax's `$.log`) appear above it. A no-op when stderr is not a terminal, because dax then
- * prints every message change as a line of its own.
+ * prints every message change as a line of its own. Also a no-op until dax is loaded
+ * (lib/dax.ts; the CLI loads it when stderr is a terminal).
  */
 export function daxProgressDisplay(): ProgressDisplay {
-  if (!Deno.stderr.isTerminal()) return { show() {}, finish() {} };
+  const $ = loadedDax()?.$;
+  if (!Deno.stderr.isTerminal() || $ === undefined) return { show() {}, finish() {} };
   let bar: ReturnType<typeof $.progress> | undefined;
   return {
     show(v) {
@@ -670,11 +672,23 @@ function writeAll(file: { writeSync(p: Uint8Array): number }, s: string): void {
 
 /**
  * Writes text to stderr. On a TTY it goes through dax's `$.log`, which clears a progress
- * bar, prints the line and redraws the bar below it.
+ * bar, prints the line and redraws the bar below it (once dax is loaded, lib/dax.ts; plain
+ * writes before).
  */
 export function stderrLineWriter(isTty: boolean): (s: string) => void {
-  if (!isTty) return (s) => writeAll(Deno.stderr, s);
+  const $ = loadedDax()?.$;
+  if (!isTty || $ === undefined) return (s) => writeAll(Deno.stderr, s);
   return (s) => $.log(s.endsWith("\n") ? s.slice(0, -1) : s);
+}
+
+/**
+ * Loads what the terminal output draws with (dax's progress bar and `$.log`) when stderr is a
+ * terminal; nothing otherwise. Call it before {@link createLogger}: without it, a terminal
+ * gets plain lines and no progress bar. Kept apart because the import costs ~130 ms that
+ * redirected runs need not pay (lib/dax.ts).
+ */
+export async function prepareTerminalOutput(): Promise<void> {
+  if (Deno.stderr.isTerminal()) await loadDax();
 }
 
 /** Options of {@link createLogger}. */

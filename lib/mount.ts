@@ -14,7 +14,7 @@
  * @module
  */
 import { CfsError } from "./errors.ts";
-import $ from "dax";
+import { dax$ } from "./dax.ts";
 import { join } from "node:path";
 import type { Repository } from "./repository.ts";
 
@@ -28,6 +28,7 @@ export class MountError extends CfsError {
 }
 
 async function runMount(args: string[], what: string): Promise<void> {
+  const $ = await dax$();
   const r = await $`${args}`.stdout("null").stderr("piped").noThrow();
   if (r.code !== 0) {
     throw new MountError(`${what}: ${r.stderr.trim().split("\n").pop() ?? `exit ${r.code}`}`);

@@ -37,7 +37,7 @@
  * @module
  */
 import { CfsError, type CfsErrorOptions, withCode } from "./errors.ts";
-import $ from "dax";
+import { dax$ } from "./dax.ts";
 import { join } from "node:path";
 import { collectObjects, ErofsReader } from "./erofs/reader.ts";
 import { mkfsErofs } from "./erofs/writer.ts";
@@ -276,6 +276,7 @@ export interface SetupRootResult {
 }
 
 async function mount(args: string[], what: string): Promise<void> {
+  const $ = await dax$();
   const r = await $`mount ${args}`.stdout("null").stderr("piped").noThrow();
   if (r.code !== 0) {
     const lines = r.stderr.split("\n").map((l) => l.trim()).filter((l) =>
@@ -405,6 +406,7 @@ function exists(path: string): boolean {
 
 /** Sets up the composed root; see the module documentation. Throws {@link SetupRootError}. */
 export async function setupRoot(o: SetupRootOptions = {}): Promise<SetupRootResult> {
+  const $ = await dax$();
   const log = o.log ?? (() => {});
   const cmdline = o.cmdline ?? await Deno.readTextFile("/proc/cmdline");
   composefsCandidates(cmdline); // malformed or missing arguments fail before any mount

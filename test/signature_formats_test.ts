@@ -30,12 +30,18 @@ import {
   signatureFromBlob,
   SignatureSourceError,
 } from "../lib/signature/sources.ts";
-import { loadRegistriesD, mergeRegistriesD } from "../lib/signature/registries_d.ts";
+import {
+  loadRegistriesD,
+  loadYamlParser,
+  mergeRegistriesD,
+} from "../lib/signature/registries_d.ts";
 import { RegistryClient } from "../lib/oci/registry.ts";
 import { parseDockerReference } from "../lib/oci/reference.ts";
 import { buildOciImage, CommandError, run, sha256sum } from "./fixtures/oci.ts";
 import { startRegistry } from "./fixtures/registry.ts";
 
+// mergeRegistriesD is called directly below; its YAML parser is imported lazily.
+await loadYamlParser();
 const TMP = await Deno.makeTempDir({ prefix: "cfs-sigformats-" });
 const HOMES: string[] = [];
 globalThis.addEventListener("unload", () => {

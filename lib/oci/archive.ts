@@ -11,7 +11,7 @@
  *
  * @module
  */
-import $ from "dax";
+import { dax$ } from "../dax.ts";
 import { CfsError, type CfsErrorOptions, withCode } from "../errors.ts";
 
 /** An `oci-archive:` file that cannot be unpacked or read as a layout; names the archive. */
@@ -101,6 +101,7 @@ export async function unpackOciArchive(archive: string, dir: string): Promise<vo
         : "not a regular file",
     );
   }
+  const $ = await dax$();
   const r = await $`tar -xf ${archive} -C ${dir} --no-same-owner --no-same-permissions`
     .stdout("null").stderr("piped").noThrow();
   if (r.code !== 0) {

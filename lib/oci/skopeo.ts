@@ -10,7 +10,7 @@
  * @module
  */
 import { CfsError } from "../errors.ts";
-import $ from "dax";
+import { dax$ } from "../dax.ts";
 import { skopeoRejection } from "../signature/check.ts";
 
 /** `skopeo` failed or is missing. */
@@ -65,6 +65,7 @@ export async function skopeoCopyToLayout(
   }
   args.push(source, `oci:${dir}:${tag}`);
   let result;
+  const $ = await dax$();
   try {
     // containers-storage's overlay driver bind-mounts `<store>/overlay` onto itself; in a
     // private mount namespace (as bootc runs podman) that mount ends with skopeo.

@@ -30,11 +30,11 @@ import { STAGES } from "../../hooks/types.ts";
 import {
   type CallContext,
   type FailureKind,
+  HOOK_CHILD_COMMAND,
   type HostMessage,
   readMessages,
   writeMessage,
 } from "./hook_protocol.ts";
-import { HOOK_CHILD_COMMAND } from "./hook_child.ts";
 
 /** After an abort (timeout, Ctrl-C), how long the call gets to settle before its process dies. */
 export const ABORT_GRACE_MS = 500;

@@ -32,8 +32,8 @@
  *
  * @module
  */
-import { transform } from "sucrase";
-import { init as lexerReady, parse as parseImports } from "es-module-lexer";
+import type * as Sucrase from "sucrase";
+import type * as Lexer from "es-module-lexer";
 import { dirname, join, resolve } from "node:path";
 import { BUILTIN_HOOKS } from "./builtin.ts";
 import { HookLoadError } from "./hook_errors.ts";
@@ -79,6 +79,25 @@ function dataUrl(code: string): string {
  * Turns a TypeScript/JavaScript file and its relative imports into a `data:` URL module
  * (see the module documentation). `seen` holds the files in progress (cycles) and done.
  */
+/**
+ * The TypeScript transpiler and the import lexer, imported when the first hook is compiled:
+ * a pull without hooks does not pay their loading (lib/dax.ts has the measurements of the
+ * same change). The literal specifiers keep them in the binary.
+ */
+let compilers: { transform: typeof Sucrase.transform; lexer: typeof Lexer } | undefined;
+
+async function loadCompilers(): Promise<{
+  transform: typeof Sucrase.transform;
+  lexer: typeof Lexer;
+}> {
+  if (compilers === undefined) {
+    const [sucrase, lexer] = await Promise.all([import("sucrase"), import("es-module-lexer")]);
+    await lexer.init;
+    compilers = { transform: sucrase.transform, lexer };
+  }
+  return compilers;
+}
+
 async function compileFile(
   file: string,
   root: string,
@@ -121,6 +140,7 @@ async function compileFile(
       : (e as Error).message;
     throw new HookLoadError(root, file === root ? what : `import ${file}: ${what}`);
   }
+  const { transform, lexer } = await loadCompilers();
   let js: string;
   try {
     js = transform(text, {
@@ -132,10 +152,9 @@ async function compileFile(
     const msg = (e as Error).message.split("\n")[0];
     throw new HookLoadError(root, `${file === root ? "" : `${file}: `}syntax error: ${msg}`);
   }
-  await lexerReady;
   let imports;
   try {
-    [imports] = parseImports(js);
+    [imports] = lexer.parse(js);
   } catch (e) {
     throw new HookLoadError(root, `${file}: cannot parse imports: ${(e as Error).message}`);
   }

@@ -27,7 +27,7 @@
  * @module
  */
 import { CfsError } from "../errors.ts";
-import $, { KillController } from "dax";
+import { loadDax } from "../dax.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import { parseImageReference } from "../oci/reference.ts";
 import { createHash } from "node:crypto";
@@ -132,6 +132,7 @@ async function storageCommand(
   args: string[],
   signal?: AbortSignal,
 ): Promise<string> {
+  const { $, KillController } = await loadDax();
   const kill = new KillController();
   const onAbort = () => kill.kill("SIGTERM");
   signal?.addEventListener("abort", onAbort, { once: true });

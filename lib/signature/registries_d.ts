@@ -36,7 +36,7 @@
  * @module
  */
 import { join } from "node:path";
-import { parseAllDocuments } from "yaml";
+import type * as Yaml from "yaml";
 import { CfsError, type CfsErrorOptions, clipMiddle, withCode } from "../errors.ts";
 import type { DockerReference } from "../oci/reference.ts";
 
@@ -108,6 +108,17 @@ export async function registriesDPath(dir?: string): Promise<string> {
 }
 
 /**
+ * The YAML parser, imported on first use: loading it costs ~80 ms (measured), which commands
+ * that read no registries.d file need not pay. The literal specifier keeps it in the binary.
+ */
+let yaml: typeof Yaml | undefined;
+
+/** Imports the YAML parser that {@link parseRegistriesDFile} needs (once). */
+export async function loadYamlParser(): Promise<void> {
+  yaml ??= await import("yaml");
+}
+
+/**
  * Reads and merges every `*.yaml` of a registries.d directory (default: {@link registriesDPath}).
  * Throws {@link RegistriesDError} naming the file for an unreadable or malformed file and for a
  * scope defined twice.
@@ -129,6 +140,7 @@ export async function loadRegistriesD(dir?: string): Promise<RegistriesD> {
     const file = join(path, name);
     files.push({ path: file, text: await readConfigFile(file) });
   }
+  if (files.length > 0) await loadYamlParser();
   return mergeRegistriesD(path, files);
 }
 
@@ -244,16 +256,18 @@ function kindOf(value: unknown): string {
 }
 
 /**
- * Parses one registries.d file (pure). Throws {@link RegistriesDError} naming `path` for YAML
- * that does not parse and for values of the wrong type.
+ * Parses one registries.d file (pure; {@link loadYamlParser} must have run). Throws
+ * {@link RegistriesDError} naming `path` for YAML that does not parse and for values of the
+ * wrong type.
  */
 export function parseRegistriesDFile(
   path: string,
   text: string,
 ): { defaultDocker?: RegistriesDSection; docker: Map<string, RegistriesDSection> } {
+  if (yaml === undefined) throw new Error("internal: parseRegistriesDFile before loadYamlParser");
   let root: unknown;
   try {
-    const docs = parseAllDocuments(text, {
+    const docs = yaml.parseAllDocuments(text, {
       version: "1.1",
       uniqueKeys: true,
       prettyErrors: false,

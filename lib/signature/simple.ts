@@ -27,16 +27,31 @@
  *
  * @module
  */
-import * as openpgp from "openpgp";
+import type * as OpenPgp from "openpgp";
 import { parsePayload, SignatureError, SIMPLE_SIGNATURE_TYPE } from "./payload.ts";
 import type { SignatureClaims } from "./types.ts";
 
 export { SignatureError } from "./payload.ts";
 
-/** OpenPGP.js settings that match gpg 2.2's acceptance of message hashes (module docs). */
-const CONFIG: openpgp.PartialConfig = {
-  rejectMessageHashAlgorithms: new Set([openpgp.enums.hash.md5]),
-};
+/**
+ * OpenPGP.js, imported on first use: loading it costs ~160 ms (measured), which a pull whose
+ * policy names no `signedBy` key need not pay. The literal specifier keeps it in the binary.
+ */
+let loaded: { openpgp: typeof OpenPgp; config: OpenPgp.PartialConfig } | undefined;
+
+/** OpenPGP.js and the settings that match gpg 2.2's acceptance of message hashes (module docs). */
+async function openpgpModule(): Promise<
+  { openpgp: typeof OpenPgp; config: OpenPgp.PartialConfig }
+> {
+  if (loaded === undefined) {
+    const openpgp = await import("openpgp");
+    loaded = {
+      openpgp,
+      config: { rejectMessageHashAlgorithms: new Set([openpgp.enums.hash.md5]) },
+    };
+  }
+  return loaded;
+}
 
 /**
  * Parses a simple-signing payload strictly (payload.ts), without any cryptography: for a
@@ -51,8 +66,9 @@ export function parseSimplePayload(bytes: Uint8Array): SignatureClaims {
 }
 
 /** The keys of key rings, each ring armored or binary. Throws {@link SignatureError}. */
-export async function readKeyRings(keyrings: Uint8Array[]): Promise<openpgp.PublicKey[]> {
-  const keys: openpgp.PublicKey[] = [];
+export async function readKeyRings(keyrings: Uint8Array[]): Promise<OpenPgp.PublicKey[]> {
+  const { openpgp } = await openpgpModule();
+  const keys: OpenPgp.PublicKey[] = [];
   for (const [i, ring] of keyrings.entries()) {
     const head = new TextDecoder().decode(ring.subarray(0, 200)).trimStart();
     try {
@@ -83,14 +99,15 @@ export async function verifySimpleSignature(
   sig: Uint8Array,
   keyrings: Uint8Array[],
 ): Promise<SignatureClaims & { keyIdentity: string }> {
+  const { openpgp, config: CONFIG } = await openpgpModule();
   const keys = await readKeyRings(keyrings);
-  let message: openpgp.Message<Uint8Array>;
+  let message: OpenPgp.Message<Uint8Array>;
   try {
     message = await openpgp.readMessage({ binaryMessage: sig, config: CONFIG });
   } catch (e) {
     throw new SignatureError(`not an OpenPGP message: ${(e as Error).message}`, { cause: e });
   }
-  let result: openpgp.VerifyMessageResult<Uint8Array>;
+  let result: OpenPgp.VerifyMessageResult<Uint8Array>;
   try {
     result = await openpgp.verify({
       message,

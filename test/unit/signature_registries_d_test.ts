@@ -10,6 +10,7 @@ import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import {
   builtinLookaside,
   dockerScopes,
+  loadYamlParser,
   lookasideFor,
   mergeRegistriesD,
   parseRegistriesDFile,
@@ -18,6 +19,9 @@ import {
   useSigstoreAttachments,
 } from "../../lib/signature/registries_d.ts";
 import { parseDockerReference } from "../../lib/oci/reference.ts";
+
+// The parser is imported lazily (lib/signature/registries_d.ts); these tests call it directly.
+await loadYamlParser();
 
 const ref = (s: string) => parseDockerReference(s);
 
