@@ -26,7 +26,7 @@ import { findBootEntries } from "../boot/entries.ts";
 import { finishOciTree } from "./layer_tree.ts";
 import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
 import type { ErofsFormatVersion } from "../repository/meta.ts";
-import { createFilesystem } from "./image.ts";
+import { createFilesystem, type ParsedLayers } from "./image.ts";
 import {
   bootImageRefKey,
   type ConfigImages,
@@ -50,11 +50,12 @@ export async function ociFilesystem(
   repo: Repository,
   image: OciImage | StoredConfig,
   xattrs?: XattrFiltering,
+  parsed?: ParsedLayers,
 ): Promise<FileSystem> {
   if (image instanceof OciImage && !image.isContainerImage) {
     throw new RepositoryError(`${image.manifestDigest} is an artifact, not a container image`);
   }
-  const fs = await createFilesystem(repo, image);
+  const fs = await createFilesystem(repo, image, parsed);
   const name = image instanceof OciImage ? image.manifestDigest : image.configDigest;
   finishOciTree(fs, name, (c) => repo.readObject(c.digest), { xattrs });
   return fs;
@@ -148,6 +149,8 @@ export interface CommitOciImagesOptions {
   xattrs?: XattrFiltering;
   /** Tag to point at the rewritten manifest. */
   tag?: string;
+  /** Layers' tree entries from their import (a pull): not read back from their streams. */
+  parsed?: ParsedLayers;
 }
 
 /** What {@link commitOciImages} made. */
@@ -176,7 +179,7 @@ export async function commitOciImages(
 ): Promise<CommittedImages | undefined> {
   const image = OciImage.open(repo, manifestDigest, manifestId);
   if (!image.isContainerImage) return undefined;
-  const fs = await ociFilesystem(repo, image, options.xattrs);
+  const fs = await ociFilesystem(repo, image, options.xattrs, options.parsed);
   const images = writeImages(repo, fs);
   let bootImages = new Map<ErofsFormatVersion, ObjectId>();
   if (options.bootable) {

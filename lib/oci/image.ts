@@ -12,7 +12,7 @@
  * @module
  */
 import { type CfsErrorOptions, withCode } from "../errors.ts";
-import { readTar } from "./tar.ts";
+import { readTar, type TarMetadata } from "./tar.ts";
 import { ObjectId, Repository, RepositoryError } from "../repository/mod.ts";
 import { SplitStreamReader } from "../splitstream/reader.ts";
 import { CONTENT_TYPE } from "../splitstream/format.ts";
@@ -21,6 +21,7 @@ import { type FileSystem, INLINE_CONTENT_MAX, type LeafContent } from "../tree.t
 import {
   applyOciEntry,
   newOciFileSystem,
+  type OciEntry,
   type OciEntryItem,
   ociEntryStat,
   OciTreeError,
@@ -116,72 +117,102 @@ export async function applyLayer(
     if (external && m.size > 0 && m.type !== "regular") {
       throw new OciImageError(`layer entry ${JSON.stringify(m.path)}: unsupported external body`);
     }
-    let item: OciEntryItem;
-    switch (m.type) {
-      case "directory":
-        item = { kind: "directory" };
-        break;
-      case "hardlink":
-        item = { kind: "hardlink", target: m.linkTarget };
-        break;
-      default: {
-        let content: LeafContent;
-        switch (m.type) {
-          case "regular":
-            if (external && m.size > 0) {
-              if (m.size <= INLINE_CONTENT_MAX) {
-                throw new OciImageError(
-                  `layer stream stored a small (${m.size} byte) file external: ${m.path}`,
-                );
-              }
-              content = { type: "external", digest: external, size: m.size };
-            } else {
-              if (m.size > INLINE_CONTENT_MAX) {
-                throw new OciImageError(
-                  `layer stream stored a large (${m.size} byte) file inline: ${m.path}`,
-                );
-              }
-              content = { type: "inline", data: (await entry.readBody()).slice() };
-            }
-            break;
-          case "symlink":
-            content = {
-              type: "symlink",
-              target: Uint8Array.from(m.linkTarget, (c) => c.charCodeAt(0)),
-            };
-            break;
-          case "chardev":
-            content = { type: "chardev", rdev: makedev(m.devmajor, m.devminor) };
-            break;
-          case "blockdev":
-            content = { type: "blockdev", rdev: makedev(m.devmajor, m.devminor) };
-            break;
-          case "fifo":
-            content = { type: "fifo" };
-            break;
-          default:
-            throw new OciImageError(`layer entry ${JSON.stringify(m.path)}: unsupported type`);
-        }
-        item = { kind: "leaf", content };
-      }
-    }
-    try {
-      applyOciEntry(fs, { path: m.path, stat: ociEntryStat(m), item });
-    } catch (e) {
-      if (e instanceof OciTreeError) throw new OciImageError(e.message, { cause: e });
-      throw e;
-    }
+    const body = m.type === "regular" && !(external && m.size > 0) && m.size <= INLINE_CONTENT_MAX
+      ? await entry.readBody()
+      : undefined;
+    applyLayerEntry(fs, layerEntry(m, external && m.size > 0 ? external : undefined, body));
   }
 }
 
 /**
+ * The tree entry of the tar entry `m` (0.9.4 `process_entry`): `external` is the object id a
+ * regular file's body was stored as (sizes above {@link INLINE_CONTENT_MAX}), `body` the bytes
+ * of a smaller one (copied here). A layer import builds these as it reads the tar
+ * (lib/oci/import.ts), so that a pull need not read its layer streams back.
+ */
+export function layerEntry(
+  m: TarMetadata,
+  external: Uint8Array | undefined,
+  body: Uint8Array | undefined,
+): OciEntry {
+  let item: OciEntryItem;
+  switch (m.type) {
+    case "directory":
+      item = { kind: "directory" };
+      break;
+    case "hardlink":
+      item = { kind: "hardlink", target: m.linkTarget };
+      break;
+    default: {
+      let content: LeafContent;
+      switch (m.type) {
+        case "regular":
+          if (external) {
+            if (m.size <= INLINE_CONTENT_MAX) {
+              throw new OciImageError(
+                `layer stream stored a small (${m.size} byte) file external: ${m.path}`,
+              );
+            }
+            content = { type: "external", digest: external, size: m.size };
+          } else {
+            if (m.size > INLINE_CONTENT_MAX) {
+              throw new OciImageError(
+                `layer stream stored a large (${m.size} byte) file inline: ${m.path}`,
+              );
+            }
+            content = { type: "inline", data: (body ?? new Uint8Array(0)).slice() };
+          }
+          break;
+        case "symlink":
+          content = {
+            type: "symlink",
+            target: Uint8Array.from(m.linkTarget, (c) => c.charCodeAt(0)),
+          };
+          break;
+        case "chardev":
+          content = { type: "chardev", rdev: makedev(m.devmajor, m.devminor) };
+          break;
+        case "blockdev":
+          content = { type: "blockdev", rdev: makedev(m.devmajor, m.devminor) };
+          break;
+        case "fifo":
+          content = { type: "fifo" };
+          break;
+        default:
+          throw new OciImageError(`layer entry ${JSON.stringify(m.path)}: unsupported type`);
+      }
+      item = { kind: "leaf", content };
+    }
+  }
+  return { path: m.path, stat: ociEntryStat(m), item };
+}
+
+/** {@link applyOciEntry}, its tree errors as {@link OciImageError}. */
+function applyLayerEntry(fs: FileSystem, entry: OciEntry): void {
+  try {
+    applyOciEntry(fs, entry);
+  } catch (e) {
+    if (e instanceof OciTreeError) throw new OciImageError(e.message, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Layers' tree entries built while they were imported, by diff_id (a pull hands them to
+ * {@link createFilesystem}): the same entries reading their streams back gives.
+ */
+export type ParsedLayers = ReadonlyMap<string, readonly OciEntry[]>;
+
+/**
  * The file system of a stored container image: its layers (config `rootfs.diff_ids` order,
  * each found through the config stream's named ref) applied one after the other, as
- * composefs-oci 0.9.4 `create_filesystem` does.
+ * composefs-oci 0.9.4 `create_filesystem` does. A layer in `parsed` is applied from those
+ * entries instead of its stream.
  */
 export async function createFilesystem(
   repo: Repository,
   image: Pick<OciImage, "diffIds" | "layers" | "configDigest">,
+  parsed?: ParsedLayers,
 ): Promise<FileSystem> {
   const fs = newOciFileSystem();
   for (const diffId of image.diffIds) {
@@ -190,6 +221,11 @@ export async function createFilesystem(
       throw new OciImageError(
         `config ${image.configDigest}: no named ref to the layer stream of ${diffId}`,
       );
+    }
+    const entries = parsed?.get(diffId);
+    if (entries !== undefined) {
+      for (const entry of entries) applyLayerEntry(fs, entry);
+      continue;
     }
     await applyLayer(repo, fs, await readLayerChunks(repo, id));
   }

@@ -34,6 +34,8 @@ import { SplitStreamWriter } from "../splitstream/writer.ts";
 import { CONTENT_TYPE } from "../splitstream/format.ts";
 import { fsverityDigest, FsVerityHasher } from "../fsverity/digest.ts";
 import { layerContentId } from "./store.ts";
+import { layerEntry } from "./image.ts";
+import type { OciEntry } from "./layer_tree.ts";
 
 /** Bodies larger than this are streamed into the object store instead of read whole. */
 export const IN_MEMORY_BODY_MAX = 1 << 20;
@@ -65,6 +67,12 @@ export interface ImportLayerOptions {
    * after the input ended, so a refused tar still leaves no stream.
    */
   diffIdVerified?: boolean;
+  /**
+   * Also return the layer's tree entries ({@link ImportLayerResult.entries}), built from the
+   * tar as it is read, so that the image's file system can be made without reading the new
+   * stream back (a pull's last step). Not for a layer that was already stored.
+   */
+  entries?: boolean;
 }
 
 /**
@@ -112,6 +120,8 @@ export interface ImportLayerResult {
   inlineBytes: number;
   /** True when the stream existed and nothing was read. */
   existing: boolean;
+  /** The tree entries, in tar order, with {@link ImportLayerOptions.entries} (not when `existing`). */
+  entries?: OciEntry[];
 }
 
 /** A mismatch between the tar's sha256 and the diff_id. */
@@ -153,6 +163,7 @@ export async function importLayer(
   const sha = opts.diffIdVerified ? undefined : createHash("sha256");
   let inlineBytes = 0;
   let externals = 0;
+  const entries: OciEntry[] | undefined = opts.entries ? [] : undefined;
   const inline = (b: Uint8Array) => {
     if (b.length === 0) return;
     sha?.update(b);
@@ -211,9 +222,12 @@ export async function importLayer(
         }
         await writer.writeExternal(id.bytes, size);
         externals++;
+        entries?.push(layerEntry(entry.meta, id.bytes, undefined));
         inline(await entry.readPadding());
       } else {
-        if (size > 0) inline(await entry.readBody());
+        const body = size > 0 ? await entry.readBody() : undefined;
+        if (body) inline(body);
+        entries?.push(layerEntry(entry.meta, undefined, isFile ? body : undefined));
         inline(await entry.readPadding());
       }
     }
@@ -232,5 +246,5 @@ export async function importLayer(
     );
   }
   const streamId = repo.writeStream(stream, contentId, opts.name);
-  return { streamId, objects: externals, inlineBytes, existing: false };
+  return { streamId, objects: externals, inlineBytes, existing: false, entries };
 }

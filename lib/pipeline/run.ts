@@ -514,6 +514,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     await stage("import", async () => {
       pull = await pullFromSource(repo!, source!, {
         images: false,
+        keepEntries: true,
         localFetch: sourceOpts.localFetch,
         signal,
         ...layerReporter(log, state.layers!.map((l) => l.size)),
@@ -531,7 +532,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     const stored = () => OciImage.open(repo!, pull!.manifestDigest, pull!.manifestVerity);
     if (opts.unified) {
       await stage("label-storage", async () => {
-        merged = await ociFilesystem(repo!, stored());
+        merged = await ociFilesystem(repo!, stored(), undefined, pull!.parsed);
         const policy = loadImagePolicy(merged, (c) => repo!.readObject(c.digest));
         if (!policy) {
           log.info(
@@ -554,7 +555,7 @@ export async function runPullPipeline(opts: PipelineOptions): Promise<PipelineRe
     let plainImages: Map<ErofsFormatVersion, ObjectId> | undefined;
     let bootImages: Map<ErofsFormatVersion, ObjectId> | undefined;
     await stage("label", async () => {
-      const fs = merged ?? await ociFilesystem(repo!, stored());
+      const fs = merged ?? await ociFilesystem(repo!, stored(), undefined, pull!.parsed);
       // The plain images first (composefs.image*), from the tree before the boot transform.
       plainImages = writeImages(repo!, fs);
       const read = (c: { digest: Uint8Array }) => repo!.readObject(c.digest);
