@@ -10,7 +10,10 @@
  *   repository each run (every file copied into objects/, then the image written);
  * - `oci pull` of the Debian rootfs as a 1-layer and a 10-layer gzip OCI layout
  *   (test/fixtures/debian_image.ts): `init --insecure` + `oci pull oci:DIR:v1 img` into a fresh
- *   repository each run.
+ *   repository each run;
+ * - the seed's job on the 1-layer image plus a layer with `/sysroot` (which a bootable image
+ *   needs): `cfs pull` (no hooks) against `cfsctl oci pull --bootable`, both after
+ *   `init --insecure`, the bootable image ids compared.
  *
  * Both tools must produce the same result, or the numbers are meaningless: the image ids
  * (compute-id output; the pulled image's `composefs_erofs` from `oci inspect`) are compared and
@@ -183,6 +186,33 @@ export async function benchVsCfsctl(runs = 3, log = console.log): Promise<VsRow[
       }
       rows.push(row(`oci pull (init + pull), ${image.name}`, pc, pr, erofs(pc[0])));
     }
+
+    // The seed's job: `cfs pull` (the bootable image; no hooks) against `cfsctl oci pull
+    // --bootable`, on the 1-layer image plus a layer with the /sysroot both need.
+    const boot = await ensureDebianImage(rootfs, 1, DATA_DIR, { sysroot: true });
+    const bootRef = `oci:${boot.dir}:${boot.tag}`;
+    log(`cfs pull / cfsctl oci pull --bootable of ${boot.name} (${runs} paired runs)`);
+    let b = 0;
+    const bootPull = (tool: "cfs" | "cfsctl") => async () => {
+      const repo = join(work, `boot-${tool}-${b++}`);
+      const init = tool === "cfs" ? cfsArgv().map(shq).join(" ") : shq(cfsctl);
+      const pull = tool === "cfs"
+        ? `${init} --repo ${shq(repo)} pull -q --allow-missing-fsverity --no-default-hooks ` +
+          `${shq(bootRef)} 2>/dev/null`
+        : `${shq(cfsctl)} --repo ${shq(repo)} oci pull --bootable ${shq(bootRef)} img ` +
+          `>/dev/null 2>&1 && ${shq(cfsctl)} --repo ${shq(repo)} oci inspect img`;
+      const s = await timed(
+        [`${init} --repo ${shq(repo)} init --insecure >/dev/null && ${pull}`],
+        true,
+      );
+      await Deno.remove(repo, { recursive: true });
+      return s;
+    };
+    const [bc, br] = await paired(runs, bootPull("cfs"), bootPull("cfsctl"));
+    const bootC = bc[0].stdout.trim().split("\n").pop()!;
+    const bootR = JSON.parse(br[0].stdout).composefs_boot_erofs as string;
+    if (bootC !== bootR) throw new Error(`bootable image differs: cfs ${bootC}, cfsctl ${bootR}`);
+    rows.push(row(`cfs pull / cfsctl oci pull --bootable, ${boot.name}`, bc, br, bootC));
   } finally {
     await Deno.remove(work, { recursive: true });
   }
