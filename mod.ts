@@ -235,7 +235,7 @@ export {
   untagImage,
   type XattrMode,
 } from "./lib/oci/store.ts";
-export { createFilesystem, OciImageError } from "./lib/oci/image.ts";
+export { createFilesystem, layerEntry, OciImageError, type ParsedLayers } from "./lib/oci/image.ts";
 export {
   commitOciImages,
   type CommitOciImagesOptions,
