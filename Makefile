@@ -101,7 +101,7 @@ bench: setup cfsctl
 # follows (test/binary_test.ts checks the list against the code): the fs-verity hashing workers.
 # Hook processes need nothing: the binary starts itself (lib/pipeline/hook_process.ts).
 TARGETS ?=
-COMPILE_INCLUDES := --include lib/fsverity/leaf_worker.ts --include lib/fsverity/file_pool_worker.ts
+COMPILE_INCLUDES := --include lib/fsverity/leaf_worker.ts --include lib/fsverity/file_pool_worker.ts --include lib/oci/layer_worker.ts
 binary: deno
 	@mkdir -p dist
 	@for t in $(if $(TARGETS),$(TARGETS),host); do \

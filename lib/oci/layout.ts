@@ -31,7 +31,8 @@
 import { CfsError, type CfsErrorOptions, clipMiddle, withCode } from "../errors.ts";
 import { join } from "node:path";
 import { z } from "zod";
-import { BlobError, layerCompression, verifiedLayer, verifyBlob } from "./blob.ts";
+import { BlobError, layerCompression, verifyBlob } from "./blob.ts";
+import { verifiedLayerFile } from "./layer_file.ts";
 import { clip, digestBytes, digestProblem, parseDigest } from "./digest.ts";
 
 // --- media types ------------------------------------------------------------------------------
@@ -645,7 +646,7 @@ export class OciLayout {
     }
     const file = await Deno.open(path);
     try {
-      return verifiedLayer(file.readable, layer, layer.diffId, onCompressedBytes);
+      return verifiedLayerFile(file, path, layer, layer.diffId, { onCompressedBytes });
     } catch (e) {
       file.close();
       throw e;
