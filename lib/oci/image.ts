@@ -112,15 +112,20 @@ export async function applyLayer(
   for await (const entry of readTar(content())) {
     const m = entry.meta;
     const bodyOffset = entry.offset + entry.headerBytes.length;
-    const external = externals.get(bodyOffset);
-    if (external && m.size > 0) externals.delete(bodyOffset);
-    if (external && m.size > 0 && m.type !== "regular") {
-      throw new OciImageError(`layer entry ${JSON.stringify(m.path)}: unsupported external body`);
+    // An entry without a body (size 0) never starts an external chunk's bytes.
+    const external = m.size > 0 ? externals.get(bodyOffset) : undefined;
+    if (external) {
+      externals.delete(bodyOffset);
+      if (m.type !== "regular") {
+        throw new OciImageError(
+          `layer entry ${JSON.stringify(m.path)}: unsupported external body`,
+        );
+      }
     }
-    const body = m.type === "regular" && !(external && m.size > 0) && m.size <= INLINE_CONTENT_MAX
+    const body = m.type === "regular" && !external && m.size <= INLINE_CONTENT_MAX
       ? await entry.readBody()
       : undefined;
-    applyLayerEntry(fs, layerEntry(m, external && m.size > 0 ? external : undefined, body));
+    applyLayerEntry(fs, layerEntry(m, external, body));
   }
 }
 
