@@ -42,7 +42,7 @@
  * |                                       |                           |      | `media-type`, `invalid`, `platform`  |
  * | `blob-<problem>`                      | BlobError                 | 1    | problem: `bad-digest`, `too-large`,  |
  * |                                       |                           |      | `truncated`, `digest-mismatch`,      |
- * |                                       |                           |      | `media-type`, `decompress`           |
+ * |                                       |                           |      | `media-type`, `decompress`, `changed`|
  * | `oci-layout-invalid`                  | OciLayoutError            | 1    | an OCI layout directory is unusable  |
  * | `oci-archive-invalid`                 | OciArchiveError           | 1    | an oci-archive cannot be unpacked    |
  * | `auth-file-invalid`                   | AuthFileError             | 1    | a containers auth file is unusable   |

@@ -58,10 +58,20 @@ async function refusal(
   return got!;
 }
 
-Deno.test("layer file: a worker's tar is gzip -dc's, its byte count the blob's, as on the calling thread", async () => {
+/** Runs `fn` on a fresh blob in a temporary directory, removed afterwards. */
+async function withBlob(
+  fn: (dir: string, made: Awaited<ReturnType<typeof makeBlob>>) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "cfs-layer-file-" });
   try {
-    const { gz, raw, blob, diffId } = await makeBlob(dir);
+    await fn(dir, await makeBlob(dir));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("layer file: a worker's tar is gzip -dc's, its byte count the blob's, as on the calling thread", async () => {
+  await withBlob(async (_dir, { gz, raw, blob, diffId }) => {
     const expected = await Deno.readFile(raw);
     for (const [way, min] of Object.entries(WAYS)) {
       let counted = 0;
@@ -70,15 +80,11 @@ Deno.test("layer file: a worker's tar is gzip -dc's, its byte count the blob's, 
       ok(got.every((b, i) => b === expected[i]), `${way}: bytes differ`);
       equal(counted, blob.size, `${way}: ${counted} of ${blob.size}`);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("layer file: refusals are the same from a worker (blob digest, diff_id, corrupt gzip)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cfs-layer-file-" });
-  try {
-    const { gz, blob, diffId } = await makeBlob(dir);
+  await withBlob(async (dir, { gz, blob, diffId }) => {
     const other = "sha256:" + "0".repeat(64);
     // A corrupt stream: the gzip cut in the middle, described by its own digest and size.
     const cut = join(dir, "cut.gz");
@@ -99,22 +105,39 @@ Deno.test("layer file: refusals are the same from a worker (blob digest, diff_id
       equal(worker.problem, problem, `${what}: ${worker.message}`);
       deepEqual(worker, here, what);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
+});
+
+Deno.test("layer file: a blob replaced after it was opened is refused by the worker, not read", async () => {
+  await withBlob(async (dir, { gz, blob, diffId }) => {
+    // The file the calling thread opened (and checked) stays; its name now holds another.
+    const file = await Deno.open(gz);
+    const other = join(dir, "other.gz");
+    await Deno.copyFile(gz, other);
+    await Deno.rename(other, gz);
+    const tar = verifiedLayerFile(file, gz, blob, diffId, { workerMinBytes: 0 });
+    const got = await refusal(new Response(tar).arrayBuffer());
+    equal(got.problem, "changed", got.message);
+    ok(got.message.includes(gz), got.message);
+  });
+});
+
+Deno.test("layer file: a file system error in the worker arrives as its Deno.errors class", async () => {
+  await withBlob(async (_dir, { gz, blob, diffId }) => {
+    const file = await Deno.open(gz);
+    await Deno.remove(gz); // the worker opens the name again: it is gone
+    const tar = verifiedLayerFile(file, gz, blob, diffId, { workerMinBytes: 0 });
+    await rejects(new Response(tar).arrayBuffer(), Deno.errors.NotFound);
+  });
 });
 
 Deno.test("layer file: a reader that stops early ends the worker (no leak, no hang)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cfs-layer-file-" });
-  try {
-    const { gz, blob, diffId } = await makeBlob(dir);
+  await withBlob(async (_dir, { gz, blob, diffId }) => {
     const file = await Deno.open(gz);
     const tar = verifiedLayerFile(file, gz, blob, diffId, { workerMinBytes: 0 });
     const reader = tar.getReader();
     const first = await reader.read();
     ok(!first.done && first.value.length > 0);
     await reader.cancel();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -39,7 +39,9 @@ export type BlobProblem =
   | "truncated"
   | "digest-mismatch"
   | "media-type"
-  | "decompress";
+  | "decompress"
+  /** The file was replaced between its checks and its read (a worker opens it again). */
+  | "changed";
 
 /** A blob whose bytes do not match its descriptor, or that cannot be decompressed. */
 export class BlobError extends CfsError {
@@ -66,18 +68,7 @@ export function blobVerifier(
   what = "blob",
 ): TransformStream<Uint8Array, Uint8Array> {
   const { digest, size } = expected;
-  const problem = digestProblem(digest);
-  if (problem !== undefined) {
-    throw new BlobError(
-      digest,
-      "bad-digest",
-      `${what} ${JSON.stringify(clip(digest))}: ${problem}`,
-    );
-  }
-  if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {
-    throw new BlobError(digest, "bad-digest", `${what} ${digest}: invalid declared size ${size}`);
-  }
-  const algorithm = digest.slice(0, digest.indexOf(":")) as DigestAlgorithm;
+  const algorithm = checkExpectation(expected, what);
   const hash = digestHasher(algorithm);
   let count = 0;
   return new TransformStream<Uint8Array, Uint8Array>({
@@ -111,6 +102,25 @@ export function blobVerifier(
       }
     },
   });
+}
+
+/**
+ * Checks that `expected` can be verified at all (a well-formed digest, a valid size); returns
+ * its algorithm. Throws {@link BlobError} (`bad-digest`) naming it as `what`.
+ */
+function checkExpectation({ digest, size }: BlobExpectation, what: string): DigestAlgorithm {
+  const problem = digestProblem(digest);
+  if (problem !== undefined) {
+    throw new BlobError(
+      digest,
+      "bad-digest",
+      `${what} ${JSON.stringify(clip(digest))}: ${problem}`,
+    );
+  }
+  if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {
+    throw new BlobError(digest, "bad-digest", `${what} ${digest}: invalid declared size ${size}`);
+  }
+  return digest.slice(0, digest.indexOf(":")) as DigestAlgorithm;
 }
 
 /** `source` piped through a {@link blobVerifier}. */
@@ -230,15 +240,8 @@ export function verifiedLayer(
   layer: LayerBlob,
   diffId: string,
   onCompressedBytes?: (n: number) => void,
-): ReadableStream<Uint8Array> {
-  const compression = layerCompression(layer.mediaType);
-  if (compression === undefined) {
-    throw new BlobError(
-      layer.digest,
-      "media-type",
-      `layer ${layer.digest}: unsupported media type ${JSON.stringify(clip(layer.mediaType, 100))}`,
-    );
-  }
+): ReadableStream<Uint8Array> & { [VERIFIED_DIFF_ID]: string } {
+  const compression = checkLayer(layer, diffId);
   const counted = onCompressedBytes
     ? compressed.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
@@ -251,8 +254,32 @@ export function verifiedLayer(
     : compressed;
   const checked = verifyBlob(counted, layer, "layer");
   const tar = decompress(checked, compression, layer.digest)
-    .pipeThrough(blobVerifier({ digest: diffId }, `uncompressed layer ${layer.digest}, diff_id`));
+    .pipeThrough(blobVerifier({ digest: diffId }, diffIdLabel(layer)));
   return Object.assign(tar, { [VERIFIED_DIFF_ID]: diffId });
+}
+
+/**
+ * What {@link verifiedLayer} refuses before it reads a byte: a media type that is not a
+ * layer's (`media-type`), a malformed layer digest or size, a malformed diff_id
+ * (`bad-digest`); returns the layer's compression. For a reader elsewhere (a worker) that
+ * must refuse the same layers at the same moment.
+ */
+export function checkLayer(layer: LayerBlob, diffId: string): LayerCompression {
+  const compression = layerCompression(layer.mediaType);
+  if (compression === undefined) {
+    throw new BlobError(
+      layer.digest,
+      "media-type",
+      `layer ${layer.digest}: unsupported media type ${JSON.stringify(clip(layer.mediaType, 100))}`,
+    );
+  }
+  checkExpectation(layer, "layer");
+  checkExpectation({ digest: diffId }, diffIdLabel(layer));
+  return compression;
+}
+
+function diffIdLabel(layer: LayerBlob): string {
+  return `uncompressed layer ${layer.digest}, diff_id`;
 }
 
 /**

@@ -10,14 +10,24 @@
  * that thread for the 206 MB Debian layer).
  *
  * The checks and their errors are {@link verifiedLayer}'s: a {@link BlobError} from the
- * worker is raised here with its digest, problem, code and message. Where no worker can
- * start (one core; a compiled binary without `--include lib/oci/layer_worker.ts`), the layer
- * is read on the calling thread, as before.
+ * worker is raised here with its digest, problem, code and message, a file system error as
+ * the same `Deno.errors` class. Where no worker can start (one core; a compiled binary
+ * without `--include lib/oci/layer_worker.ts`), the layer is read on the calling thread, as
+ * before.
+ *
+ * The worker opens the blob by its path again: it must find the very file the calling thread
+ * opened after checking it ({@link openSameFile}: device and inode compared), so that a
+ * layout whose blob is replaced meanwhile (by a link, say) is refused, not read.
  *
  * @module
  */
-import { BlobError, type LayerBlob, VERIFIED_DIFF_ID, verifiedLayer } from "./blob.ts";
-import type { LayerWorkerIn, LayerWorkerOut } from "./layer_worker.ts";
+import { BlobError, checkLayer, type LayerBlob, VERIFIED_DIFF_ID, verifiedLayer } from "./blob.ts";
+import type {
+  LayerWorkerError,
+  LayerWorkerIn,
+  LayerWorkerOpen,
+  LayerWorkerOut,
+} from "./layer_worker.ts";
 
 /** Acknowledge consumed chunks in groups (one message per group). */
 const ACK_EVERY = 8;
@@ -38,13 +48,37 @@ export interface LayerFileOptions {
   workerMinBytes?: number;
 }
 
+/** Which file: what {@link openSameFile} compares. */
+export interface FileIdentity {
+  dev: number;
+  ino: number | null;
+}
+
+/**
+ * Opens `path` for reading and checks that it is the file `same` (device and inode), else
+ * closes it and throws a {@link BlobError} (`changed`) naming `digest`.
+ */
+export async function openSameFile(
+  path: string,
+  same: FileIdentity,
+  digest: string,
+): Promise<Deno.FsFile> {
+  const file = await Deno.open(path);
+  const info = await file.stat();
+  if (info.dev !== same.dev || info.ino !== same.ino) {
+    file.close();
+    throw new BlobError(digest, "changed", `layer ${digest}: ${path} was replaced while read`);
+  }
+  return file;
+}
+
 /**
  * The verified tar of the layer blob `file`, open at `path` (checked to be the blob, of the
  * right size): `verifiedLayer(file.readable, layer, diffId, onCompressedBytes)`, read on a
- * second core when the machine has one and the blob is large (the worker opens `path` itself
- * and `file` is closed).
- * A media type or digest that is not a layer's is refused at once, as by verifiedLayer. Read
- * it to its end: the checks end it.
+ * second core when the machine has one and the blob is large (then `file` is closed here and
+ * the worker opens `path`, which must still be that file).
+ * A media type or digest that is not a layer's is refused at once, as by verifiedLayer (then
+ * `file` is the caller's to close). Read it to its end: the checks end it.
  */
 export function verifiedLayerFile(
   file: Deno.FsFile,
@@ -56,23 +90,22 @@ export function verifiedLayerFile(
   const { onCompressedBytes } = options;
   const worker = (navigator.hardwareConcurrency ?? 1) > 1 &&
     layer.size >= (options.workerMinBytes ?? LAYER_WORKER_MIN_BYTES);
-  // verifiedLayer checks the media type and digests when it is called: on this thread, now.
-  // (With a worker, this stream is only that check: it is cancelled and counts nothing.)
-  const here = verifiedLayer(file.readable, layer, diffId, worker ? undefined : onCompressedBytes);
-  if (!worker) return Object.assign(here, { [VERIFIED_DIFF_ID]: diffId });
-  here.cancel().catch(() => {}); // closes `file`
+  if (!worker) return verifiedLayer(file.readable, layer, diffId, onCompressedBytes);
+  // What verifiedLayer refuses at once is refused here, on this thread, now.
+  checkLayer(layer, diffId);
+  const { dev, ino } = file.statSync();
+  file.close();
+  const open = { path, layer, diffId, same: { dev, ino } };
   const local = async function* (): AsyncGenerator<Uint8Array> {
-    const again = await Deno.open(path);
+    const again = await openSameFile(path, open.same, layer.digest);
     yield* verifiedLayer(again.readable, layer, diffId, onCompressedBytes);
   };
-  const tar = ReadableStream.from(inWorker(path, layer, diffId, onCompressedBytes, local));
+  const tar = ReadableStream.from(inWorker(open, onCompressedBytes, local));
   return Object.assign(tar, { [VERIFIED_DIFF_ID]: diffId });
 }
 
 async function* inWorker(
-  path: string,
-  layer: LayerBlob,
-  diffId: string,
+  open: LayerWorkerOpen,
   onCompressedBytes: ((n: number) => void) | undefined,
   local: () => AsyncGenerator<Uint8Array>,
 ): AsyncGenerator<Uint8Array> {
@@ -99,7 +132,7 @@ async function* inWorker(
   };
   const send = (m: LayerWorkerIn) => worker.postMessage(m);
   try {
-    send({ open: { path, layer, diffId } });
+    send({ open });
     let unacked = 0;
     for (;;) {
       while (queue.length === 0 && failed === undefined) {
@@ -116,11 +149,7 @@ async function* inWorker(
         }
         throw failed!.error;
       }
-      if ("error" in m) {
-        const { blob, message } = m.error;
-        if (blob) throw new BlobError(blob.digest, blob.problem, message, { code: blob.code });
-        throw new Error(message);
-      }
+      if ("error" in m) throw workerError(m.error);
       if (m.bytes > 0) onCompressedBytes?.(m.bytes);
       if ("end" in m) return;
       yield m.chunk;
@@ -132,4 +161,13 @@ async function* inWorker(
   } finally {
     worker.terminate();
   }
+}
+
+/** The worker's error as the class it was there: a BlobError, a `Deno.errors` one, or an Error. */
+function workerError({ blob, deno, message }: LayerWorkerError): Error {
+  if (blob) return new BlobError(blob.digest, blob.problem, message, { code: blob.code });
+  const DenoError = deno === undefined
+    ? undefined
+    : (Deno.errors as unknown as Record<string, ErrorConstructor | undefined>)[deno];
+  return DenoError ? new DenoError(message) : new Error(message);
 }

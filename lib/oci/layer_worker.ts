@@ -12,12 +12,15 @@
  * @module
  */
 import { BlobError, type LayerBlob, verifiedLayer } from "./blob.ts";
+import { type FileIdentity, openSameFile } from "./layer_file.ts";
 
 /** The layer to read. */
 export interface LayerWorkerOpen {
   path: string;
   layer: LayerBlob;
   diffId: string;
+  /** The file the calling thread checked and opened: `path` must still be it. */
+  same: FileIdentity;
 }
 
 /** What the calling thread sends. */
@@ -26,6 +29,8 @@ export type LayerWorkerIn = { open: LayerWorkerOpen } | { ack: number };
 /** An error, as plain fields (an Error's class does not cross threads). */
 export interface LayerWorkerError {
   blob?: { digest: string; problem: BlobError["problem"]; code: string };
+  /** The `Deno.errors` class's name, for a file system error. */
+  deno?: string;
   message: string;
 }
 
@@ -56,8 +61,8 @@ self.onmessage = (e) => {
   run(m.open).catch((err) => self.postMessage({ error: describe(err) }));
 };
 
-async function run({ path, layer, diffId }: LayerWorkerOpen): Promise<void> {
-  const file = await Deno.open(path);
+async function run({ path, layer, diffId, same }: LayerWorkerOpen): Promise<void> {
+  const file = await openSameFile(path, same, layer.digest);
   let bytes = 0;
   let sent = 0;
   const tar = verifiedLayer(file.readable, layer, diffId, (n) => {
@@ -87,6 +92,9 @@ function describe(err: unknown): LayerWorkerError {
       blob: { digest: err.digest, problem: err.problem, code: err.code },
       message: err.message,
     };
+  }
+  if (err instanceof Error && Object.values(Deno.errors).some((C) => err instanceof C)) {
+    return { deno: err.name, message: err.message };
   }
   return { message: err instanceof Error ? err.message : String(err) };
 }
